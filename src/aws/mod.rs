@@ -1,0 +1,19 @@
+//! Enrichment: what keyhound can say about a found credential beyond where it is. Offline
+//! facts now; STS verification and IAM ownership plug in here.
+
+pub mod offline;
+
+use crate::detect::Role;
+use crate::finding::{Class, Credential};
+
+/// Offline enrichment: example/placeholder class and the account id decoded from the key id.
+pub fn enrich_offline(creds: &mut [Credential]) {
+    for c in creds {
+        c.class = if offline::is_example_credential(c.parts.iter().map(|(_, v)| v.as_str())) {
+            Class::Example
+        } else {
+            Class::Secret
+        };
+        c.account_id = c.part(Role::KeyId).and_then(offline::account_id);
+    }
+}

@@ -1,0 +1,208 @@
+//! Command line: clap derive parses arguments into a plan for `pipeline`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pipeline::{self, DetectPlan, OutputPlan, ScanPlan, EXIT_ERROR};
+use crate::report::Format;
+use crate::source::fs::WalkOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "keyhound",
+    version,
+    about = "Find leaked AWS access keys and other secrets in files, git history, archives and disk images.",
+    after_help = "Exit status: 0 nothing found, 1 secrets found, 2 error or incomplete scan."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan files and directories (the working tree).
+    Scan(ScanArgs),
+    /// List the rules, or test their examples.
+    Rules(RulesArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    /// Add the rules in this directory or file (TOML, same format as patterns/). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// Configuration file [default: .keyhound.toml in the scanned directory, if any].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Suppress the credentials of an earlier JSON report; report baseline entries not seen.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// A file of fingerprints to ignore, besides .keyhoundignore in the scanned directory.
+    #[arg(long, value_name = "FILE")]
+    ignore_file: Vec<PathBuf>,
+    /// Pair a key id with a secret at most this many lines away [default: 5].
+    #[arg(long, value_name = "N")]
+    pair_window_lines: Option<usize>,
+    /// Pair a key id with a secret at most this many bytes away [default: 1024].
+    #[arg(long, value_name = "N")]
+    pair_window_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// Report format.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    format: Format,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Show secrets in full (they are redacted otherwise).
+    #[arg(long)]
+    show_secrets: bool,
+    /// Also report documentation examples and placeholders.
+    #[arg(long)]
+    include_examples: bool,
+    /// No progress, no summary: only the findings.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Colour in text output.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorWhen,
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    /// Files or directories to scan.
+    #[arg(default_value = ".")]
+    paths: Vec<PathBuf>,
+    /// Do not honour .gitignore, .ignore and git's exclude files.
+    #[arg(long)]
+    no_ignore: bool,
+    /// Follow symbolic links.
+    #[arg(long, short = 'L')]
+    follow: bool,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    threads: Option<usize>,
+    /// Largest piece of a file held in memory; bigger files are read in overlapping windows.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    buffer_mib: usize,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct RulesArgs {
+    #[command(subcommand)]
+    action: Option<RulesAction>,
+    /// Add the rules in this directory or file. Repeatable.
+    #[arg(long, value_name = "DIR", global = true)]
+    rules: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// List every rule (the default).
+    List,
+    /// Run every rule's positive and negative examples.
+    Check,
+}
+
+impl DetectArgs {
+    fn plan(self) -> DetectPlan {
+        DetectPlan {
+            rules: self.rules,
+            config: self.config,
+            baseline: self.baseline,
+            ignore_files: self.ignore_file,
+            pair_lines: self.pair_window_lines,
+            pair_bytes: self.pair_window_bytes,
+        }
+    }
+}
+
+impl OutputArgs {
+    fn plan(self) -> OutputPlan {
+        OutputPlan {
+            format: self.format,
+            file: self.output,
+            show_secrets: self.show_secrets,
+            include_examples: self.include_examples,
+            quiet: self.quiet,
+            color: match self.color {
+                ColorWhen::Auto => None,
+                ColorWhen::Always => Some(true),
+                ColorWhen::Never => Some(false),
+            },
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(a) => pipeline::scan(ScanPlan {
+            roots: a.paths,
+            walk: WalkOptions {
+                no_ignore: a.no_ignore,
+                follow_links: a.follow,
+                threads: a.threads.unwrap_or_else(default_threads).max(1),
+                chunk: a.buffer_mib.max(1) << 20,
+                overlap: 64 << 10,
+            },
+            detect: a.detect.plan(),
+            output: a.output.plan(),
+        }),
+        Command::Rules(a) => rules(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("keyhound: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn rules(a: RulesArgs) -> anyhow::Result<u8> {
+    let engine = pipeline::load_engine(&a.rules, None)?;
+    match a.action.unwrap_or(RulesAction::List) {
+        RulesAction::List => {
+            for m in engine.rules.metas() {
+                println!(
+                    "{:<36} {:<9} {:<22} {}",
+                    m.id,
+                    m.severity.as_str(),
+                    m.source,
+                    m.name
+                );
+            }
+            Ok(0)
+        }
+        RulesAction::Check => {
+            let failures = pipeline::check_rules(&engine);
+            for f in &failures {
+                eprintln!("FAIL {f}");
+            }
+            let n = engine.rules.rules.len() + engine.rules.pairs.len();
+            println!("{} rules checked, {} failures", n, failures.len());
+            Ok(if failures.is_empty() { 0 } else { 1 })
+        }
+    }
+}

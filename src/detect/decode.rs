@@ -1,0 +1,431 @@
+//! Decoding passes. Each builds a `View`: new bytes to scan plus a map from every view offset
+//! back to an offset in the bytes it was made from. A view keeps the undecoded text around what
+//! it decodes, so a keyword on the line (`AWS_SECRET_ACCESS_KEY: <base64>`) and a key id a few
+//! lines up still pair with the decoded value.
+
+use base64::engine::general_purpose::GeneralPurpose;
+use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
+use base64::Engine as _;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decoding {
+    #[serde(rename = "utf-16le")]
+    Utf16Le,
+    #[serde(rename = "utf-16be")]
+    Utf16Be,
+    Base64,
+    Url,
+}
+
+impl Decoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decoding::Utf16Le => "utf-16le",
+            Decoding::Utf16Be => "utf-16be",
+            Decoding::Base64 => "base64",
+            Decoding::Url => "url",
+        }
+    }
+}
+
+/// `view[view_start..view_start+view_len]` stands for `src[src_start..src_start+src_len]`.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    view_start: usize,
+    view_len: usize,
+    src_start: usize,
+    src_len: usize,
+    decoded: bool,
+}
+
+pub struct View {
+    pub data: Vec<u8>,
+    pub decoding: Decoding,
+    segs: Vec<Seg>,
+}
+
+impl View {
+    fn new(decoding: Decoding, cap: usize) -> View {
+        View {
+            data: Vec::with_capacity(cap),
+            decoding,
+            segs: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8], src_start: usize, src_len: usize, decoded: bool) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.segs.push(Seg {
+            view_start: self.data.len(),
+            view_len: bytes.len(),
+            src_start,
+            src_len,
+            decoded,
+        });
+        self.data.extend_from_slice(bytes);
+    }
+
+    fn seg(&self, off: usize) -> &Seg {
+        let i = self
+            .segs
+            .partition_point(|s| s.view_start <= off)
+            .saturating_sub(1);
+        &self.segs[i]
+    }
+
+    /// Source offset of view offset `off`.
+    pub fn map(&self, off: usize) -> usize {
+        let s = self.seg(off.min(self.data.len().saturating_sub(1)));
+        let rel = off.saturating_sub(s.view_start).min(s.view_len);
+        s.src_start + rel * s.src_len / s.view_len
+    }
+
+    /// Source offset just past view offset `end - 1`.
+    pub fn map_end(&self, end: usize) -> usize {
+        if end == 0 {
+            return self.map(0);
+        }
+        let s = self.seg(end - 1);
+        let rel = (end - s.view_start).min(s.view_len);
+        s.src_start + (rel * s.src_len).div_ceil(s.view_len)
+    }
+
+    /// Does `view[start..end]` include decoded bytes (rather than text copied as it was)?
+    pub fn touches_decoded(&self, start: usize, end: usize) -> bool {
+        let i = self
+            .segs
+            .partition_point(|s| s.view_start <= start)
+            .saturating_sub(1);
+        self.segs[i..]
+            .iter()
+            .take_while(|s| s.view_start < end)
+            .any(|s| s.decoded)
+    }
+}
+
+const MIN_UTF16_CHARS: usize = 8;
+
+#[inline]
+fn utf16_char(b: u8) -> Option<u8> {
+    match b {
+        b'\t' | b'\n' | b'\r' | 0x20..=0x7e => Some(b),
+        0xa0..=0xff => Some(b'?'), // Latin-1: keep one byte per char so the map stays linear
+        _ => None,
+    }
+}
+
+/// Runs of UTF-16 text (little or big endian, ASCII/Latin-1 range) of at least 8 characters,
+/// joined by newlines. Finds both whole UTF-16 files (PowerShell, .reg, .ini from Windows) and
+/// UTF-16 strings inside binaries. Call only when `data` has NUL bytes.
+pub fn utf16_views(data: &[u8]) -> Vec<View> {
+    let mut views = Vec::new();
+    for (decoding, hi_first) in [(Decoding::Utf16Le, false), (Decoding::Utf16Be, true)] {
+        let mut view = View::new(decoding, 0);
+        let mut i = 0;
+        let mut run = Vec::new();
+        while i + 1 < data.len() {
+            let (lo, hi) = if hi_first {
+                (data[i + 1], data[i])
+            } else {
+                (data[i], data[i + 1])
+            };
+            if hi != 0 || utf16_char(lo).is_none() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            run.clear();
+            while i + 1 < data.len() {
+                let (lo, hi) = if hi_first {
+                    (data[i + 1], data[i])
+                } else {
+                    (data[i], data[i + 1])
+                };
+                match utf16_char(lo) {
+                    Some(c) if hi == 0 => run.push(c),
+                    _ => break,
+                }
+                i += 2;
+            }
+            if run.len() >= MIN_UTF16_CHARS {
+                view.push(&run, start, i - start, true);
+                view.push(b"\n", i, 0, true);
+            }
+        }
+        if !view.data.is_empty() {
+            views.push(view);
+        }
+    }
+    views
+}
+
+#[inline]
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+const MIN_B64_RUN: usize = 16;
+const MAX_B64_RUN: usize = 1 << 20;
+
+/// A base64 run (padding included) around offset `at`, if any.
+pub fn base64_run(data: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut s = at;
+    while s > 0 && at - s < MAX_B64_RUN && is_b64(data[s - 1]) {
+        s -= 1;
+    }
+    let mut e = at;
+    while e < data.len() && e - s < MAX_B64_RUN && is_b64(data[e]) {
+        e += 1;
+    }
+    while e < data.len() && e - s < MAX_B64_RUN && data[e] == b'=' {
+        e += 1;
+    }
+    (e - s >= MIN_B64_RUN).then_some((s, e))
+}
+
+static B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decoded run, if it decodes and the result looks like text.
+fn decode_b64_text(run: &[u8]) -> Option<Vec<u8>> {
+    let mut body = run;
+    while let [rest @ .., b'='] = body {
+        body = rest;
+    }
+    if body.len() % 4 == 1 {
+        body = &body[..body.len() - 1];
+    }
+    let out = B64.decode(body).ok()?;
+    looks_like_text(&out).then_some(out)
+}
+
+pub fn looks_like_text(b: &[u8]) -> bool {
+    if b.is_empty() {
+        return false;
+    }
+    if std::str::from_utf8(b).is_ok() {
+        return !b
+            .iter()
+            .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'));
+    }
+    let printable = b
+        .iter()
+        .filter(|&&c| matches!(c, b'\t' | b'\n' | b'\r' | 0x20..=0x7e))
+        .count();
+    printable * 10 >= b.len() * 9
+}
+
+/// A view of `data` where each base64 run that holds one of `hits` and decodes to text is
+/// replaced by its decoded text.
+pub fn base64_view(data: &[u8], hits: &[usize]) -> Option<View> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &h in hits {
+        if runs.last().is_some_and(|&(s, e)| h >= s && h < e) {
+            continue;
+        }
+        if let Some(r) = base64_run(data, h) {
+            if !runs.contains(&r) {
+                runs.push(r);
+            }
+        }
+    }
+    runs.sort_unstable();
+    splice(data, Decoding::Base64, &runs, |run| {
+        decode_b64_text(run).map(|d| vec![(d, run.len(), true)])
+    })
+}
+
+/// Replaces `runs` of `data` by what `decode` makes of them; `None` if nothing decoded.
+/// `decode` returns pieces (bytes, source bytes they stand for, decoded?) covering the run.
+fn splice(
+    data: &[u8],
+    decoding: Decoding,
+    runs: &[(usize, usize)],
+    decode: impl Fn(&[u8]) -> Option<Vec<(Vec<u8>, usize, bool)>>,
+) -> Option<View> {
+    let mut view = View::new(decoding, data.len());
+    let mut pos = 0;
+    let mut any = false;
+    for &(s, e) in runs {
+        if s < pos {
+            continue;
+        }
+        let Some(pieces) = decode(&data[s..e]) else {
+            continue;
+        };
+        any = true;
+        view.push(&data[pos..s], pos, s - pos, false);
+        let mut src = s;
+        for (bytes, len, decoded) in pieces {
+            view.push(&bytes, src, len, decoded);
+            src += len;
+        }
+        pos = e;
+    }
+    if !any {
+        return None;
+    }
+    view.push(&data[pos..], pos, data.len() - pos, false);
+    Some(view)
+}
+
+#[inline]
+fn url_token_byte(b: u8) -> bool {
+    b > 0x20 && b < 0x7f && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`')
+}
+
+const MAX_URL_TOKEN: usize = 8192;
+
+/// A view of `data` where the tokens (runs of URL characters) around `hits` (`%2F`, `%2B`,
+/// `%3D`…) are percent-decoded, escape by escape, so offsets map back exactly.
+pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &h in hits {
+        if runs.last().is_some_and(|&(_, e)| h < e) {
+            continue;
+        }
+        let mut s = h;
+        while s > 0 && h - s < MAX_URL_TOKEN && url_token_byte(data[s - 1]) {
+            s -= 1;
+        }
+        let mut e = h;
+        while e < data.len() && e - h < MAX_URL_TOKEN && url_token_byte(data[e]) {
+            e += 1;
+        }
+        runs.push((s, e));
+    }
+    splice(data, Decoding::Url, &runs, |tok| {
+        let mut pieces = Vec::new();
+        let mut plain = Vec::new();
+        let mut i = 0;
+        let mut any = false;
+        while i < tok.len() {
+            let esc = (tok[i] == b'%' && i + 2 < tok.len())
+                .then(|| hex_pair(tok[i + 1], tok[i + 2]))
+                .flatten();
+            match esc {
+                Some(b) => {
+                    if !plain.is_empty() {
+                        let n = plain.len();
+                        pieces.push((std::mem::take(&mut plain), n, false));
+                    }
+                    pieces.push((vec![b], 3, true));
+                    any = true;
+                    i += 3;
+                }
+                None => {
+                    plain.push(tok[i]);
+                    i += 1;
+                }
+            }
+        }
+        if !plain.is_empty() {
+            let n = plain.len();
+            pieces.push((plain, n, false));
+        }
+        any.then_some(pieces)
+    })
+}
+
+fn hex_pair(a: u8, b: u8) -> Option<u8> {
+    let h = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    Some(h(a)? << 4 | h(b)?)
+}
+
+/// The literal forms `keyword` takes inside base64, at each of the three alignments: only the
+/// characters fully determined by the keyword's own bytes.
+pub fn base64_forms(keyword: &[u8]) -> Vec<Vec<u8>> {
+    let std = &base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut out = Vec::new();
+    for align in 0..3usize {
+        let mut buf = vec![0u8; align];
+        buf.extend_from_slice(keyword);
+        let enc = std.encode(&buf);
+        let skip = match align {
+            0 => 0,
+            1 => 2,
+            _ => 3,
+        };
+        let full = (align + keyword.len()) * 8 / 6;
+        if full > skip && full - skip >= 4 {
+            out.push(enc.as_bytes()[skip..full].to_vec());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_forms_are_found_in_encodings() {
+        let std = &base64::engine::general_purpose::STANDARD;
+        for prefix in ["", "x", "xy", "xyz"] {
+            let text = format!("{prefix}aws_secret_access_key=1");
+            let enc = std.encode(text.as_bytes());
+            let forms = base64_forms(b"secret");
+            assert!(
+                forms
+                    .iter()
+                    .any(|f| enc.as_bytes().windows(f.len()).any(|w| w == f.as_slice())),
+                "{enc}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_view_maps_back() {
+        let std = &base64::engine::general_purpose::STANDARD;
+        let enc = std.encode(b"hello secret world, long enough");
+        let data = format!("key: {enc}\nnext");
+        let hit = data.find(&enc).unwrap() + 4;
+        let v = base64_view(data.as_bytes(), &[hit]).unwrap();
+        let text = String::from_utf8(v.data.clone()).unwrap();
+        assert_eq!(text, "key: hello secret world, long enough\nnext");
+        let at = text.find("secret").unwrap();
+        assert!(v.touches_decoded(at, at + 6));
+        assert!(!v.touches_decoded(0, 4));
+        let m = v.map(at);
+        assert!(m >= 5 && m < 5 + enc.len());
+        assert_eq!(
+            v.map(text.find("next").unwrap()),
+            data.find("next").unwrap()
+        );
+    }
+
+    #[test]
+    fn url_view_maps_escapes_exactly() {
+        let data = b"GET /a?k=ab%2Fcd%2Bef HTTP/1.1";
+        let hit = 11;
+        let v = url_view(data, &[hit]).unwrap();
+        assert_eq!(&v.data[..], b"GET /a?k=ab/cd+ef HTTP/1.1");
+        assert_eq!(v.map(12), 14); // 'c' after the first escape
+        assert!(v.touches_decoded(9, 17));
+        assert!(!v.touches_decoded(0, 3));
+        assert_eq!(v.map_end(17), 21);
+    }
+
+    #[test]
+    fn utf16_runs_both_orders() {
+        let text = "Set-Credential -AccessKey abc";
+        let mut le: Vec<u8> = vec![0xff, 0xfe];
+        le.extend(text.encode_utf16().flat_map(|c| c.to_le_bytes()));
+        let v = utf16_views(&le);
+        assert_eq!(v[0].decoding, Decoding::Utf16Le);
+        assert_eq!(&v[0].data[..text.len()], text.as_bytes());
+        assert_eq!(v[0].map(4), 2 + 8);
+        let be: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_be_bytes()).collect();
+        let v = utf16_views(&be);
+        assert!(v
+            .iter()
+            .any(|v| v.decoding == Decoding::Utf16Be && v.data.starts_with(text.as_bytes())));
+    }
+}

@@ -1,0 +1,504 @@
+//! Detection: one Aho-Corasick automaton over every rule's keywords (plus the base64 forms of
+//! those keywords and the URL escapes that start the decoding passes), `regex::bytes`
+//! confirmation in a bounded window around each hit, then pairing of key ids with secrets.
+//! Works on raw bytes and knows nothing of where they came from.
+
+pub mod decode;
+pub mod examples;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use anyhow::Result;
+use serde::Serialize;
+
+pub use decode::Decoding;
+pub use rules::{RuleMeta, RuleSet, Severity};
+
+use rules::Rule;
+
+/// What a part of a detection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An access key id (identifies the key; not secret on its own, but a lead).
+    KeyId,
+    /// The secret of a pair, or a secret on its own.
+    Secret,
+    /// A session token that goes with a temporary key.
+    SessionToken,
+    /// The whole secret of a single-part rule (a token, a private key).
+    Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub role: Role,
+    pub start: usize,
+    pub end: usize,
+    pub value: Vec<u8>,
+}
+
+/// One secret (or pair) at one place of the scanned bytes.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    pub rule: Arc<RuleMeta>,
+    /// Offsets are in the bytes given to `Engine::scan`; the first part is the primary one.
+    pub parts: Vec<Part>,
+    /// Decoding passes the secret went through, outermost first.
+    pub decoded: Vec<Decoding>,
+    /// For decoded detections: the decoded line, for display.
+    pub context: Option<Vec<u8>>,
+}
+
+/// Depth of nested decoding (a base64 value inside a UTF-16 file is depth 2).
+const MAX_DECODE_DEPTH: usize = 2;
+/// How far a window may grow to reach the edge of the token it cuts.
+const MAX_BOUNDARY_STRETCH: usize = 256;
+
+#[derive(Default, Clone)]
+struct Pat {
+    rules: Vec<u32>,
+    base64: bool,
+    url: bool,
+}
+
+pub struct Engine {
+    pub rules: RuleSet,
+    ac: AhoCorasick,
+    pats: Vec<Pat>,
+    /// For each rule: the rules that search the pair window around its matches.
+    near_rules: Vec<Vec<usize>>,
+    /// For each rule: its role when reported on its own.
+    roles: Vec<Role>,
+    /// The longest span the engine may need at once (for overlapping windows of big files).
+    pub max_span: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct M {
+    rule: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet) -> Result<Engine> {
+        let mut lits: HashMap<Vec<u8>, Pat> = HashMap::new();
+        for (i, r) in rules.rules.iter().enumerate() {
+            for k in &r.keywords {
+                let k = k.to_ascii_lowercase().into_bytes();
+                lits.entry(k).or_default().rules.push(i as u32);
+            }
+        }
+        // The base64 forms of every keyword, in the cases keys are written in.
+        let keywords: Vec<Vec<u8>> = lits.keys().cloned().collect();
+        for k in keywords {
+            let mut cases = vec![k.clone(), k.to_ascii_uppercase()];
+            let mut title = k.clone();
+            title[0] = title[0].to_ascii_uppercase();
+            cases.push(title);
+            cases.sort();
+            cases.dedup();
+            for c in cases {
+                for f in decode::base64_forms(&c) {
+                    lits.entry(f.to_ascii_lowercase()).or_default().base64 = true;
+                }
+            }
+        }
+        for esc in ["%2f", "%2b", "%3d"] {
+            lits.entry(esc.as_bytes().to_vec()).or_default().url = true;
+        }
+        let (patterns, pats): (Vec<Vec<u8>>, Vec<Pat>) = lits.into_iter().unzip();
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)?;
+
+        let n = rules.rules.len();
+        let mut near_rules = vec![Vec::new(); n];
+        let mut roles = vec![Role::Value; n];
+        for (i, r) in rules.rules.iter().enumerate() {
+            if let Some(k) = r.near {
+                near_rules[k].push(i);
+            }
+        }
+        let mut max_span = 0;
+        for p in &rules.pairs {
+            roles[p.key] = Role::KeyId;
+            for &s in &p.secrets {
+                roles[s] = Role::Secret;
+            }
+            if let Some(t) = p.token {
+                roles[t] = Role::SessionToken;
+            }
+            max_span = max_span.max(2 * p.bytes + 4096);
+        }
+        for r in &rules.rules {
+            max_span = max_span.max(r.window.0 + r.window.1 + 2 * MAX_BOUNDARY_STRETCH);
+        }
+        Ok(Engine {
+            rules,
+            ac,
+            pats,
+            near_rules,
+            roles,
+            max_span,
+        })
+    }
+
+    /// Every detection in `data`, decoded passes included, deduplicated.
+    pub fn scan(&self, data: &[u8]) -> Vec<Detection> {
+        self.scan_view(data, 0)
+    }
+
+    fn scan_view(&self, data: &[u8], depth: usize) -> Vec<Detection> {
+        let mut windows: Vec<M> = Vec::new();
+        let mut b64_hits = Vec::new();
+        let mut url_hits = Vec::new();
+        for m in self.ac.find_overlapping_iter(data) {
+            let p = &self.pats[m.pattern().as_usize()];
+            for &r in &p.rules {
+                let rule = &self.rules.rules[r as usize];
+                windows.push(M {
+                    rule: r as usize,
+                    start: m.start().saturating_sub(rule.window.0),
+                    end: (m.end() + rule.window.1).min(data.len()),
+                });
+            }
+            if p.base64 && depth < MAX_DECODE_DEPTH {
+                b64_hits.push(m.start());
+            }
+            if p.url && depth < MAX_DECODE_DEPTH {
+                url_hits.push(m.start());
+            }
+        }
+        let mut out = Vec::new();
+        if !windows.is_empty() {
+            let mut matches = Vec::new();
+            self.confirm(data, windows, &mut matches);
+            if !matches.is_empty() {
+                self.near_pass(data, &mut matches);
+                self.pair(data, matches, &mut out);
+            }
+        }
+        if depth < MAX_DECODE_DEPTH {
+            if depth == 0 && memchr::memchr(0, data).is_some() {
+                for v in decode::utf16_views(data) {
+                    self.scan_child(&v, depth, false, &mut out);
+                }
+            }
+            if !b64_hits.is_empty() {
+                if let Some(v) = decode::base64_view(data, &b64_hits) {
+                    self.scan_child(&v, depth, true, &mut out);
+                }
+            }
+            if !url_hits.is_empty() {
+                if let Some(v) = decode::url_view(data, &url_hits) {
+                    self.scan_child(&v, depth, true, &mut out);
+                }
+            }
+            dedup(&mut out);
+        }
+        out
+    }
+
+    /// Scans a decoded view and maps what it finds back; with `only_decoded`, detections made
+    /// only of text that was copied unchanged (already found in `data`) are dropped.
+    fn scan_child(
+        &self,
+        v: &decode::View,
+        depth: usize,
+        only_decoded: bool,
+        out: &mut Vec<Detection>,
+    ) {
+        for mut d in self.scan_view(&v.data, depth + 1) {
+            if only_decoded && !d.parts.iter().any(|p| v.touches_decoded(p.start, p.end)) {
+                continue;
+            }
+            if d.context.is_none() {
+                d.context = Some(line_around(&v.data, d.parts[0].start, d.parts[0].end).to_vec());
+            }
+            for p in &mut d.parts {
+                let (s, e) = (v.map(p.start), v.map_end(p.end));
+                p.start = s;
+                p.end = e.max(s + 1);
+            }
+            d.decoded.insert(0, v.decoding);
+            out.push(d);
+        }
+    }
+
+    /// Runs each rule's regex over its merged windows and keeps the matches that pass its checks.
+    fn confirm(&self, data: &[u8], mut windows: Vec<M>, matches: &mut Vec<M>) {
+        windows.sort_unstable_by_key(|w| (w.rule, w.start));
+        let mut i = 0;
+        while i < windows.len() {
+            let M {
+                rule,
+                start,
+                mut end,
+            } = windows[i];
+            i += 1;
+            while i < windows.len() && windows[i].rule == rule && windows[i].start <= end {
+                end = end.max(windows[i].end);
+                i += 1;
+            }
+            self.search(rule, data, start, end, matches);
+        }
+        matches.sort_unstable_by_key(|m| (m.start, m.end, m.rule));
+        matches.dedup_by_key(|m| (m.start, m.end, m.rule));
+    }
+
+    fn search(&self, ri: usize, data: &[u8], start: usize, end: usize, matches: &mut Vec<M>) {
+        let rule = &self.rules.rules[ri];
+        // Stretch the window to the edges of the tokens it cuts, so `^`/`$` and the
+        // boundary classes see real boundaries.
+        let mut s = start;
+        while s > 0 && start - s < MAX_BOUNDARY_STRETCH && is_token_byte(data[s - 1]) {
+            s -= 1;
+        }
+        let mut e = end;
+        while e < data.len() && e - end < MAX_BOUNDARY_STRETCH && is_token_byte(data[e]) {
+            e += 1;
+        }
+        let hay = &data[s..e];
+        if rule.secret_group == 0 {
+            for m in rule.regex.find_iter(hay) {
+                self.accept(ri, rule, data, s + m.start(), s + m.end(), matches);
+            }
+        } else {
+            for c in rule.regex.captures_iter(hay) {
+                if let Some(g) = c.get(rule.secret_group) {
+                    self.accept(ri, rule, data, s + g.start(), s + g.end(), matches);
+                }
+            }
+        }
+    }
+
+    fn accept(&self, ri: usize, rule: &Rule, data: &[u8], s: usize, e: usize, out: &mut Vec<M>) {
+        if s == e {
+            return;
+        }
+        if let Some(c) = &rule.not_before {
+            if s > 0 && c.contains(data[s - 1]) {
+                return;
+            }
+        }
+        if let Some(c) = &rule.not_after {
+            if e < data.len() && c.contains(data[e]) {
+                return;
+            }
+        }
+        let v = &data[s..e];
+        if let Some(min) = rule.entropy {
+            if rules::entropy(v) < min {
+                return;
+            }
+        }
+        if rule.reject.iter().any(|r| r.is_match(v)) || !rule.require.iter().all(|r| r.is_match(v))
+        {
+            return;
+        }
+        out.push(M {
+            rule: ri,
+            start: s,
+            end: e,
+        });
+    }
+
+    /// Searches the pair window around each key match for the rules that look only there.
+    fn near_pass(&self, data: &[u8], matches: &mut Vec<M>) {
+        let mut lines: Option<Vec<usize>> = None;
+        let mut found = Vec::new();
+        for pair in &self.rules.pairs {
+            let near = &self.near_rules[pair.key];
+            if near.is_empty() {
+                continue;
+            }
+            for k in matches.iter().filter(|m| m.rule == pair.key) {
+                let nl = lines.get_or_insert_with(|| newlines(data));
+                let (lo, hi) = pair_window(k, pair.lines, pair.bytes, nl, data.len());
+                for &r in near {
+                    self.search(r, data, lo, hi, &mut found);
+                }
+            }
+        }
+        if !found.is_empty() {
+            matches.extend(found);
+            matches.sort_unstable_by_key(|m| (m.start, m.end, m.rule));
+            matches.dedup_by_key(|m| (m.start, m.end, m.rule));
+        }
+    }
+
+    /// Joins each key id with its nearest secret (and token) in the pair window; what stays
+    /// alone is reported alone if its rule is standalone.
+    fn pair(&self, data: &[u8], matches: Vec<M>, out: &mut Vec<Detection>) {
+        let mut used = vec![false; matches.len()];
+        let mut lines: Option<Vec<usize>> = None;
+        let part = |m: &M, role: Role| Part {
+            role,
+            start: m.start,
+            end: m.end,
+            value: data[m.start..m.end].to_vec(),
+        };
+        for pair in &self.rules.pairs {
+            let keys: Vec<usize> = (0..matches.len())
+                .filter(|&i| matches[i].rule == pair.key)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let nl = lines.get_or_insert_with(|| newlines(data));
+            let wins: Vec<(usize, usize)> = keys
+                .iter()
+                .map(|&k| pair_window(&matches[k], pair.lines, pair.bytes, nl, data.len()))
+                .collect();
+            // Candidate (distance, preference, key, other) for the secrets, then the tokens.
+            let candidates = |rule_pref: &dyn Fn(usize) -> Option<usize>,
+                              keys_ok: &dyn Fn(usize) -> bool| {
+                let mut c = Vec::new();
+                for (ki, &k) in keys.iter().enumerate() {
+                    if !keys_ok(k) {
+                        continue;
+                    }
+                    let (lo, hi) = wins[ki];
+                    for (si, s) in matches.iter().enumerate() {
+                        let Some(pref) = rule_pref(s.rule) else {
+                            continue;
+                        };
+                        if si == k || s.start < lo || s.end > hi {
+                            continue;
+                        }
+                        // Same bytes matched by a better rule of the list: keep that one.
+                        if matches.iter().any(|o| {
+                            o.start == s.start
+                                && o.end == s.end
+                                && rule_pref(o.rule).is_some_and(|p| p < pref)
+                        }) {
+                            continue;
+                        }
+                        let dist = s.start.abs_diff(matches[k].start);
+                        c.push((dist, pref, k, si));
+                    }
+                }
+                c.sort_unstable();
+                c
+            };
+            let secret_pref = |r: usize| pair.secrets.iter().position(|&s| s == r);
+            let mut joined: HashMap<usize, (usize, Option<usize>)> = HashMap::new();
+            for (_, _, k, s) in candidates(&secret_pref, &|_| true) {
+                if used[k] || used[s] {
+                    continue;
+                }
+                used[k] = true;
+                used[s] = true;
+                joined.insert(k, (s, None));
+            }
+            if let Some(t) = pair.token {
+                let token_pref = |r: usize| (r == t).then_some(0);
+                let wants_token = |k: usize| {
+                    joined.contains_key(&k)
+                        && pair.token_key_prefixes.iter().any(|p| {
+                            data[matches[k].start..matches[k].end].starts_with(p.as_bytes())
+                        })
+                };
+                for (_, _, k, ti) in candidates(&token_pref, &wants_token) {
+                    if used[ti] || joined[&k].1.is_some() {
+                        continue;
+                    }
+                    used[ti] = true;
+                    joined.get_mut(&k).unwrap().1 = Some(ti);
+                }
+            }
+            let mut js: Vec<_> = joined.into_iter().collect();
+            js.sort_unstable();
+            for (k, (s, t)) in js {
+                let mut parts = vec![
+                    part(&matches[k], Role::KeyId),
+                    part(&matches[s], Role::Secret),
+                ];
+                if let Some(t) = t {
+                    parts.push(part(&matches[t], Role::SessionToken));
+                }
+                out.push(Detection {
+                    rule: pair.meta.clone(),
+                    parts,
+                    decoded: Vec::new(),
+                    context: None,
+                });
+            }
+        }
+        for (i, m) in matches.iter().enumerate() {
+            let rule = &self.rules.rules[m.rule];
+            if used[i] || !rule.standalone {
+                continue;
+            }
+            out.push(Detection {
+                rule: rule.meta.clone(),
+                parts: vec![part(m, self.roles[m.rule])],
+                decoded: Vec::new(),
+                context: None,
+            });
+        }
+    }
+}
+
+/// Drops exact repeats, and single parts that a pair found in the same place already covers.
+fn dedup(out: &mut Vec<Detection>) {
+    if out.len() < 2 {
+        return;
+    }
+    let covered: std::collections::HashSet<(usize, Vec<u8>)> = out
+        .iter()
+        .filter(|d| d.parts.len() > 1)
+        .flat_map(|d| d.parts.iter().map(|p| (p.start, p.value.clone())))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|d| {
+        if d.parts.len() == 1 && covered.contains(&(d.parts[0].start, d.parts[0].value.clone())) {
+            return false;
+        }
+        let key: Vec<(usize, &[u8])> = d.parts.iter().map(|p| (p.start, &p.value[..])).collect();
+        seen.insert((d.rule.id.clone(), format!("{key:?}")))
+    });
+}
+
+#[inline]
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+}
+
+fn newlines(data: &[u8]) -> Vec<usize> {
+    memchr::memchr_iter(b'\n', data).collect()
+}
+
+/// The bytes within `lines` lines and `bytes` bytes of a key match.
+fn pair_window(k: &M, lines: usize, bytes: usize, nl: &[usize], len: usize) -> (usize, usize) {
+    let line = nl.partition_point(|&p| p < k.start);
+    let lo_line = line.saturating_sub(lines);
+    let lo_line_start = if lo_line == 0 { 0 } else { nl[lo_line - 1] + 1 };
+    let hi_line = line + lines;
+    let hi_line_end = nl.get(hi_line).copied().unwrap_or(len);
+    (
+        k.start.saturating_sub(bytes).max(lo_line_start),
+        (k.end + bytes).min(hi_line_end).min(len),
+    )
+}
+
+/// The line holding `data[start..end]`, cut to at most 160 bytes either side.
+pub fn line_around(data: &[u8], start: usize, end: usize) -> &[u8] {
+    const MAX: usize = 160;
+    let lo = start.saturating_sub(MAX);
+    let ls = memchr::memrchr(b'\n', &data[lo..start]).map_or(lo, |p| lo + p + 1);
+    let end = end.min(data.len());
+    let hi = (end + MAX).min(data.len());
+    let le = memchr::memchr(b'\n', &data[end..hi]).map_or(hi, |p| end + p);
+    let mut s = &data[ls..le];
+    if let [rest @ .., b'\r'] = s {
+        s = rest;
+    }
+    s
+}

@@ -1,0 +1,280 @@
+//! Findings (one secret at one place) and credentials (one secret, all its places).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::blob::{Blob, Origin};
+use crate::detect::{line_around, Decoding, Detection, Role, RuleMeta};
+
+/// The marker that allows a finding on its line.
+pub const ALLOW_MARKER: &[u8] = b"keyhound:allow";
+
+/// Lines and columns start at 1; columns count characters; offsets count bytes of the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub line: u64,
+    pub column: u64,
+    pub end_line: u64,
+    pub end_column: u64,
+    pub offset: u64,
+    pub end_offset: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FoundPart {
+    pub role: Role,
+    pub value: String,
+    pub location: Location,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub rule: Arc<RuleMeta>,
+    pub origin: Arc<Origin>,
+    pub parts: Vec<FoundPart>,
+    pub decoded: Vec<Decoding>,
+    /// The line around the primary part, secrets included: redact before showing.
+    pub snippet: String,
+    /// The line carries `keyhound:allow`.
+    pub allowed_inline: bool,
+    pub fingerprint: String,
+}
+
+/// Is this credential a real-looking secret or an example/placeholder?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Secret,
+    Example,
+}
+
+/// One place a credential was seen.
+#[derive(Clone, Debug, Serialize)]
+pub struct Place {
+    #[serde(flatten)]
+    pub origin: Arc<Origin>,
+    #[serde(flatten)]
+    pub location: Location,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decoded: Vec<Decoding>,
+    /// Which parts of the credential are at this place (a key id may appear without its secret).
+    pub parts: Vec<Role>,
+    #[serde(skip)]
+    pub snippet: String,
+}
+
+/// One secret (or key pair) with every place it was found.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub fingerprint: String,
+    pub rule: Arc<RuleMeta>,
+    pub parts: Vec<(Role, String)>,
+    pub places: Vec<Place>,
+    pub class: Class,
+    /// AWS account id decoded offline from the key id, when it can be.
+    pub account_id: Option<String>,
+}
+
+impl Credential {
+    pub fn part(&self, role: Role) -> Option<&str> {
+        self.parts
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The fingerprint of a secret: from the rule id and the secret's values, never the place, so
+/// it stays the same when the line moves and can be put in `.keyhoundignore` or a baseline.
+pub fn fingerprint(rule: &str, values: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(rule.as_bytes());
+    for v in values {
+        h.update([0]);
+        h.update(v.as_bytes());
+    }
+    let d = h.finalize();
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Newline positions of a blob, made once per blob that has detections.
+struct Lines<'a> {
+    data: &'a [u8],
+    nl: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Lines {
+            data,
+            nl: memchr::memchr_iter(b'\n', data).collect(),
+        }
+    }
+    /// (0-based line in the blob, 1-based column) of offset `off`.
+    fn at(&self, off: usize, utf16: bool) -> (u64, u64) {
+        let line = self.nl.partition_point(|&p| p < off);
+        let ls = if line == 0 { 0 } else { self.nl[line - 1] + 1 };
+        let prefix = &self.data[ls..off.min(self.data.len())];
+        let col = if utf16 {
+            prefix.len() / 2
+        } else {
+            match std::str::from_utf8(prefix) {
+                Ok(s) => s.chars().count(),
+                Err(_) => prefix.len(),
+            }
+        };
+        (line as u64, col as u64 + 1)
+    }
+}
+
+/// Turns a blob's detections into findings, keeping those the blob owns.
+pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
+    let lines = Lines::new(blob.data);
+    let mut out = Vec::with_capacity(dets.len());
+    for d in dets {
+        if !blob.own.contains(&d.parts[0].start) {
+            continue;
+        }
+        let utf16 = d
+            .decoded
+            .iter()
+            .any(|x| matches!(x, Decoding::Utf16Le | Decoding::Utf16Be));
+        let mut allowed = false;
+        let parts: Vec<FoundPart> = d
+            .parts
+            .iter()
+            .map(|p| {
+                let (l, c) = lines.at(p.start, utf16);
+                let (el, ec) = lines.at(p.end, utf16);
+                allowed |=
+                    memchr::memmem::find(line_around(blob.data, p.start, p.end), ALLOW_MARKER)
+                        .is_some();
+                FoundPart {
+                    role: p.role,
+                    value: String::from_utf8_lossy(&p.value).into_owned(),
+                    location: Location {
+                        line: blob.line + l + 1,
+                        column: c,
+                        end_line: blob.line + el + 1,
+                        end_column: ec,
+                        offset: blob.offset + p.start as u64,
+                        end_offset: blob.offset + p.end as u64,
+                    },
+                }
+            })
+            .collect();
+        let snippet = match &d.context {
+            Some(c) => c.clone(),
+            None => line_around(blob.data, d.parts[0].start, d.parts[0].end).to_vec(),
+        };
+        allowed |= memchr::memmem::find(&snippet, ALLOW_MARKER).is_some();
+        let values: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
+        out.push(Finding {
+            fingerprint: fingerprint(&d.rule.id, &values),
+            rule: d.rule,
+            origin: blob.origin.clone(),
+            parts,
+            decoded: d.decoded,
+            snippet: String::from_utf8_lossy(&snippet).into_owned(),
+            allowed_inline: allowed,
+        });
+    }
+    out
+}
+
+/// Groups findings by fingerprint. A key id seen alone at some places and with its secret at
+/// others is one credential: its lone places are folded into the pair.
+pub fn group(findings: Vec<Finding>) -> Vec<Credential> {
+    let mut by_fp: HashMap<String, Credential> = HashMap::new();
+    for f in findings {
+        let place = Place {
+            origin: f.origin.clone(),
+            location: f.parts[0].location,
+            decoded: f.decoded.clone(),
+            parts: f.parts.iter().map(|p| p.role).collect(),
+            snippet: f.snippet.clone(),
+        };
+        by_fp
+            .entry(f.fingerprint.clone())
+            .or_insert_with(|| Credential {
+                fingerprint: f.fingerprint.clone(),
+                rule: f.rule.clone(),
+                parts: f.parts.iter().map(|p| (p.role, p.value.clone())).collect(),
+                places: Vec::new(),
+                class: Class::Secret,
+                account_id: None,
+            })
+            .places
+            .push(place);
+    }
+    let mut creds: Vec<Credential> = by_fp.into_values().collect();
+    creds.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    // Fold lone key ids into the first pair that has the same id.
+    let pair_of_id: HashMap<String, usize> = creds
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.parts.len() > 1)
+        .filter_map(|(i, c)| c.part(Role::KeyId).map(|id| (id.to_string(), i)))
+        .rev()
+        .collect();
+    let mut folded = vec![false; creds.len()];
+    for i in 0..creds.len() {
+        if creds[i].parts.len() != 1 || creds[i].parts[0].0 != Role::KeyId {
+            continue;
+        }
+        if let Some(&p) = pair_of_id.get(&creds[i].parts[0].1) {
+            let places = std::mem::take(&mut creds[i].places);
+            creds[p].places.extend(places);
+            folded[i] = true;
+        }
+    }
+    let mut i = 0;
+    creds.retain(|_| {
+        i += 1;
+        !folded[i - 1]
+    });
+    for c in &mut creds {
+        c.places
+            .sort_by(|a, b| (&a.origin, a.location.offset).cmp(&(&b.origin, b.location.offset)));
+        c.places
+            .dedup_by(|a, b| a.origin == b.origin && a.location.offset == b.location.offset);
+    }
+    creds.sort_by(|a, b| {
+        b.rule
+            .severity
+            .cmp(&a.rule.severity)
+            .then_with(|| a.places[0].origin.cmp(&b.places[0].origin))
+            .then_with(|| {
+                a.places[0]
+                    .location
+                    .offset
+                    .cmp(&b.places[0].location.offset)
+            })
+    });
+    creds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_depends_on_rule_and_values_only() {
+        let a = fingerprint("r", &["x", "y"]);
+        assert_eq!(a, fingerprint("r", &["x", "y"]));
+        assert_ne!(a, fingerprint("r", &["xy"]));
+        assert_ne!(a, fingerprint("s", &["x", "y"]));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let data = "ä\nxx é key".as_bytes();
+        let l = Lines::new(data);
+        let off = data.len() - 3;
+        assert_eq!(l.at(off, false), (1, 6));
+    }
+}

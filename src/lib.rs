@@ -1,0 +1,14 @@
+//! keyhound: find leaked AWS access keys (and other secrets), prove which are live, say whose
+//! they are and what to do. The pipeline runs one way, a module per stage:
+//! `source` → `blob` → `detect` → `finding` (+ `suppress`) → `aws` (enrich) → `report`.
+//! `pipeline` wires the stages together for each command; `cli` parses arguments into a plan.
+
+pub mod aws;
+pub mod blob;
+pub mod cli;
+pub mod detect;
+pub mod finding;
+pub mod pipeline;
+pub mod report;
+pub mod source;
+pub mod suppress;

@@ -1,0 +1,337 @@
+//! Wires the stages together for each command: source → detect → findings → suppress →
+//! enrich → report.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::blob::{Blob, Origin};
+use crate::detect::{examples, Engine, RuleSet};
+use crate::finding::{self, Class, Credential, Finding};
+use crate::report::{self, progress::Progress, Format, Report, Summary};
+use crate::source::{fs::WalkOptions, Stats};
+use crate::suppress::{Config, Outcome, Reason, Suppressor};
+
+/// How and where to write the report.
+pub struct OutputPlan {
+    pub format: Format,
+    pub file: Option<PathBuf>,
+    pub show_secrets: bool,
+    pub include_examples: bool,
+    pub quiet: bool,
+    /// `None`: colour when writing text to a terminal (honours NO_COLOR / CLICOLOR_FORCE).
+    pub color: Option<bool>,
+}
+
+/// What to find things with.
+pub struct DetectPlan {
+    pub rules: Vec<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub baseline: Option<PathBuf>,
+    pub ignore_files: Vec<PathBuf>,
+    pub pair_lines: Option<usize>,
+    pub pair_bytes: Option<usize>,
+}
+
+pub struct ScanPlan {
+    pub roots: Vec<PathBuf>,
+    pub walk: WalkOptions,
+    pub detect: DetectPlan,
+    pub output: OutputPlan,
+}
+
+/// Exit codes.
+pub const EXIT_CLEAN: u8 = 0;
+pub const EXIT_FOUND: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+/// Loaded once per run: rules compiled into the engine, config, suppressions.
+struct Detector {
+    engine: Engine,
+    config: Config,
+    suppressor: Suppressor,
+}
+
+impl Detector {
+    fn new(plan: &DetectPlan, roots: &[PathBuf]) -> Result<Detector> {
+        let config_path = plan.config.clone().or_else(|| {
+            search_dirs(roots)
+                .into_iter()
+                .map(|d| d.join(".keyhound.toml"))
+                .find(|p| p.is_file())
+        });
+        let config = match config_path {
+            Some(p) => Config::load(&p)?,
+            None => Config::default(),
+        };
+        let mut rules = RuleSet::load(&plan.rules)?;
+        rules.set_pair_window(
+            plan.pair_lines.or(config.detect.pair_lines),
+            plan.pair_bytes.or(config.detect.pair_bytes),
+        );
+        let mut ignore_files = plan.ignore_files.clone();
+        for d in search_dirs(roots) {
+            let p = d.join(".keyhoundignore");
+            if p.is_file() && !ignore_files.contains(&p) {
+                ignore_files.push(p);
+            }
+        }
+        let suppressor = Suppressor::new(&config, &ignore_files, plan.baseline.as_deref())?;
+        Ok(Detector {
+            engine: Engine::new(rules)?,
+            config,
+            suppressor,
+        })
+    }
+}
+
+/// Where `.keyhound.toml` and `.keyhoundignore` are looked for: each directory given, else the
+/// current one.
+fn search_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = roots.iter().filter(|r| r.is_dir()).cloned().collect();
+    if v.is_empty() {
+        v.push(PathBuf::from("."));
+    }
+    v.dedup();
+    v
+}
+
+/// `keyhound scan`: the working tree.
+pub fn scan(mut plan: ScanPlan) -> Result<u8> {
+    let start = Instant::now();
+    let det = Detector::new(&plan.detect, &plan.roots)?;
+    let exclude = det.config.path_filter()?;
+    plan.walk.overlap = plan.walk.overlap.max(det.engine.max_span);
+    let stats = Arc::new(Stats::default());
+    let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let progress = Progress::start(
+        stats.clone(),
+        !plan.output.quiet && std::io::stderr().is_terminal(),
+    );
+    let engine = &det.engine;
+    let found_ref = &found;
+    crate::source::fs::walk(
+        &plan.roots,
+        &plan.walk,
+        &stats,
+        &|p: &str| exclude.as_ref().is_some_and(|s| s.is_match(p)),
+        &|| {
+            move |blob: Blob| {
+                let d = engine.scan(blob.data);
+                if !d.is_empty() {
+                    let f = finding::from_detections(&blob, d);
+                    if !f.is_empty() {
+                        found_ref.lock().unwrap().extend(f);
+                    }
+                }
+            }
+        },
+    );
+    progress.finish();
+    let roots: Vec<String> = plan
+        .roots
+        .iter()
+        .map(|r| crate::source::fs::display_path(r))
+        .map(|r| if r.is_empty() { ".".into() } else { r })
+        .collect();
+    finish(
+        &det,
+        found.into_inner().unwrap(),
+        &stats,
+        start,
+        "worktree",
+        roots,
+        &plan.output,
+    )
+}
+
+/// From findings to the written report; returns the exit code.
+fn finish(
+    det: &Detector,
+    findings: Vec<Finding>,
+    stats: &Stats,
+    start: Instant,
+    kind: &'static str,
+    roots: Vec<String>,
+    out: &OutputPlan,
+) -> Result<u8> {
+    let (allowed, findings): (Vec<Finding>, Vec<Finding>) =
+        findings.into_iter().partition(|f| f.allowed_inline);
+    let mut creds = finding::group(findings);
+    crate::aws::enrich_offline(&mut creds);
+    let mut outcome = Outcome::default();
+    let mut creds = det.suppressor.apply(creds, &mut outcome);
+    if !allowed.is_empty() {
+        outcome
+            .suppressed
+            .insert(Reason::Inline, allowed.len() as u64);
+    }
+    let examples = creds.iter().filter(|c| c.class == Class::Example).count() as u64;
+    if !out.include_examples {
+        creds.retain(|c| c.class != Class::Example);
+    }
+    let summary = Summary {
+        files: stats.files.load(std::sync::atomic::Ordering::Relaxed),
+        bytes: stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        skipped: stats.skipped(),
+        warnings: stats.warnings(),
+        suppressed: outcome.suppressed,
+        examples,
+        examples_hidden: if out.include_examples { 0 } else { examples },
+        baseline_missing: outcome.baseline_missing,
+        incomplete: stats.incomplete(),
+    };
+    for w in &summary.warnings {
+        eprintln!("keyhound: warning: {w}");
+    }
+    let report = Report {
+        kind,
+        roots,
+        credentials: &creds,
+        rules: det
+            .engine
+            .rules
+            .metas()
+            .filter(|m| is_reportable(&det.engine.rules, &m.id))
+            .cloned()
+            .collect(),
+        summary,
+        show_secrets: out.show_secrets,
+    };
+    write_report(&report, out)?;
+    Ok(if report.summary.incomplete {
+        EXIT_ERROR
+    } else if creds.iter().any(|c| c.class == Class::Secret) {
+        EXIT_FOUND
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+fn is_reportable(rules: &RuleSet, id: &str) -> bool {
+    rules
+        .rules
+        .iter()
+        .find(|r| r.meta.id == id)
+        .is_none_or(|r| r.standalone)
+}
+
+fn write_report(report: &Report, out: &OutputPlan) -> Result<()> {
+    let quiet_text = out.quiet && out.format == Format::Text;
+    match &out.file {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            report::write(report, out.format, false, &mut w)?;
+            w.flush()?;
+            if out.format != Format::Text && !out.quiet {
+                // The human summary still goes to the terminal.
+                report::text::write_summary(report, &mut std::io::stderr())?;
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let color = out.color.unwrap_or_else(|| {
+                anstream::AutoStream::choice(&stdout) != anstream::ColorChoice::Never
+            });
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            if quiet_text {
+                report::text::write_credentials(report, color, &mut w)?;
+            } else {
+                report::write(report, out.format, color, &mut w)?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Scans a text the way a file is scanned, for rule examples.
+pub fn scan_text(engine: &Engine, text: &[u8]) -> Vec<Credential> {
+    let blob = Blob::whole(text, Arc::new(Origin::file("example")));
+    let f = finding::from_detections(&blob, engine.scan(text));
+    let mut creds = finding::group(f);
+    crate::aws::enrich_offline(&mut creds);
+    creds.retain(|c| c.class == Class::Secret);
+    creds
+}
+
+/// Runs every rule's positive and negative examples (each expanded with several seeds);
+/// returns one line per failure.
+pub fn check_rules(engine: &Engine) -> Vec<String> {
+    let rules = &engine.rules;
+    // Which reportable ids show that a rule matched: itself, and the pairs it is part of.
+    let mut covers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &rules.rules {
+        covers.entry(&r.meta.id).or_default().push(&r.meta.id);
+    }
+    for p in &rules.pairs {
+        covers.entry(&p.meta.id).or_default().push(&p.meta.id);
+        let members = p.secrets.iter().chain(p.token.iter()).chain([&p.key]);
+        for &m in members {
+            covers
+                .entry(&rules.rules[m].meta.id)
+                .or_default()
+                .push(&p.meta.id);
+        }
+    }
+    let mut failures = Vec::new();
+    let cases = rules
+        .rules
+        .iter()
+        .map(|r| (&r.meta, r.standalone, &r.examples, &r.negative_examples))
+        .chain(
+            rules
+                .pairs
+                .iter()
+                .map(|p| (&p.meta, true, &p.examples, &p.negative_examples)),
+        );
+    for (meta, standalone, pos, neg) in cases {
+        if standalone && pos.is_empty() {
+            failures.push(format!("{}: no examples", meta.id));
+        }
+        let ids = &covers[meta.id.as_str()];
+        for (want, list) in [(true, pos), (false, neg)] {
+            for ex in list.iter() {
+                for seed in 0..3 {
+                    let text = match examples::expand(ex, &mut fastrand::Rng::with_seed(seed)) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            failures.push(format!("{}: {e}", meta.id));
+                            break;
+                        }
+                    };
+                    let creds = scan_text(engine, text.as_bytes());
+                    let hit = creds.iter().any(|c| ids.contains(&c.rule.id.as_str()));
+                    if hit != want {
+                        failures.push(format!(
+                            "{}: {} example (seed {seed}) {}: {:?}",
+                            meta.id,
+                            if want { "positive" } else { "negative" },
+                            if want { "not found" } else { "reported" },
+                            text
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// Used by `keyhound rules`: the loaded rule set with any `--rules` dirs.
+pub fn load_engine(rules: &[PathBuf], config: Option<&Path>) -> Result<Engine> {
+    let mut set = RuleSet::load(rules)?;
+    if let Some(c) = config {
+        let c = Config::load(c)?;
+        set.set_pair_window(c.detect.pair_lines, c.detect.pair_bytes);
+    }
+    Engine::new(set)
+}

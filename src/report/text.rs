@@ -1,0 +1,199 @@
+//! The human report: one block per credential, most severe first, then a summary.
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use anyhow::Result;
+
+use super::Report;
+use crate::detect::{Role, Severity};
+use crate::finding::Class;
+
+fn sev_style(s: Severity) -> Style {
+    let c = match s {
+        Severity::Critical => AnsiColor::BrightRed,
+        Severity::High => AnsiColor::Red,
+        Severity::Medium => AnsiColor::Yellow,
+        Severity::Low => AnsiColor::Cyan,
+    };
+    Style::new().fg_color(Some(c.into())).bold()
+}
+
+fn role_label(r: Role) -> &'static str {
+    match r {
+        Role::KeyId => "key id",
+        Role::Secret => "secret",
+        Role::SessionToken => "token",
+        Role::Value => "value",
+    }
+}
+
+pub fn write(r: &Report, color: bool, out: &mut dyn Write) -> Result<()> {
+    write_credentials(r, color, out)?;
+    write_summary(r, out)
+}
+
+/// One block per credential.
+pub fn write_credentials(r: &Report, color: bool, out: &mut dyn Write) -> Result<()> {
+    let paint = |style: Style, s: &str| -> String {
+        if color {
+            format!("{style}{s}{style:#}")
+        } else {
+            s.to_string()
+        }
+    };
+    let dim = Style::new().dimmed();
+    let bold = Style::new().bold();
+    for c in r.credentials {
+        let sev = c.rule.severity;
+        write!(
+            out,
+            "{} {}",
+            paint(sev_style(sev), &format!("[{}]", sev.as_str())),
+            paint(bold, &c.rule.name)
+        )?;
+        if let Some(a) = &c.account_id {
+            write!(out, "  account {a}")?;
+        }
+        if c.class == Class::Example {
+            write!(out, "  {}", paint(dim, "(example)"))?;
+        }
+        writeln!(
+            out,
+            "  {}",
+            paint(dim, &format!("{} {}", c.rule.id, c.fingerprint))
+        )?;
+        for (role, v) in &c.parts {
+            writeln!(out, "  {:<7} {}", role_label(*role), r.value(*role, v))?;
+        }
+        for p in &c.places {
+            let mut extra = Vec::new();
+            if !p.decoded.is_empty() {
+                let d: Vec<&str> = p.decoded.iter().map(|d| d.as_str()).collect();
+                extra.push(format!("decoded: {}", d.join(" › ")));
+            }
+            if p.parts.len() < c.parts.len() {
+                let d: Vec<&str> = p.parts.iter().map(|x| role_label(*x)).collect();
+                extra.push(format!("only {}", d.join(", ")));
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", extra.join("; "))
+            };
+            writeln!(
+                out,
+                "  {} {}:{}:{}{}",
+                paint(dim, "at"),
+                paint(
+                    Style::new().fg_color(Some(AnsiColor::Green.into())),
+                    &p.origin.to_string()
+                ),
+                p.location.line,
+                p.location.column,
+                extra
+            )?;
+            let snip = r.snippet(c, p.snippet.trim());
+            if !snip.is_empty() {
+                writeln!(out, "      {}", paint(dim, &snip))?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The closing summary: what was found, read, skipped, hidden and suppressed.
+pub fn write_summary(r: &Report, out: &mut dyn Write) -> Result<()> {
+    let s = &r.summary;
+    let n = r.credentials.len();
+    if n == 0 {
+        writeln!(out, "No secrets found.")?;
+    } else {
+        let by: Vec<String> = r
+            .by_rule()
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        writeln!(
+            out,
+            "{n} credential{} in {} place{} ({}).",
+            plural(n as u64),
+            r.places(),
+            plural(r.places() as u64),
+            by.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "Scanned {} file{}, {} in {:.2}s ({:.1} MiB/s).",
+        s.files,
+        plural(s.files),
+        human_bytes(s.bytes),
+        s.elapsed.as_secs_f64(),
+        s.throughput_mib_s()
+    )?;
+    if !s.skipped.is_empty() {
+        let v: Vec<String> = s
+            .skipped
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.as_str()))
+            .collect();
+        writeln!(out, "Skipped: {}.", v.join(", "))?;
+    }
+    if s.examples_hidden > 0 {
+        writeln!(
+            out,
+            "{} example or placeholder credential{} not shown (--include-examples shows them).",
+            s.examples_hidden,
+            plural(s.examples_hidden)
+        )?;
+    }
+    if !s.suppressed.is_empty() {
+        let v: Vec<String> = s
+            .suppressed
+            .iter()
+            .map(|(k, n)| format!("{n} by {}", k.as_str()))
+            .collect();
+        writeln!(out, "Suppressed: {}.", v.join(", "))?;
+    }
+    if !s.baseline_missing.is_empty() {
+        writeln!(
+            out,
+            "{} baseline credential{} no longer seen: {}.",
+            s.baseline_missing.len(),
+            plural(s.baseline_missing.len() as u64),
+            s.baseline_missing.join(", ")
+        )?;
+    }
+    if s.incomplete {
+        writeln!(
+            out,
+            "The scan is incomplete: some inputs could not be read (see warnings)."
+        )?;
+    }
+    Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}

@@ -1,0 +1,228 @@
+//! The working tree: the `ignore` crate's parallel walker (the one ripgrep uses), .gitignore
+//! honoured unless `no_ignore`, `.git/` skipped, hidden files scanned (`.env`, `.aws/` are where
+//! keys live), symlinks followed only when asked. Files up to `chunk` bytes are read whole into
+//! a buffer each thread reuses; bigger ones stream through overlapping windows.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ignore::{WalkBuilder, WalkState};
+
+use super::{Skip, Stats};
+use crate::blob::{Blob, Origin};
+
+pub struct WalkOptions {
+    pub no_ignore: bool,
+    pub follow_links: bool,
+    pub threads: usize,
+    /// Largest piece of a file held in memory at once.
+    pub chunk: usize,
+    /// Bytes shared by consecutive pieces (at least the longest possible match).
+    pub overlap: usize,
+}
+
+/// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
+/// `exclude` gets each file's display path and says whether to skip it.
+pub fn walk<F>(
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+    stats: &Stats,
+    exclude: &(dyn Fn(&str) -> bool + Sync),
+    make: &(dyn Fn() -> F + Sync),
+) where
+    F: FnMut(Blob) + Send,
+{
+    let mut b = WalkBuilder::new(&roots[0]);
+    for r in &roots[1..] {
+        b.add(r);
+    }
+    b.threads(opts.threads)
+        .hidden(false)
+        .follow_links(opts.follow_links)
+        .git_ignore(!opts.no_ignore)
+        .git_global(!opts.no_ignore)
+        .git_exclude(!opts.no_ignore)
+        .ignore(!opts.no_ignore)
+        .parents(!opts.no_ignore)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git");
+    b.build_parallel().run(|| {
+        let mut handle = make();
+        let mut buf = Vec::new();
+        Box::new(move |entry| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(err) => {
+                    stats.skip(Skip::Unreadable, Some(format!("{}", err)));
+                    return WalkState::Continue;
+                }
+            };
+            let Some(ft) = entry.file_type() else {
+                return WalkState::Continue;
+            };
+            if ft.is_dir() {
+                return WalkState::Continue;
+            }
+            let name = display_path(entry.path());
+            if ft.is_symlink() {
+                stats.skip(Skip::Symlink, None);
+                return WalkState::Continue;
+            }
+            if !ft.is_file() {
+                stats.skip(Skip::Special, None);
+                return WalkState::Continue;
+            }
+            if exclude(&name) {
+                stats.skip(Skip::Allowlisted, None);
+                return WalkState::Continue;
+            }
+            let origin = Arc::new(Origin::file(name));
+            if let Err(e) = read_file(entry.path(), &origin, opts, stats, &mut buf, &mut handle) {
+                stats.skip(Skip::Unreadable, Some(format!("{origin}: {e}")));
+            }
+            WalkState::Continue
+        })
+    });
+}
+
+/// A path as users want to see it: without a leading `./`, with `/` separators.
+pub fn display_path(p: &Path) -> String {
+    let p = p.strip_prefix(".").unwrap_or(p);
+    let s = p.to_string_lossy();
+    if std::path::MAIN_SEPARATOR == '\\' {
+        s.replace('\\', "/")
+    } else {
+        s.into_owned()
+    }
+}
+
+fn read_file<F: FnMut(Blob)>(
+    path: &Path,
+    origin: &Arc<Origin>,
+    opts: &WalkOptions,
+    stats: &Stats,
+    buf: &mut Vec<u8>,
+    handle: &mut F,
+) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= opts.chunk as u64 {
+        buf.clear();
+        f.read_to_end(buf)?;
+        stats.read(buf.len() as u64);
+        handle(Blob::whole(buf, origin.clone()));
+        return Ok(());
+    }
+    let n = stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
+    stats.read(n);
+    Ok(())
+}
+
+/// Feeds a reader through overlapping windows of at most `chunk + overlap` bytes. Each window
+/// owns the detections that start after the previous window's end (the overlap is context only),
+/// and a window ends at a line break when one is near, so no token is cut where it is owned.
+pub fn stream<R: Read, F: FnMut(Blob)>(
+    r: &mut R,
+    origin: &Arc<Origin>,
+    chunk: usize,
+    overlap: usize,
+    buf: &mut Vec<u8>,
+    handle: &mut F,
+) -> io::Result<u64> {
+    let chunk = chunk.max(2 * overlap);
+    buf.clear();
+    let mut offset = 0u64; // of buf[0] in the input
+    let mut line = 0u64; // newlines before buf[0]
+    let mut own_start = 0usize;
+    let mut total = 0u64;
+    loop {
+        // Fill the buffer up to `overlap + chunk` bytes.
+        let want = overlap + chunk;
+        let before = buf.len();
+        buf.resize(want, 0);
+        let mut filled = before;
+        while filled < want {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        total += (filled - before) as u64;
+        let eof = filled < want;
+        // This window owns detections starting in [own_start, own_end).
+        let own_end = if eof {
+            buf.len()
+        } else {
+            let cut = buf.len() - overlap;
+            // Prefer to end at a line break in the last quarter before the cut.
+            let lo = cut.saturating_sub(overlap / 4).max(own_start + 1);
+            memchr::memrchr(b'\n', &buf[lo..cut]).map_or(cut, |p| lo + p + 1)
+        };
+        handle(Blob {
+            data: buf,
+            origin: origin.clone(),
+            offset,
+            line,
+            own: own_start..own_end,
+        });
+        if eof {
+            return Ok(total);
+        }
+        // Keep `overlap` bytes of context before the next owned range.
+        let keep_from = own_end.saturating_sub(overlap);
+        line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
+        offset += keep_from as u64;
+        buf.drain(..keep_from);
+        own_start = own_end - keep_from;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_byte_once_as_owner() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let origin = Arc::new(Origin::file("x"));
+        let mut owned = Vec::new();
+        let mut buf = Vec::new();
+        let n = stream(
+            &mut &data[..],
+            &origin,
+            64 * 1024,
+            4096,
+            &mut buf,
+            &mut |b: Blob| {
+                // Every owned byte is where the input says it is, and lines are counted right.
+                let s = b.own.start;
+                assert_eq!(
+                    &b.data[s..s + 1],
+                    &data[b.offset as usize + s..b.offset as usize + s + 1]
+                );
+                let nl = data[..b.offset as usize]
+                    .iter()
+                    .filter(|&&c| c == b'\n')
+                    .count() as u64;
+                assert_eq!(nl, b.line);
+                assert_eq!(b.own.start, if b.offset == 0 { 0 } else { 4096 });
+                owned.push((b.offset + b.own.start as u64, b.offset + b.own.end as u64));
+            },
+        )
+        .unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert!(owned.len() > 3);
+        assert_eq!(owned[0].0, 0);
+        for w in owned.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        assert_eq!(owned.last().unwrap().1, data.len() as u64);
+    }
+}

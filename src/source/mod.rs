@@ -1,0 +1,76 @@
+//! Sources turn a place into blobs. Each source counts what it read and what it skipped.
+
+pub mod fs;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Why an input was not (fully) scanned. `is_error` ones make the scan incomplete (exit 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Skip {
+    /// Could not be opened or read (permissions, I/O error, vanished).
+    Unreadable,
+    /// A symbolic link, not followed without `--follow`.
+    Symlink,
+    /// A FIFO, socket or device: reading it could block or never end.
+    Special,
+    /// Excluded by a path allowlist in `.keyhound.toml`.
+    Allowlisted,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Unreadable => "unreadable",
+            Skip::Symlink => "symlink not followed",
+            Skip::Special => "not a regular file",
+            Skip::Allowlisted => "allowlisted path",
+        }
+    }
+    pub fn is_error(self) -> bool {
+        matches!(self, Skip::Unreadable)
+    }
+}
+
+/// Counters shared by the scanning threads.
+#[derive(Default)]
+pub struct Stats {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    skipped: Mutex<BTreeMap<Skip, u64>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+/// How many warnings are kept for the summary; the count goes on past it.
+const MAX_WARNINGS: usize = 1000;
+
+impl Stats {
+    pub fn read(&self, bytes: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a skipped input; errors also keep a message naming it.
+    pub fn skip(&self, why: Skip, message: Option<String>) {
+        *self.skipped.lock().unwrap().entry(why).or_default() += 1;
+        if let Some(m) = message {
+            let mut w = self.warnings.lock().unwrap();
+            if w.len() < MAX_WARNINGS {
+                w.push(m);
+            }
+        }
+    }
+
+    pub fn skipped(&self) -> BTreeMap<Skip, u64> {
+        self.skipped.lock().unwrap().clone()
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap().clone()
+    }
+
+    pub fn incomplete(&self) -> bool {
+        self.skipped.lock().unwrap().keys().any(|s| s.is_error())
+    }
+}
