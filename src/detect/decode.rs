@@ -121,8 +121,13 @@ fn utf16_char(b: u8) -> Option<u8> {
 /// joined by newlines. Finds both whole UTF-16 files (PowerShell, .reg, .ini from Windows) and
 /// UTF-16 strings inside binaries. Call only when `data` has NUL bytes.
 pub fn utf16_views(data: &[u8]) -> Vec<View> {
-    let mut views = Vec::new();
+    let mut views: Vec<View> = Vec::new();
     for (decoding, hi_first) in [(Decoding::Utf16Le, false), (Decoding::Utf16Be, true)] {
+        // Little-endian text read one byte late looks big-endian: read big-endian only when
+        // there was no little-endian text, or a big-endian byte order mark says so.
+        if hi_first && !views.is_empty() && !data.starts_with(&[0xfe, 0xff]) {
+            break;
+        }
         let mut view = View::new(decoding, 0);
         let mut i = 0;
         let mut run = Vec::new();
@@ -170,22 +175,6 @@ fn is_b64(b: u8) -> bool {
 const MIN_B64_RUN: usize = 16;
 const MAX_B64_RUN: usize = 1 << 20;
 
-/// A base64 run (padding included) around offset `at`, if any.
-pub fn base64_run(data: &[u8], at: usize) -> Option<(usize, usize)> {
-    let mut s = at;
-    while s > 0 && at - s < MAX_B64_RUN && is_b64(data[s - 1]) {
-        s -= 1;
-    }
-    let mut e = at;
-    while e < data.len() && e - s < MAX_B64_RUN && is_b64(data[e]) {
-        e += 1;
-    }
-    while e < data.len() && e - s < MAX_B64_RUN && data[e] == b'=' {
-        e += 1;
-    }
-    (e - s >= MIN_B64_RUN).then_some((s, e))
-}
-
 static B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new()
@@ -222,21 +211,29 @@ pub fn looks_like_text(b: &[u8]) -> bool {
     printable * 10 >= b.len() * 9
 }
 
-/// A view of `data` where each base64 run that holds one of `hits` and decodes to text is
-/// replaced by its decoded text.
-pub fn base64_view(data: &[u8], hits: &[usize]) -> Option<View> {
+/// A view of `data` where every base64 run that decodes to text is replaced by that text.
+/// Called only when the prefilter saw a keyword's base64 form in `data`: the run holding the
+/// key id and the run holding its secret (a Kubernetes Secret's two `data:` values) decode
+/// together, so they still pair.
+pub fn base64_view(data: &[u8]) -> Option<View> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &h in hits {
-        if runs.last().is_some_and(|&(s, e)| h >= s && h < e) {
+    let mut i = 0;
+    while i < data.len() {
+        if !is_b64(data[i]) {
+            i += 1;
             continue;
         }
-        if let Some(r) = base64_run(data, h) {
-            if !runs.contains(&r) {
-                runs.push(r);
-            }
+        let s = i;
+        while i < data.len() && is_b64(data[i]) {
+            i += 1;
+        }
+        while i < data.len() && data[i] == b'=' {
+            i += 1;
+        }
+        if i - s >= MIN_B64_RUN && i - s <= MAX_B64_RUN {
+            runs.push((s, i));
         }
     }
-    runs.sort_unstable();
     splice(data, Decoding::Base64, &runs, |run| {
         decode_b64_text(run).map(|d| vec![(d, run.len(), true)])
     })
@@ -386,8 +383,7 @@ mod tests {
         let std = &base64::engine::general_purpose::STANDARD;
         let enc = std.encode(b"hello secret world, long enough");
         let data = format!("key: {enc}\nnext");
-        let hit = data.find(&enc).unwrap() + 4;
-        let v = base64_view(data.as_bytes(), &[hit]).unwrap();
+        let v = base64_view(data.as_bytes()).unwrap();
         let text = String::from_utf8(v.data.clone()).unwrap();
         assert_eq!(text, "key: hello secret world, long enough\nnext");
         let at = text.find("secret").unwrap();

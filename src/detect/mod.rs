@@ -156,7 +156,7 @@ impl Engine {
 
     fn scan_view(&self, data: &[u8], depth: usize) -> Vec<Detection> {
         let mut windows: Vec<M> = Vec::new();
-        let mut b64_hits = Vec::new();
+        let mut b64_hit = false;
         let mut url_hits = Vec::new();
         for m in self.ac.find_overlapping_iter(data) {
             let p = &self.pats[m.pattern().as_usize()];
@@ -168,9 +168,7 @@ impl Engine {
                     end: (m.end() + rule.window.1).min(data.len()),
                 });
             }
-            if p.base64 && depth < MAX_DECODE_DEPTH {
-                b64_hits.push(m.start());
-            }
+            b64_hit |= p.base64;
             if p.url && depth < MAX_DECODE_DEPTH {
                 url_hits.push(m.start());
             }
@@ -190,8 +188,8 @@ impl Engine {
                     self.scan_child(&v, depth, false, &mut out);
                 }
             }
-            if !b64_hits.is_empty() {
-                if let Some(v) = decode::base64_view(data, &b64_hits) {
+            if b64_hit {
+                if let Some(v) = decode::base64_view(data) {
                     self.scan_child(&v, depth, true, &mut out);
                 }
             }
@@ -488,17 +486,25 @@ fn pair_window(k: &M, lines: usize, bytes: usize, nl: &[usize], len: usize) -> (
     )
 }
 
-/// The line holding `data[start..end]`, cut to at most 160 bytes either side.
+/// The line holding `data[start..]`, cut to at most 160 bytes either side of the match's first
+/// line; control bytes (binary data) end a line too.
 pub fn line_around(data: &[u8], start: usize, end: usize) -> &[u8] {
     const MAX: usize = 160;
+    let breaks = |b: &u8| *b == b'\n' || *b == b'\r' || (*b < 0x20 && *b != b'\t');
     let lo = start.saturating_sub(MAX);
-    let ls = memchr::memrchr(b'\n', &data[lo..start]).map_or(lo, |p| lo + p + 1);
-    let end = end.min(data.len());
-    let hi = (end + MAX).min(data.len());
-    let le = memchr::memchr(b'\n', &data[end..hi]).map_or(hi, |p| end + p);
-    let mut s = &data[ls..le];
-    if let [rest @ .., b'\r'] = s {
-        s = rest;
-    }
-    s
+    let ls = data[lo..start]
+        .iter()
+        .rposition(breaks)
+        .map_or(lo, |p| lo + p + 1);
+    let end = end.clamp(start, data.len());
+    let first_line_end = data[start..end]
+        .iter()
+        .position(breaks)
+        .map_or(end, |p| start + p);
+    let hi = (first_line_end + MAX).min(data.len());
+    let le = data[first_line_end..hi]
+        .iter()
+        .position(breaks)
+        .map_or(hi, |p| first_line_end + p);
+    &data[ls..le]
 }

@@ -1,0 +1,107 @@
+//! Helpers for tests that drive the `keyhound` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use keyhound::detect::examples::expand;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keyhound"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Runs keyhound with `args` in `dir`; returns (exit code, stdout, stderr).
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out: Output = bin()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run keyhound");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut a = vec!["scan", "--format", "json"];
+    a.extend_from_slice(args);
+    let (code, out, err) = run(dir, &a);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v)
+}
+
+/// Test keys come from a seeded generator, never from the repository.
+pub struct Keys(fastrand::Rng);
+
+impl Keys {
+    pub fn new(seed: u64) -> Keys {
+        Keys(fastrand::Rng::with_seed(seed))
+    }
+    pub fn gen(&mut self, template: &str) -> String {
+        expand(template, &mut self.0).unwrap()
+    }
+    pub fn key_id(&mut self) -> String {
+        self.gen("AKIA{{b32:16}}")
+    }
+    /// A secret with both letter cases (as every real one has).
+    pub fn secret(&mut self) -> String {
+        loop {
+            let s = self.gen("{{b64:40}}");
+            if s.bytes().any(|b| b.is_ascii_uppercase())
+                && s.bytes().any(|b| b.is_ascii_lowercase())
+            {
+                return s;
+            }
+        }
+    }
+    pub fn pair(&mut self) -> (String, String) {
+        (self.key_id(), self.secret())
+    }
+}
+
+pub fn write(dir: &Path, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+pub fn creds(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+    v["credentials"].as_array().expect("credentials")
+}
+
+/// The file the SARIF schema comes from: the official 2.1.0 schema shipped in Microsoft's
+/// SARIF Multitool npm package, installed by scripts/test.
+pub fn sarif_schema() -> serde_json::Value {
+    let path = std::env::var_os("KEYHOUND_SARIF_SCHEMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("node_modules/@microsoft/sarif-multitool-linux/sarif-2.1.0.json")
+        });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the SARIF 2.1.0 schema is not at {} ({e}); run scripts/test, which installs it",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn validate_sarif(sarif: &serde_json::Value) {
+    let schema = sarif_schema();
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v
+        .iter_errors(sarif)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "SARIF does not validate:\n{}",
+        errors.join("\n")
+    );
+}

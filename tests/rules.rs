@@ -1,0 +1,77 @@
+//! Every rule's examples, embedded and user-supplied.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_embedded_rule_passes_its_examples() {
+    let engine = keyhound::pipeline::load_engine(&[], None).unwrap();
+    let failures = keyhound::pipeline::check_rules(&engine);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every reportable rule has positive and negative examples.
+    for r in engine.rules.rules.iter().filter(|r| r.standalone) {
+        assert!(!r.examples.is_empty(), "{}", r.meta.id);
+        assert!(!r.negative_examples.is_empty(), "{}", r.meta.id);
+    }
+}
+
+const USER_RULE: &str = r#"
+[[rule]]
+id = "acme-token"
+name = "ACME token"
+description = "A token for the ACME API."
+severity = "high"
+keywords = ["acme_"]
+regex = 'acme_[a-f0-9]{32}'
+not_after = '[a-f0-9]'
+examples = ['token = acme_{{hex:32}}']
+negative_examples = ['acme_{{hex:31}}']
+"#;
+
+#[test]
+fn user_rules_are_loaded_checked_and_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "rules/acme.toml", USER_RULE);
+    let (code, out, err) = run(tmp.path(), &["rules", "check", "--rules", "rules"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failures"));
+    let (_, out, _) = run(tmp.path(), &["rules", "--rules", "rules"]);
+    assert!(out.contains("acme-token"));
+
+    let token = Keys::new(3).gen("acme_{{hex:32}}");
+    write(tmp.path(), "src/app.py", format!("TOKEN = '{token}'\n"));
+    let (code, v) = json(tmp.path(), &["--rules", "rules", "src"]);
+    assert_eq!(code, 1);
+    assert_eq!(creds(&v)[0]["rule"], "acme-token");
+
+    // A failing example is reported, with the rule id.
+    write(
+        tmp.path(),
+        "bad/acme.toml",
+        USER_RULE.replace("{{hex:31}}", "{{hex:32}}"),
+    );
+    let (code, out, err) = run(tmp.path(), &["rules", "check", "--rules", "bad"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("acme-token: negative example"), "{out}{err}");
+}
+
+#[test]
+fn broken_rule_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "rules/broken.toml", "[[rule]]\nid = 'x'\n");
+    let (code, _, err) = run(tmp.path(), &["scan", "--rules", "rules", "."]);
+    assert_eq!(code, 2);
+    assert!(err.contains("broken.toml"), "{err}");
+    write(
+        tmp.path(),
+        "dup/a.toml",
+        USER_RULE.replace("acme-token", "aws-access-key-id"),
+    );
+    let (code, _, err) = run(tmp.path(), &["scan", "--rules", "dup", "."]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("aws-access-key-id") && err.contains("aws.toml"),
+        "{err}"
+    );
+}

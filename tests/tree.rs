@@ -1,0 +1,204 @@
+//! Acceptance: a tree of realistic files (made by fixtures/tree/make_tree.py with seeded keys)
+//! is scanned; every planted credential is reported where expected and nothing else is.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+struct Tree {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    keys: BTreeMap<String, BTreeMap<String, String>>,
+    expected: Value,
+}
+
+fn make_tree() -> Tree {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    let keys_path = tmp.path().join("keys.json");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = Command::new("python3")
+        .arg(manifest.join("fixtures/tree/make_tree.py"))
+        .arg(&root)
+        .arg(&keys_path)
+        .status()
+        .expect("python3 runs the fixture generator");
+    assert!(st.success());
+    let keys = serde_json::from_str(&std::fs::read_to_string(keys_path).unwrap()).unwrap();
+    let expected = serde_json::from_str(
+        &std::fs::read_to_string(manifest.join("fixtures/tree/expected.json")).unwrap(),
+    )
+    .unwrap();
+    Tree {
+        _tmp: tmp,
+        root,
+        keys,
+        expected,
+    }
+}
+
+#[test]
+fn every_planted_key_is_found_and_nothing_else() {
+    let t = make_tree();
+    let (code, v) = json(&t.root, &["--show-secrets", "."]);
+    assert_eq!(code, 1, "findings exit 1");
+    let found = creds(&v);
+    let expected = t.expected["credentials"].as_array().unwrap();
+    let mut matched = vec![false; found.len()];
+    for e in expected {
+        let name = e["name"].as_str().unwrap();
+        let want_parts = &t.keys[name];
+        let i = found
+            .iter()
+            .position(|c| {
+                let parts: BTreeMap<String, String> =
+                    serde_json::from_value(c["parts"].clone()).unwrap();
+                &parts == want_parts
+            })
+            .unwrap_or_else(|| panic!("{name} not found: {want_parts:?}"));
+        matched[i] = true;
+        let c = &found[i];
+        assert_eq!(c["rule"], e["rule"], "{name}");
+        assert_eq!(c["class"], "secret", "{name}");
+        let place = c["places"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == e["path"])
+            .unwrap_or_else(|| panic!("{name}: not at {}: {c}", e["path"]));
+        if !e["line"].is_null() {
+            assert_eq!(place["line"], e["line"], "{name}");
+        }
+        let decoded = place
+            .get("decoded")
+            .cloned()
+            .unwrap_or(Value::Array(vec![]));
+        assert_eq!(decoded, e["decoded"], "{name}");
+        assert!(place["column"].as_u64().unwrap() >= 1);
+    }
+    let extra: Vec<&Value> = found
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| !**m)
+        .map(|(c, _)| c)
+        .collect();
+    assert!(extra.is_empty(), "unexpected findings: {extra:#?}");
+    assert_eq!(
+        v["summary"]["examples_hidden"],
+        t.expected["examples_hidden"]
+    );
+    assert_eq!(v["summary"]["incomplete"], false);
+}
+
+#[test]
+fn key_id_and_pair_details() {
+    let t = make_tree();
+    let (_, v) = json(&t.root, &["--show-secrets", "."]);
+    let by_id = |id: &str| {
+        creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    // The ASIA pair carries its session token.
+    let s = by_id(&t.keys["ini-session"]["key_id"]);
+    assert_eq!(
+        s["parts"]["session_token"],
+        t.keys["ini-session"]["session_token"]
+    );
+    // The SQLite row holds the credential twice (source and source_raw): one credential.
+    let q = by_id(&t.keys["sqlite-history"]["key_id"]);
+    assert_eq!(q["places"].as_array().unwrap().len(), 2);
+    // The account id is decoded offline wherever the key id's format carries it.
+    for c in creds(&v) {
+        if let Some(id) = c["parts"]["key_id"].as_str() {
+            assert_eq!(
+                c["account_id"].as_str().map(str::to_string),
+                keyhound::aws::offline::account_id(id)
+            );
+        }
+    }
+}
+
+#[test]
+fn examples_are_shown_only_when_asked() {
+    let t = make_tree();
+    let (_, v) = json(&t.root, &["--include-examples", "--show-secrets", "docs"]);
+    let ex: Vec<&Value> = creds(&v)
+        .iter()
+        .filter(|c| c["class"] == "example")
+        .collect();
+    assert_eq!(ex.len(), 2, "{v:#}");
+    assert!(ex
+        .iter()
+        .any(|c| c["rule"] == "aws-access-key" && c["parts"]["key_id"] == "AKIAIOSFODNN7EXAMPLE"));
+    assert!(ex
+        .iter()
+        .any(|c| c["parts"]["key_id"] == "AKIAXXXXXXXXXXXXXXXX"));
+    let (code, v) = json(&t.root, &["docs"]);
+    assert_eq!(code, 0, "examples alone are not findings");
+    assert!(creds(&v).is_empty());
+}
+
+#[test]
+fn no_output_format_leaks_a_secret() {
+    let t = make_tree();
+    let secrets: Vec<&String> = t
+        .keys
+        .values()
+        .flat_map(|parts| parts.iter().filter(|(k, _)| *k != "key_id").map(|(_, v)| v))
+        .collect();
+    for format in ["text", "json", "jsonl", "sarif"] {
+        let (code, out, err) = run(&t.root, &["scan", "--format", format, "."]);
+        assert_eq!(code, 1);
+        for s in &secrets {
+            // Every secret's recognisable middle must be absent.
+            let probe = &s[s.len() / 4..s.len() / 4 + 12.min(s.len() / 2)];
+            assert!(!out.contains(probe), "{format} leaks {probe}");
+            assert!(!err.contains(probe), "{format} stderr leaks {probe}");
+        }
+    }
+    // And --show-secrets does show them.
+    let (_, out, _) = run(&t.root, &["scan", "--show-secrets", "."]);
+    assert!(out.contains(&t.keys["terraform"]["secret"]));
+}
+
+#[test]
+fn sarif_of_the_tree_validates() {
+    let t = make_tree();
+    let (code, out, _) = run(&t.root, &["scan", "--format", "sarif", "."]);
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&sarif);
+    let run0 = &sarif["runs"][0];
+    let results = run0["results"].as_array().unwrap();
+    assert_eq!(results.len(), 27, "one result per place");
+    let rules = run0["tool"]["driver"]["rules"].as_array().unwrap();
+    for r in rules {
+        let sev: f64 = r["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(sev > 0.0 && sev <= 10.0);
+        assert!(r["help"]["text"].as_str().unwrap().len() > 20, "{r}");
+    }
+    for res in results {
+        let loc = &res["locations"][0]["physicalLocation"];
+        let uri = loc["artifactLocation"]["uri"].as_str().unwrap();
+        assert!(!uri.starts_with('/') && !uri.contains("://"), "{uri}");
+        assert_eq!(loc["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+        assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1);
+        assert!(loc["region"]["startColumn"].as_u64().unwrap() >= 1);
+        assert!(res["partialFingerprints"]["primaryLocationLineHash"].is_string());
+        let rid = res["ruleId"].as_str().unwrap();
+        let idx = res["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], rid);
+    }
+}
