@@ -176,6 +176,7 @@ fn sarif_of_the_tree_validates() {
     assert_eq!(code, 1);
     let sarif: Value = serde_json::from_str(&out).unwrap();
     validate_sarif(&sarif);
+    multitool_validate(&out);
     let run0 = &sarif["runs"][0];
     let results = run0["results"].as_array().unwrap();
     assert_eq!(results.len(), 27, "one result per place");

@@ -47,7 +47,7 @@ pub fn is_example(v: &str) -> bool {
     }
     // Look at what follows a vendor prefix (`AKIA`, `ghp_`, `sk_live_`…).
     let body = v
-        .rfind(|c: char| c == '_' || c == '-')
+        .rfind(['_', '-'])
         .filter(|&i| i < 16 && i + 1 < v.len())
         .map_or(v, |i| &v[i + 1..]);
     let body = match body.as_bytes() {

@@ -112,59 +112,45 @@ const MIN_UTF16_CHARS: usize = 8;
 fn utf16_char(b: u8) -> Option<u8> {
     match b {
         b'\t' | b'\n' | b'\r' | 0x20..=0x7e => Some(b),
-        0xa0..=0xff => Some(b'?'), // Latin-1: keep one byte per char so the map stays linear
+        0xa0..=0xfd => Some(b'?'), // Latin-1 (not the byte-order mark): keep one byte per char so the map stays linear
         _ => None,
     }
 }
 
-/// Runs of UTF-16 text (little or big endian, ASCII/Latin-1 range) of at least 8 characters,
-/// joined by newlines. Finds both whole UTF-16 files (PowerShell, .reg, .ini from Windows) and
-/// UTF-16 strings inside binaries. Call only when `data` has NUL bytes.
-pub fn utf16_views(data: &[u8]) -> Vec<View> {
-    let mut views: Vec<View> = Vec::new();
-    for (decoding, hi_first) in [(Decoding::Utf16Le, false), (Decoding::Utf16Be, true)] {
-        // Little-endian text read one byte late looks big-endian: read big-endian only when
-        // there was no little-endian text, or a big-endian byte order mark says so.
-        if hi_first && !views.is_empty() && !data.starts_with(&[0xfe, 0xff]) {
-            break;
+/// Runs of UTF-16 text (ASCII/Latin-1 range) of at least 8 characters, joined by newlines.
+/// Finds both whole UTF-16 files (PowerShell, .reg, .ini from Windows) and UTF-16 strings inside
+/// binaries. Reading little-endian at every alignment also reads big-endian text (one byte
+/// later), so one pass serves both; a big-endian byte order mark only changes the label.
+/// Call only when `data` has NUL bytes.
+pub fn utf16_view(data: &[u8]) -> Option<View> {
+    let decoding = if data.starts_with(&[0xfe, 0xff]) {
+        Decoding::Utf16Be
+    } else {
+        Decoding::Utf16Le
+    };
+    let mut view = View::new(decoding, 0);
+    let mut run = Vec::new();
+    let mut i = 0;
+    while i + 1 < data.len() {
+        if data[i + 1] != 0 || utf16_char(data[i]).is_none() {
+            i += 1;
+            continue;
         }
-        let mut view = View::new(decoding, 0);
-        let mut i = 0;
-        let mut run = Vec::new();
-        while i + 1 < data.len() {
-            let (lo, hi) = if hi_first {
-                (data[i + 1], data[i])
-            } else {
-                (data[i], data[i + 1])
-            };
-            if hi != 0 || utf16_char(lo).is_none() {
-                i += 1;
-                continue;
+        let start = i;
+        run.clear();
+        while i + 1 < data.len() && data[i + 1] == 0 {
+            match utf16_char(data[i]) {
+                Some(c) => run.push(c),
+                None => break,
             }
-            let start = i;
-            run.clear();
-            while i + 1 < data.len() {
-                let (lo, hi) = if hi_first {
-                    (data[i + 1], data[i])
-                } else {
-                    (data[i], data[i + 1])
-                };
-                match utf16_char(lo) {
-                    Some(c) if hi == 0 => run.push(c),
-                    _ => break,
-                }
-                i += 2;
-            }
-            if run.len() >= MIN_UTF16_CHARS {
-                view.push(&run, start, i - start, true);
-                view.push(b"\n", i, 0, true);
-            }
+            i += 2;
         }
-        if !view.data.is_empty() {
-            views.push(view);
+        if run.len() >= MIN_UTF16_CHARS {
+            view.push(&run, start, i - start, true);
+            view.push(b"\n", i, 0, true);
         }
     }
-    views
+    (!view.data.is_empty()).then_some(view)
 }
 
 #[inline]
@@ -414,14 +400,15 @@ mod tests {
         let text = "Set-Credential -AccessKey abc";
         let mut le: Vec<u8> = vec![0xff, 0xfe];
         le.extend(text.encode_utf16().flat_map(|c| c.to_le_bytes()));
-        let v = utf16_views(&le);
-        assert_eq!(v[0].decoding, Decoding::Utf16Le);
-        assert_eq!(&v[0].data[..text.len()], text.as_bytes());
-        assert_eq!(v[0].map(4), 2 + 8);
-        let be: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_be_bytes()).collect();
-        let v = utf16_views(&be);
-        assert!(v
-            .iter()
-            .any(|v| v.decoding == Decoding::Utf16Be && v.data.starts_with(text.as_bytes())));
+        let v = utf16_view(&le).unwrap();
+        assert_eq!(v.decoding, Decoding::Utf16Le);
+        assert_eq!(&v.data[..text.len()], text.as_bytes());
+        assert_eq!(v.map(4), 2 + 8);
+        let mut be: Vec<u8> = vec![0xfe, 0xff];
+        be.extend(text.encode_utf16().flat_map(|c| c.to_be_bytes()));
+        be.extend([0, b'\n']);
+        let v = utf16_view(&be).unwrap();
+        assert_eq!(v.decoding, Decoding::Utf16Be);
+        assert!(v.data.starts_with(text.as_bytes()), "{:?}", v.data);
     }
 }

@@ -184,7 +184,7 @@ impl Engine {
         }
         if depth < MAX_DECODE_DEPTH {
             if depth == 0 && memchr::memchr(0, data).is_some() {
-                for v in decode::utf16_views(data) {
+                if let Some(v) = decode::utf16_view(data) {
                     self.scan_child(&v, depth, false, &mut out);
                 }
             }

@@ -105,3 +105,30 @@ pub fn validate_sarif(sarif: &serde_json::Value) {
         errors.join("\n")
     );
 }
+
+/// Microsoft's SARIF Multitool `validate` (schema plus its own rules); no error may be reported.
+pub fn multitool_validate(sarif: &str) {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool");
+    assert!(
+        tool.exists(),
+        "{} is missing; run scripts/test",
+        tool.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("out.sarif");
+    std::fs::write(&file, sarif).unwrap();
+    let out = Command::new(&tool)
+        .arg("validate")
+        .arg(&file)
+        .env("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
+        .output()
+        .expect("run Sarif.Multitool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "Multitool failed: {text}");
+    assert!(
+        !text.contains(": error "),
+        "Multitool reports errors:\n{text}"
+    );
+    assert!(text.contains("Analysis completed successfully"), "{text}");
+}
