@@ -129,27 +129,28 @@ pub fn utf16_view(data: &[u8]) -> Option<View> {
         Decoding::Utf16Le
     };
     let mut view = View::new(decoding, 0);
-    let mut run = Vec::new();
-    let mut i = 0;
-    while i + 1 < data.len() {
-        if data[i + 1] != 0 || utf16_char(data[i]).is_none() {
-            i += 1;
-            continue;
+    let mut emit = |start: usize, chars: usize| {
+        if chars >= MIN_UTF16_CHARS {
+            let run: Vec<u8> = (0..chars)
+                .map(|k| utf16_char(data[start + 2 * k]).unwrap_or(b'?'))
+                .collect();
+            view.push(&run, start, 2 * chars, true);
+            view.push(b"\n", start + 2 * chars, 0, true);
         }
-        let start = i;
-        run.clear();
-        while i + 1 < data.len() && data[i + 1] == 0 {
-            match utf16_char(data[i]) {
-                Some(c) => run.push(c),
-                None => break,
-            }
-            i += 2;
+    };
+    // Walk the NUL bytes: a run is NULs two apart, each after a text character.
+    let (mut start, mut chars, mut last) = (0usize, 0usize, usize::MAX);
+    for z in memchr::memchr_iter(0, data) {
+        let ok = z > 0 && utf16_char(data[z - 1]).is_some();
+        if ok && chars > 0 && z == last + 2 {
+            chars += 1;
+        } else {
+            emit(start, chars);
+            (start, chars) = if ok { (z - 1, 1) } else { (0, 0) };
         }
-        if run.len() >= MIN_UTF16_CHARS {
-            view.push(&run, start, i - start, true);
-            view.push(b"\n", i, 0, true);
-        }
+        last = z;
     }
+    emit(start, chars);
     (!view.data.is_empty()).then_some(view)
 }
 
@@ -266,8 +267,9 @@ fn url_token_byte(b: u8) -> bool {
 
 const MAX_URL_TOKEN: usize = 8192;
 
-/// A view of `data` where the tokens (runs of URL characters) around `hits` (`%2F`, `%2B`,
-/// `%3D`…) are percent-decoded, escape by escape, so offsets map back exactly.
+/// A view of `data` where the tokens (runs of URL characters) around `hits` are percent-decoded,
+/// escape by escape, so offsets map back exactly. Only tokens that escape a character of the
+/// base64 alphabet (`%2F`, `%2B`, `%3D`) are decoded: others cannot hide a key.
 pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for &h in hits {
@@ -300,7 +302,7 @@ pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
                         pieces.push((std::mem::take(&mut plain), n, false));
                     }
                     pieces.push((vec![b], 3, true));
-                    any = true;
+                    any |= matches!(b, b'/' | b'+' | b'=');
                     i += 3;
                 }
                 None => {

@@ -68,9 +68,14 @@ struct RuleSpec {
     help: String,
     #[serde(default)]
     references: Vec<String>,
-    /// Literals that feed the Aho-Corasick prefilter (matched ASCII-case-insensitively).
+    /// Literals that feed the Aho-Corasick prefilter, matched exactly as written: list the
+    /// case variants the secret is written with (`secret`, `Secret`, `SECRET`).
     #[serde(default)]
     keywords: Vec<String>,
+    /// Keywords also looked for inside base64 (at each alignment) to find what to decode.
+    /// Each costs three prefilter patterns: list only the telling ones.
+    #[serde(default)]
+    base64_keywords: Vec<String>,
     /// Instead of keywords: look for this rule only near matches of another rule (pair window).
     #[serde(default)]
     near: Option<String>,
@@ -146,6 +151,7 @@ fn yes() -> bool {
 pub struct Rule {
     pub meta: Arc<RuleMeta>,
     pub keywords: Vec<String>,
+    pub base64_keywords: Vec<String>,
     pub near: Option<usize>,
     pub regex: Regex,
     pub secret_group: usize,
@@ -266,8 +272,8 @@ impl RuleSet {
                 Some(n) => Some(lookup(n, "near", &s.id)?),
                 None => None,
             };
-            if s.keywords.is_empty() && near.is_none() {
-                bail!("rule {} ({src}) needs keywords or near", s.id);
+            if s.keywords.is_empty() == near.is_none() {
+                bail!("rule {} ({src}) needs keywords or near (one of them)", s.id);
             }
             if let Some(k) = s.keywords.iter().find(|k| k.len() < 3) {
                 bail!(
@@ -286,6 +292,7 @@ impl RuleSet {
                     source: src.clone(),
                 }),
                 keywords: s.keywords.clone(),
+                base64_keywords: s.base64_keywords.clone(),
                 near,
                 regex,
                 secret_group,
