@@ -77,7 +77,7 @@ found=$("$kh" scan --no-ignore --format jsonl -q "$corpus" | grep -c '"rule":"aw
 
 t_rg=$(best rg -uuu --count-matches 'A(KIA|SIA)' "$corpus")
 t_kh=$(best "$kh" scan --no-ignore --format jsonl -q "$corpus")
-rss_kb=$( { /usr/bin/time -f '%M' "$kh" scan --no-ignore --format jsonl -q "$corpus" >/dev/null; } 2>&1 | tail -1)
+rss_kb=$( { /usr/bin/time -f '%M' "$kh" scan --no-ignore --format jsonl -q "$corpus" >/dev/null; } 2>&1 | tail -1 || true)
 
 mib=$(echo "$bytes / 1048576" | bc -l)
 printf 'corpus      %s: %d files, %.0f MiB, %d key pairs planted (%d found)\n' "$corpus" "$files" "$mib" "$planted" "$found"
