@@ -33,6 +33,11 @@ fn exit_codes() {
     assert!(out.contains("dirty/creds:2:21"), "{out}");
     assert!(out.contains("Skipped: 1 unreadable"), "{out}");
 
+    // A file that exists but cannot be read (EIO; as root, permission bits would not stop us).
+    let (code, _, err) = run(tmp.path(), &["scan", "dirty", "/proc/self/mem"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/proc/self/mem"), "{err}");
+
     // Bad arguments are errors too.
     let (code, _, _) = run(tmp.path(), &["scan", "--format", "xml"]);
     assert_eq!(code, 2);
