@@ -7,12 +7,15 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// Where bytes came from: an outer place (a file path, relative to where the scan started when
-/// it can be) and the places inside it, outermost first (archive members, partitions…).
+/// it can be), the places inside it, outermost first (archive members, partitions…), and for
+/// git history, the commit and paths of the blob.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Origin {
     pub path: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inner: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<Arc<GitInfo>>,
 }
 
 impl Origin {
@@ -20,8 +23,33 @@ impl Origin {
         Origin {
             path: path.into(),
             inner: Vec::new(),
+            git: None,
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct CommitInfo {
+    pub id: String,
+    pub author: String,
+    pub email: String,
+    /// ISO 8601, author time.
+    pub date: String,
+    pub summary: String,
+}
+
+/// Where a blob with findings lives in history.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct GitInfo {
+    pub blob: String,
+    /// The oldest commit that has the blob at `paths[0]`; `None` for a blob no commit reaches.
+    pub commit: Option<CommitInfo>,
+    /// Every path the blob was seen under.
+    pub paths: Vec<String>,
+    /// Is the blob still in HEAD's tree?
+    pub at_head: bool,
+    /// The commit on HEAD's first-parent line that removed it from `paths[0]`, when known.
+    pub removed_in: Option<CommitInfo>,
 }
 
 impl fmt::Display for Origin {

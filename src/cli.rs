@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pipeline::{self, DetectPlan, OutputPlan, ScanPlan, EXIT_ERROR};
+use crate::pipeline::{self, DetectPlan, GitPlan, OutputPlan, ScanPlan, EXIT_ERROR};
 use crate::report::Format;
 use crate::source::fs::WalkOptions;
+use crate::source::git::HistoryOptions;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,13 @@ struct Cli {
 enum Command {
     /// Scan files and directories (the working tree).
     Scan(ScanArgs),
+    /// Scan git history: every blob reachable from all refs (or a branch, a range, or every
+    /// object), or with --staged what is staged for the next commit.
+    Git(GitArgs),
+    /// Scan what is staged for the next commit (the pre-commit check); `git --staged`.
+    Protect(ProtectArgs),
+    /// Install a git pre-commit hook that runs `keyhound git --staged`.
+    InstallHook(InstallHookArgs),
     /// List the rules, or test their examples.
     Rules(RulesArgs),
 }
@@ -104,6 +112,57 @@ struct ScanArgs {
 }
 
 #[derive(Args)]
+struct GitArgs {
+    /// The repository (a work tree, a bare repository or a linked worktree).
+    #[arg(default_value = ".")]
+    repo: PathBuf,
+    /// Scan every object in the database, unreachable ones included (rebased-away commits,
+    /// deleted branches still in packs, dangling blobs).
+    #[arg(long, conflicts_with_all = ["branch", "range", "since_commit", "staged"])]
+    all_objects: bool,
+    /// Only the history of this branch (or any revision).
+    #[arg(long, value_name = "REF")]
+    branch: Option<String>,
+    /// Only commits that are not reachable from this one.
+    #[arg(long, value_name = "SHA")]
+    since_commit: Option<String>,
+    /// Only the commits that B has and A has not (a pull request: BASE..HEAD).
+    #[arg(long, value_name = "A..B", conflicts_with = "branch")]
+    range: Option<String>,
+    /// Scan what is staged for the next commit instead of history.
+    #[arg(long)]
+    staged: bool,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    threads: Option<usize>,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct ProtectArgs {
+    /// The repository.
+    #[arg(default_value = ".")]
+    repo: PathBuf,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct InstallHookArgs {
+    /// The repository.
+    #[arg(default_value = ".")]
+    repo: PathBuf,
+    /// Replace an existing pre-commit hook that keyhound did not write.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
 struct RulesArgs {
     #[command(subcommand)]
     action: Option<RulesAction>,
@@ -169,6 +228,27 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
+        Command::Git(a) => pipeline::git(GitPlan {
+            repo: a.repo,
+            history: HistoryOptions {
+                all_objects: a.all_objects,
+                branch: a.branch,
+                since_commit: a.since_commit,
+                range: a.range,
+                threads: a.threads.unwrap_or_else(default_threads).max(1),
+            },
+            staged: a.staged,
+            detect: a.detect.plan(),
+            output: a.output.plan(),
+        }),
+        Command::Protect(a) => pipeline::git(GitPlan {
+            repo: a.repo,
+            history: HistoryOptions::default(),
+            staged: true,
+            detect: a.detect.plan(),
+            output: a.output.plan(),
+        }),
+        Command::InstallHook(a) => install_hook(a),
         Command::Rules(a) => rules(a),
     };
     match result {
@@ -205,4 +285,40 @@ fn rules(a: RulesArgs) -> anyhow::Result<u8> {
             Ok(if failures.is_empty() { 0 } else { 1 })
         }
     }
+}
+
+/// The first lines of every hook keyhound writes: how it knows a hook is its own.
+const HOOK_MARKER: &str = "# keyhound pre-commit hook";
+
+fn install_hook(a: InstallHookArgs) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let repo = crate::source::git::open(&a.repo)?;
+    let dir = crate::source::git::hooks_dir(&repo)?;
+    let hook = dir.join("pre-commit");
+    if let Ok(existing) = std::fs::read_to_string(&hook) {
+        if !existing.contains(HOOK_MARKER) && !a.force {
+            anyhow::bail!(
+                "{} exists and was not written by keyhound; add `keyhound git --staged` to it, \
+                 or pass --force to replace it",
+                hook.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let exe = std::env::current_exe()?;
+    let script = format!(
+        "#!/bin/sh\n{HOOK_MARKER} (keyhound install-hook): blocks commits that add secrets.\n\
+         # Skip once with `git commit --no-verify`.\n\
+         if command -v keyhound >/dev/null 2>&1; then exec keyhound git --staged; fi\n\
+         exec '{}' git --staged\n",
+        exe.display()
+    );
+    std::fs::write(&hook, script).with_context(|| format!("cannot write {}", hook.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    }
+    println!("installed {}", hook.display());
+    Ok(0)
 }

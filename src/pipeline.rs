@@ -13,6 +13,7 @@ use crate::blob::{Blob, Origin};
 use crate::detect::{examples, Engine, RuleSet};
 use crate::finding::{self, Class, Credential, Finding};
 use crate::report::{self, progress::Progress, Format, Report, Summary};
+use crate::source::git::{self, History, HistoryOptions};
 use crate::source::{fs::WalkOptions, Stats};
 use crate::suppress::{Config, Outcome, Reason, Suppressor};
 
@@ -40,6 +41,15 @@ pub struct DetectPlan {
 pub struct ScanPlan {
     pub roots: Vec<PathBuf>,
     pub walk: WalkOptions,
+    pub detect: DetectPlan,
+    pub output: OutputPlan,
+}
+
+pub struct GitPlan {
+    pub repo: PathBuf,
+    pub history: HistoryOptions,
+    /// Scan what is staged instead of history (the pre-commit check).
+    pub staged: bool,
     pub detect: DetectPlan,
     pub output: OutputPlan,
 }
@@ -149,6 +159,114 @@ pub fn scan(mut plan: ScanPlan) -> Result<u8> {
     )
 }
 
+/// `keyhound git`: history, or with `staged` the index.
+pub fn git(plan: GitPlan) -> Result<u8> {
+    let start = Instant::now();
+    let repo = git::open(&plan.repo)?;
+    let root = {
+        let r = repo.to_thread_local();
+        r.workdir().unwrap_or_else(|| r.git_dir()).to_path_buf()
+    };
+    let det = Detector::new(&plan.detect, std::slice::from_ref(&root))?;
+    let stats = Stats::default();
+    let repo_name = crate::source::fs::display_path(&plan.repo);
+    let roots = vec![if repo_name.is_empty() {
+        ".".into()
+    } else {
+        repo_name
+    }];
+    if plan.staged {
+        let files = git::staged(&repo, &stats)?;
+        let mut found = Vec::new();
+        for f in &files {
+            let blob = Blob::whole(&f.data, Arc::new(Origin::file(f.path.clone())));
+            let d = det.engine.scan(&f.data);
+            if d.is_empty() {
+                continue;
+            }
+            // Only what this commit adds: a finding on a line HEAD already had is not new.
+            found.extend(finding::from_detections(&blob, d).into_iter().filter(|fi| {
+                fi.parts
+                    .iter()
+                    .any(|p| !f.old_lines.contains(line_at(&f.data, p.location.line)))
+            }));
+        }
+        let code = finish(&det, found, &stats, start, "staged", roots, &plan.output)?;
+        if code == EXIT_FOUND {
+            eprintln!(
+                "keyhound: commit blocked: the staged changes add secrets.\n  \
+                 Unstage a file with `git restore --staged PATH`, remove the secret (use the \
+                 environment or a secrets manager) and stage it again.\n  \
+                 A false positive? Put `keyhound:allow` on its line, or its fingerprint in \
+                 .keyhoundignore.\n  \
+                 A secret that was ever pushed must be rotated: history keeps it."
+            );
+        }
+        return Ok(code);
+    }
+    let history = History::enumerate(repo, &plan.history, &stats)?;
+    if history.shallow {
+        eprintln!(
+            "keyhound: warning: {} is a shallow clone: commits before its shallow boundary \
+             are not scanned (fetch with --unshallow for the whole history)",
+            plan.repo.display()
+        );
+    }
+    if history.submodules > 0 {
+        eprintln!(
+            "keyhound: note: {} submodule entries were not followed (scan each submodule's \
+             repository on its own)",
+            history.submodules
+        );
+    }
+    let found: Mutex<Vec<(usize, Finding)>> = Mutex::new(Vec::new());
+    let engine = &det.engine;
+    let found_ref = &found;
+    history.scan(plan.history.threads, &stats, &|| {
+        move |i: usize, blob: Blob| {
+            let d = engine.scan(blob.data);
+            if !d.is_empty() {
+                let f = finding::from_detections(&blob, d);
+                found_ref
+                    .lock()
+                    .unwrap()
+                    .extend(f.into_iter().map(|f| (i, f)));
+            }
+        }
+    });
+    let found = found.into_inner().unwrap();
+    let mut ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let origins = history.attribute(&ids);
+    let findings = found
+        .into_iter()
+        .map(|(i, mut f)| {
+            f.origin = origins[&i].clone();
+            f
+        })
+        .collect();
+    let kind = if plan.history.range.is_some() {
+        "pull-request"
+    } else {
+        "history"
+    };
+    finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
+
+/// The bytes of 1-based line `n` of `data`.
+fn line_at(data: &[u8], n: u64) -> &[u8] {
+    let mut rest = data;
+    for _ in 1..n {
+        match memchr::memchr(b'\n', rest) {
+            Some(p) => rest = &rest[p + 1..],
+            None => return &[],
+        }
+    }
+    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+}
+
 /// From findings to the written report; returns the exit code.
 fn finish(
     det: &Detector,
@@ -176,6 +294,7 @@ fn finish(
     }
     let summary = Summary {
         files: stats.files.load(std::sync::atomic::Ordering::Relaxed),
+        commits: stats.commits.load(std::sync::atomic::Ordering::Relaxed),
         bytes: stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
         elapsed: start.elapsed(),
         skipped: stats.skipped(),

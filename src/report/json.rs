@@ -56,6 +56,7 @@ pub fn summary(r: &Report) -> Value {
         .collect();
     json!({
         "files": s.files,
+        "commits": s.commits,
         "bytes": s.bytes,
         "duration_ms": s.elapsed.as_millis() as u64,
         "throughput_mib_s": (s.throughput_mib_s() * 10.0).round() / 10.0,

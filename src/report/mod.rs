@@ -41,7 +41,10 @@ pub struct Report<'a> {
 
 #[derive(Default)]
 pub struct Summary {
+    /// Files, or blobs for git.
     pub files: u64,
+    /// Git history: commits walked.
+    pub commits: u64,
     pub bytes: u64,
     pub elapsed: Duration,
     pub skipped: BTreeMap<Skip, u64>,

@@ -137,6 +137,9 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
     if !p.origin.inner.is_empty() {
         msg.push_str(&format!(" in {}", p.origin));
     }
+    if let Some(g) = &p.origin.git {
+        msg.push_str(&format!(" ({})", super::text::history_line(g)));
+    }
     if !p.decoded.is_empty() {
         let d: Vec<&str> = p.decoded.iter().map(|d| d.as_str()).collect();
         msg.push_str(&format!(" (decoded from {})", d.join(" › ")));
@@ -155,6 +158,29 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
     if !snippet.is_empty() {
         region["snippet"] = json!({"text": snippet});
     }
+    let mut properties = json!({
+        "fingerprint": c.fingerprint,
+        "class": c.class,
+        "accountId": c.account_id,
+        "inner": p.origin.inner,
+        "decoded": p.decoded.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "security-severity": security_severity(c.rule.severity),
+    });
+    if let Some(g) = &p.origin.git {
+        properties["blob"] = json!(g.blob);
+        properties["paths"] = json!(g.paths);
+        properties["atHead"] = json!(g.at_head);
+        if let Some(c) = &g.commit {
+            properties["commit"] = json!(c.id);
+            properties["author"] = json!(c.author);
+            properties["email"] = json!(c.email);
+            properties["date"] = json!(c.date);
+            properties["commitSummary"] = json!(c.summary);
+        }
+        if let Some(r) = &g.removed_in {
+            properties["removedIn"] = json!(r.id);
+        }
+    }
     json!({
         "ruleId": c.rule.id,
         "ruleIndex": rule_index,
@@ -170,14 +196,7 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
             "secretHash/v1": c.fingerprint,
             "primaryLocationLineHash": line_hash(c, p),
         },
-        "properties": {
-            "fingerprint": c.fingerprint,
-            "class": c.class,
-            "accountId": c.account_id,
-            "inner": p.origin.inner,
-            "decoded": p.decoded.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-            "security-severity": security_severity(c.rule.severity),
-        },
+        "properties": properties,
     })
 }
 

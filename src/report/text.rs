@@ -93,6 +93,9 @@ pub fn write_credentials(r: &Report, color: bool, out: &mut dyn Write) -> Result
                 p.location.column,
                 extra
             )?;
+            if let Some(g) = &p.origin.git {
+                writeln!(out, "      {}", history_line(g))?;
+            }
             let snip = r.snippet(c, p.snippet.trim());
             if !snip.is_empty() {
                 writeln!(out, "      {}", paint(dim, &snip))?;
@@ -124,9 +127,15 @@ pub fn write_summary(r: &Report, out: &mut dyn Write) -> Result<()> {
             by.join(", ")
         )?;
     }
+    let unit = if r.kind == "worktree" { "file" } else { "blob" };
+    let commits = if s.commits > 0 {
+        format!(" from {} commit{}", s.commits, plural(s.commits))
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "Scanned {} file{}, {} in {:.2}s ({:.1} MiB/s).",
+        "Scanned {} {unit}{}{commits}, {} in {:.2}s ({:.1} MiB/s).",
         s.files,
         plural(s.files),
         human_bytes(s.bytes),
@@ -173,6 +182,35 @@ pub fn write_summary(r: &Report, out: &mut dyn Write) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `commit 1a2b3c4d 2024-05-01T10:00:00+00:00 Jane <jane@example.com>: summary (still at HEAD)`
+pub fn history_line(g: &crate::blob::GitInfo) -> String {
+    let mut s = match &g.commit {
+        Some(c) => format!(
+            "commit {} {} {} <{}>: {}",
+            &c.id[..c.id.len().min(12)],
+            c.date,
+            c.author,
+            c.email,
+            c.summary
+        ),
+        None => format!("blob {} (in no commit)", g.blob),
+    };
+    if g.at_head {
+        s.push_str(" (still at HEAD)");
+    } else if let Some(r) = &g.removed_in {
+        s.push_str(&format!(
+            " (history only: removed in {})",
+            &r.id[..r.id.len().min(12)]
+        ));
+    } else {
+        s.push_str(" (history only)");
+    }
+    if g.paths.len() > 1 {
+        s.push_str(&format!("; also at {}", g.paths[1..].join(", ")));
+    }
+    s
 }
 
 fn plural(n: u64) -> &'static str {

@@ -1,6 +1,7 @@
 //! Sources turn a place into blobs. Each source counts what it read and what it skipped.
 
 pub mod fs;
+pub mod git;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,8 @@ impl Skip {
 pub struct Stats {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
+    /// Git history: commits walked.
+    pub commits: AtomicU64,
     skipped: Mutex<BTreeMap<Skip, u64>>,
     warnings: Mutex<Vec<String>>,
 }

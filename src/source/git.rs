@@ -1,0 +1,525 @@
+//! Git: history (every blob reachable from all refs, a branch or a range, or every object in the
+//! database), and the staged index for pre-commit.
+//!
+//! Each unique blob is scanned once (deduplicated by object id), in parallel. Only blobs with
+//! findings are attributed: the commit that introduced them at a path, every path they appear
+//! under, whether they are still at HEAD and which commit removed them.
+//!
+//! Library: gix, chosen by measurement over git2. Reading all 262,343 blobs (8.11 GB) of git/git
+//! on 2 threads: gix 14.0 s, git2 (libgit2) 19.3 s; for reference `git cat-file
+//! --batch-all-objects --batch` (all 849k objects) takes 61.3 s, 23.9 s with `--unordered`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gix::bstr::{BStr, ByteSlice};
+use gix::objs::{CommitRefIter, TreeRefIter};
+use gix::prelude::{FindExt, HeaderExt};
+use gix::ObjectId;
+
+use super::{Skip, Stats};
+use crate::blob::{Blob, CommitInfo, GitInfo, Origin};
+
+/// What to scan of a repository's history.
+#[derive(Default)]
+pub struct HistoryOptions {
+    /// Every object in the database, unreachable ones included.
+    pub all_objects: bool,
+    /// Only commits reachable from this revision.
+    pub branch: Option<String>,
+    /// Only commits not reachable from this one.
+    pub since_commit: Option<String>,
+    /// `A..B`: the commits B has that A has not (what a pull request adds).
+    pub range: Option<String>,
+    pub threads: usize,
+}
+
+/// Paths kept per blob (a vendored file copied a thousand times needs no thousand paths).
+const MAX_PATHS: usize = 16;
+
+struct BlobEntry {
+    id: ObjectId,
+    /// Index into `History::commits`; `u32::MAX`: reached by no commit.
+    commit: u32,
+    paths: Vec<String>,
+}
+
+/// The unique blobs to scan, with what is needed to attribute them later.
+pub struct History {
+    repo: gix::ThreadSafeRepository,
+    /// Commits walked, oldest first.
+    commits: Vec<ObjectId>,
+    blobs: Vec<BlobEntry>,
+    pub shallow: bool,
+    pub submodules: usize,
+}
+
+/// Opens a repository (work tree, bare, linked worktree or shallow clone), naming the path when
+/// it is none.
+pub fn open(path: &Path) -> Result<gix::ThreadSafeRepository> {
+    let repo = gix::discover(path)
+        .map_err(|e| anyhow!("{} is not a git repository: {e}", path.display()))?;
+    Ok(repo.into_sync())
+}
+
+fn peel_to_commit(repo: &gix::Repository, spec: &str) -> Result<ObjectId> {
+    let id = repo
+        .rev_parse_single(spec)
+        .with_context(|| format!("unknown revision {spec:?}"))?;
+    let commit = id
+        .object()?
+        .peel_to_commit()
+        .with_context(|| format!("{spec:?} is not a commit"))?;
+    Ok(commit.id)
+}
+
+impl History {
+    /// Lists the commits and unique blobs to scan.
+    pub fn enumerate(
+        sync: gix::ThreadSafeRepository,
+        opts: &HistoryOptions,
+        stats: &Stats,
+    ) -> Result<History> {
+        let repo = sync.to_thread_local();
+        let mut tagged_blobs: Vec<(ObjectId, String)> = Vec::new();
+        let mut commits: Vec<ObjectId>;
+        if opts.all_objects {
+            commits = Vec::new();
+            let mut times = Vec::new();
+            let mut buf = Vec::new();
+            for id in repo.objects.iter()?.filter_map(Result::ok) {
+                let kind = match repo.objects.header(id) {
+                    Ok(h) => h.kind(),
+                    Err(e) => {
+                        stats.skip(Skip::Unreadable, Some(format!("object {id}: {e}")));
+                        continue;
+                    }
+                };
+                match kind {
+                    gix::object::Kind::Commit => {
+                        let t = repo
+                            .objects
+                            .find(&id, &mut buf)
+                            .ok()
+                            .and_then(|d| CommitRefIter::from_bytes(d.data).committer().ok())
+                            .map_or(0, |s| s.seconds());
+                        times.push((t, id));
+                    }
+                    gix::object::Kind::Blob => tagged_blobs.push((id, String::new())),
+                    _ => {}
+                }
+            }
+            times.sort();
+            commits.extend(times.into_iter().map(|(_, id)| id));
+        } else {
+            let (tips, hidden) = tips(&repo, opts, &mut tagged_blobs)?;
+            commits = Vec::new();
+            if !tips.is_empty() {
+                let walk = repo
+                    .rev_walk(tips)
+                    .with_hidden(hidden)
+                    .sorting(gix::revision::walk::Sorting::ByCommitTime(
+                        gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
+                    ))
+                    .all()?;
+                for info in walk {
+                    match info {
+                        Ok(i) => commits.push(i.id),
+                        Err(e) => stats.skip(Skip::Unreadable, Some(format!("commit walk: {e}"))),
+                    }
+                }
+            }
+            commits.reverse();
+        }
+        stats
+            .commits
+            .store(commits.len() as u64, std::sync::atomic::Ordering::Relaxed);
+
+        // Walk each commit's tree, each tree once.
+        let mut index: HashMap<ObjectId, usize> = HashMap::new();
+        let mut blobs: Vec<BlobEntry> = Vec::new();
+        let mut seen_trees: HashSet<ObjectId> = HashSet::new();
+        let mut submodules = 0;
+        let (mut cbuf, mut tbuf) = (Vec::new(), Vec::new());
+        let mut stack: Vec<(ObjectId, String)> = Vec::new();
+        for (ci, cid) in commits.iter().enumerate() {
+            let tree = match repo
+                .objects
+                .find(cid, &mut cbuf)
+                .map_err(|e| e.to_string())
+                .and_then(|d| {
+                    CommitRefIter::from_bytes(d.data)
+                        .tree_id()
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(t) => t,
+                Err(e) => {
+                    stats.skip(Skip::Unreadable, Some(format!("commit {cid}: {e}")));
+                    continue;
+                }
+            };
+            stack.push((tree, String::new()));
+            while let Some((tid, prefix)) = stack.pop() {
+                if !seen_trees.insert(tid) {
+                    continue;
+                }
+                let data = match repo.objects.find(&tid, &mut tbuf) {
+                    Ok(d) => d.data,
+                    Err(e) => {
+                        stats.skip(
+                            Skip::Unreadable,
+                            Some(format!("tree {tid} ({prefix:?} in commit {cid}): {e}")),
+                        );
+                        continue;
+                    }
+                };
+                for entry in TreeRefIter::from_bytes(data) {
+                    let Ok(e) = entry else {
+                        stats.skip(Skip::Unreadable, Some(format!("tree {tid}: corrupt entry")));
+                        break;
+                    };
+                    let path = join(&prefix, e.filename);
+                    if e.mode.is_tree() {
+                        stack.push((e.oid.to_owned(), path));
+                    } else if e.mode.is_commit() {
+                        submodules += 1;
+                    } else {
+                        let id = e.oid.to_owned();
+                        match index.get(&id) {
+                            Some(&b) => {
+                                let paths = &mut blobs[b].paths;
+                                if paths.len() < MAX_PATHS && !paths.contains(&path) {
+                                    paths.push(path);
+                                }
+                            }
+                            None => {
+                                index.insert(id, blobs.len());
+                                blobs.push(BlobEntry {
+                                    id,
+                                    commit: ci as u32,
+                                    paths: vec![path],
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (id, name) in tagged_blobs {
+            if let std::collections::hash_map::Entry::Vacant(v) = index.entry(id) {
+                v.insert(blobs.len());
+                blobs.push(BlobEntry {
+                    id,
+                    commit: u32::MAX,
+                    paths: if name.is_empty() { vec![] } else { vec![name] },
+                });
+            }
+        }
+        // Object-id order reads packs with good locality (measured: as fast as pack order).
+        blobs.sort_unstable_by_key(|b| b.id);
+        let shallow = repo.is_shallow();
+        Ok(History {
+            repo: sync,
+            commits,
+            blobs,
+            shallow,
+            submodules,
+        })
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Scans every unique blob once, on `threads` threads; `make` builds one handler per thread,
+    /// called with the blob's index and its bytes.
+    pub fn scan<F>(&self, threads: usize, stats: &Stats, make: &(dyn Fn() -> F + Sync))
+    where
+        F: FnMut(usize, Blob) + Send,
+    {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| {
+                    let mut repo = self.repo.to_thread_local();
+                    repo.object_cache_size(16 << 20);
+                    let mut handle = make();
+                    let mut buf = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(b) = self.blobs.get(i) else { break };
+                        match repo.objects.find(&b.id, &mut buf) {
+                            Ok(d) => {
+                                stats.read(d.data.len() as u64);
+                                let origin = Arc::new(Origin::file(self.display_path(b)));
+                                handle(i, Blob::whole(d.data, origin));
+                            }
+                            Err(e) => stats.skip(
+                                Skip::Unreadable,
+                                Some(format!("blob {} ({}): {e}", b.id, self.display_path(b))),
+                            ),
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn display_path(&self, b: &BlobEntry) -> String {
+        b.paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("(unreachable blob {})", b.id))
+    }
+
+    /// Where each of the blobs `indices` lives: introducing commit, paths, HEAD, removal.
+    pub fn attribute(&self, indices: &[usize]) -> HashMap<usize, Arc<Origin>> {
+        let repo = self.repo.to_thread_local();
+        let head_blobs = head_blobs(&repo);
+        // For blobs gone from HEAD: the commit on HEAD's first-parent line that removed each.
+        let mut pending: HashMap<usize, ()> = indices
+            .iter()
+            .filter(|&&i| {
+                !head_blobs.contains(&self.blobs[i].id) && !self.blobs[i].paths.is_empty()
+            })
+            .map(|&i| (i, ()))
+            .collect();
+        let mut removed: HashMap<usize, ObjectId> = HashMap::new();
+        if !pending.is_empty() {
+            if let Ok(head) = repo.head_id() {
+                if let Ok(walk) = repo.rev_walk([head.detach()]).first_parent_only().all() {
+                    let mut child: Option<ObjectId> = None;
+                    for info in walk.filter_map(Result::ok) {
+                        let Some(tree) = info.object().ok().and_then(|c| c.tree().ok()) else {
+                            break;
+                        };
+                        pending.retain(|&i, _| {
+                            let b = &self.blobs[i];
+                            let here = tree
+                                .lookup_entry_by_path(&b.paths[0])
+                                .ok()
+                                .flatten()
+                                .is_some_and(|e| e.object_id() == b.id);
+                            if here {
+                                if let Some(c) = child {
+                                    removed.insert(i, c);
+                                }
+                            }
+                            !here
+                        });
+                        if pending.is_empty() {
+                            break;
+                        }
+                        child = Some(info.id);
+                    }
+                }
+            }
+        }
+        let mut cache: HashMap<ObjectId, CommitInfo> = HashMap::new();
+        let mut info = |id: ObjectId| -> Option<CommitInfo> {
+            if let Some(c) = cache.get(&id) {
+                return Some(c.clone());
+            }
+            let c = commit_info(&repo, id)?;
+            cache.insert(id, c.clone());
+            Some(c)
+        };
+        indices
+            .iter()
+            .map(|&i| {
+                let b = &self.blobs[i];
+                let commit = self.commits.get(b.commit as usize).and_then(|&c| info(c));
+                let git = GitInfo {
+                    blob: b.id.to_string(),
+                    commit,
+                    paths: b.paths.clone(),
+                    at_head: head_blobs.contains(&b.id),
+                    removed_in: removed.get(&i).and_then(|&c| info(c)),
+                };
+                let mut o = Origin::file(self.display_path(b));
+                o.git = Some(Arc::new(git));
+                (i, Arc::new(o))
+            })
+            .collect()
+    }
+}
+
+fn join(prefix: &str, name: &BStr) -> String {
+    let name = name.to_str_lossy();
+    if prefix.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// The commits to start from and to hide, per the options; blobs tagged directly are noted.
+fn tips(
+    repo: &gix::Repository,
+    opts: &HistoryOptions,
+    tagged_blobs: &mut Vec<(ObjectId, String)>,
+) -> Result<(Vec<ObjectId>, Vec<ObjectId>)> {
+    let mut hidden = Vec::new();
+    if let Some(s) = &opts.since_commit {
+        hidden.push(peel_to_commit(repo, s)?);
+    }
+    if let Some(r) = &opts.range {
+        let Some((a, b)) = r.split_once("..") else {
+            bail!("--range wants A..B, got {r:?}");
+        };
+        hidden.push(peel_to_commit(repo, a)?);
+        return Ok((
+            vec![peel_to_commit(repo, if b.is_empty() { "HEAD" } else { b })?],
+            hidden,
+        ));
+    }
+    if let Some(b) = &opts.branch {
+        return Ok((vec![peel_to_commit(repo, b)?], hidden));
+    }
+    // Every ref: branches, tags, remotes, stash, notes, and HEAD (detached or not).
+    let mut tips = Vec::new();
+    if let Ok(h) = repo.head_id() {
+        tips.push(h.detach());
+    }
+    for r in repo.references()?.all()?.filter_map(Result::ok) {
+        let name = r.name().as_bstr().to_string();
+        let Ok(id) = r.into_fully_peeled_id() else {
+            continue;
+        };
+        match id.object().map(|o| o.kind) {
+            Ok(gix::object::Kind::Commit) => tips.push(id.detach()),
+            Ok(gix::object::Kind::Blob) => tagged_blobs.push((id.detach(), name)),
+            _ => {}
+        }
+    }
+    tips.sort();
+    tips.dedup();
+    Ok((tips, hidden))
+}
+
+/// Every blob id in HEAD's tree (empty for an unborn HEAD).
+fn head_blobs(repo: &gix::Repository) -> HashSet<ObjectId> {
+    let mut out = HashSet::new();
+    if let Ok(tree) = repo.head_tree() {
+        let _ = tree_files(repo, tree.id, &mut |_, id| {
+            out.insert(id);
+        });
+    }
+    out
+}
+
+/// Calls `f(path, blob id)` for every file in a tree.
+fn tree_files(
+    repo: &gix::Repository,
+    root: ObjectId,
+    f: &mut dyn FnMut(&str, ObjectId),
+) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut stack = vec![(root, String::new())];
+    while let Some((tid, prefix)) = stack.pop() {
+        let data = repo.objects.find(&tid, &mut buf)?.data;
+        for e in TreeRefIter::from_bytes(data) {
+            let e = e?;
+            let path = join(&prefix, e.filename);
+            if e.mode.is_tree() {
+                stack.push((e.oid.to_owned(), path));
+            } else if !e.mode.is_commit() {
+                f(&path, e.oid.to_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit_info(repo: &gix::Repository, id: ObjectId) -> Option<CommitInfo> {
+    let c = repo.find_commit(id).ok()?;
+    let author = c.author().ok()?;
+    let date = author
+        .time()
+        .map(|t| t.format(gix::date::time::format::ISO8601_STRICT))
+        .unwrap_or_default();
+    let summary = c
+        .message()
+        .map(|m| m.summary().to_string())
+        .unwrap_or_default();
+    Some(CommitInfo {
+        id: id.to_string(),
+        author: author.name.to_string(),
+        email: author.email.to_string(),
+        date,
+        summary,
+    })
+}
+
+/// A file whose staged content differs from HEAD's.
+pub struct StagedFile {
+    pub path: String,
+    pub data: Vec<u8>,
+    /// The lines of the file at HEAD (empty for a new file): a finding on such a line was
+    /// committed before and is not what this commit adds.
+    pub old_lines: HashSet<Vec<u8>>,
+}
+
+/// What is staged: each index entry whose blob differs from HEAD's at that path, read from the
+/// object database (the staged content, not the working file).
+pub fn staged(sync: &gix::ThreadSafeRepository, stats: &Stats) -> Result<Vec<StagedFile>> {
+    let repo = sync.to_thread_local();
+    let index = repo.index_or_empty()?;
+    let mut head: HashMap<String, ObjectId> = HashMap::new();
+    if let Ok(tree) = repo.head_tree() {
+        tree_files(&repo, tree.id, &mut |p, id| {
+            head.insert(p.to_string(), id);
+        })?;
+    }
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for e in index.entries() {
+        if e.mode == gix::index::entry::Mode::COMMIT {
+            continue;
+        }
+        let path = e.path(&index).to_str_lossy().into_owned();
+        let old = head.get(&path);
+        if old == Some(&e.id) {
+            continue;
+        }
+        let data = match repo.objects.find(&e.id, &mut buf) {
+            Ok(d) => d.data.to_vec(),
+            Err(err) => {
+                stats.skip(
+                    Skip::Unreadable,
+                    Some(format!("staged {path} ({}): {err}", e.id)),
+                );
+                continue;
+            }
+        };
+        stats.read(data.len() as u64);
+        let old_lines = match old.and_then(|id| repo.objects.find(id, &mut buf).ok()) {
+            Some(d) => d.data.lines().map(<[u8]>::to_vec).collect(),
+            None => HashSet::new(),
+        };
+        out.push(StagedFile {
+            path,
+            data,
+            old_lines,
+        });
+    }
+    Ok(out)
+}
+
+/// Where a new pre-commit hook goes: `core.hooksPath` if set, else `.git/hooks`.
+pub fn hooks_dir(sync: &gix::ThreadSafeRepository) -> Result<PathBuf> {
+    let repo = sync.to_thread_local();
+    let config = repo.config_snapshot();
+    if let Some(p) = config.trusted_path("core.hooksPath") {
+        let p = p?.into_owned();
+        if p.is_absolute() {
+            return Ok(p);
+        }
+        let base = repo.workdir().unwrap_or_else(|| repo.git_dir());
+        return Ok(base.join(p));
+    }
+    Ok(repo.common_dir().join("hooks"))
+}

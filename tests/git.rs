@@ -1,0 +1,426 @@
+//! `keyhound git`: history, ranges, unreachable objects, staged changes and the hook, on
+//! repositories built with the git CLI.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs git in `dir` with a fixed identity and clock; panics on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Dev One")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev One")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn ini((k, s): &(String, String)) -> String {
+    format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
+}
+
+fn git_json(dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    let mut a = vec!["git", "--format", "json", "--show-secrets"];
+    a.extend_from_slice(args);
+    let (code, out, err) = run(dir, &a);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v, err)
+}
+
+fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    creds(v).iter().find(|c| c["parts"]["key_id"] == key)
+}
+
+struct Repo {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    keys: Vec<(String, String)>,
+    add_commit: String,
+    remove_commit: String,
+}
+
+/// main: add a key, then delete it; feature: a key only there; a key only in the stash; a key
+/// only in an unreachable commit.
+fn history_repo() -> Repo {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    std::fs::create_dir(&dir).unwrap();
+    let mut g = Keys::new(11);
+    let keys: Vec<(String, String)> = (0..4).map(|_| g.pair()).collect();
+    git(&dir, &["init", "-q"]);
+    write(&dir, "README.md", "demo\n");
+    write(&dir, "config/creds.ini", ini(&keys[0]));
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "add config"]);
+    let add_commit = git(&dir, &["rev-parse", "HEAD"]);
+    git(&dir, &["rm", "-q", "config/creds.ini"]);
+    git(&dir, &["commit", "-qm", "remove credentials"]);
+    let remove_commit = git(&dir, &["rev-parse", "HEAD"]);
+
+    git(&dir, &["checkout", "-qb", "feature"]);
+    write(&dir, "feature.env", ini(&keys[1]));
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "feature work"]);
+    git(&dir, &["checkout", "-q", "main"]);
+
+    write(&dir, "README.md", format!("demo\n{}", ini(&keys[2])));
+    git(&dir, &["stash", "-q"]);
+
+    git(&dir, &["checkout", "-qb", "tmp"]);
+    write(&dir, "lost.ini", ini(&keys[3]));
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "to be lost"]);
+    git(&dir, &["checkout", "-q", "main"]);
+    git(&dir, &["branch", "-qD", "tmp"]);
+    git(&dir, &["reflog", "expire", "--expire=now", "--all"]);
+    Repo {
+        _tmp: tmp,
+        dir,
+        keys,
+        add_commit,
+        remove_commit,
+    }
+}
+
+#[test]
+fn history_finds_deleted_branch_and_stash_keys_with_their_commits() {
+    let r = history_repo();
+    let (code, v, err) = git_json(&r.dir, &[]);
+    assert_eq!(code, 1, "{err}");
+    let c = find_key(&v, &r.keys[0].0).expect("deleted key found");
+    assert_eq!(c["rule"], "aws-access-key");
+    let p = &c["places"][0];
+    assert_eq!(p["path"], "config/creds.ini");
+    assert_eq!(p["line"], 2);
+    let g = &p["git"];
+    assert_eq!(g["commit"]["id"], r.add_commit.as_str());
+    assert_eq!(g["commit"]["author"], "Dev One");
+    assert_eq!(g["commit"]["email"], "dev@example.com");
+    assert_eq!(g["commit"]["summary"], "add config");
+    assert!(g["commit"]["date"].as_str().unwrap().len() >= 20);
+    assert_eq!(g["at_head"], false);
+    assert_eq!(g["removed_in"]["id"], r.remove_commit.as_str());
+
+    let f = find_key(&v, &r.keys[1].0).expect("branch-only key found");
+    assert_eq!(f["places"][0]["git"]["commit"]["summary"], "feature work");
+    let s = find_key(&v, &r.keys[2].0).expect("stash-only key found");
+    assert_eq!(s["places"][0]["path"], "README.md");
+    assert!(
+        find_key(&v, &r.keys[3].0).is_none(),
+        "unreachable key needs --all-objects"
+    );
+    assert_eq!(creds(&v).len(), 3);
+
+    let (_, v, _) = git_json(&r.dir, &["--all-objects"]);
+    let u = find_key(&v, &r.keys[3].0).expect("unreachable key found with --all-objects");
+    assert_eq!(u["places"][0]["git"]["commit"]["summary"], "to be lost");
+    assert_eq!(creds(&v).len(), 4);
+}
+
+#[test]
+fn branch_and_range_limit_the_history() {
+    let r = history_repo();
+    let (_, v, _) = git_json(&r.dir, &["--branch", "main"]);
+    let keys: Vec<&str> = creds(&v)
+        .iter()
+        .map(|c| c["parts"]["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec![r.keys[0].0.as_str()]);
+
+    let (code, v, _) = git_json(&r.dir, &["--range", "main..feature"]);
+    assert_eq!(code, 1);
+    let keys: Vec<&str> = creds(&v)
+        .iter()
+        .map(|c| c["parts"]["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec![r.keys[1].0.as_str()]);
+    assert_eq!(v["scan"]["kind"], "pull-request");
+
+    let (code, v, _) = git_json(
+        &r.dir,
+        &["--since-commit", &r.remove_commit, "--branch", "main"],
+    );
+    assert_eq!(code, 0, "nothing after the removal on main: {v:#}");
+
+    let (code, _, err) = run(&r.dir, &["git", "--range", "main..nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn history_in_every_format() {
+    let r = history_repo();
+    let (code, out, _) = run(&r.dir, &["git", "--format", "sarif"]);
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&sarif);
+    let run0 = &sarif["runs"][0];
+    assert_eq!(run0["automationDetails"]["id"], "keyhound/history/");
+    let res = run0["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["properties"]["commit"] == r.add_commit.as_str())
+        .expect("a result names the commit");
+    assert_eq!(res["properties"]["author"], "Dev One");
+    assert!(res["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains(&r.add_commit[..12]));
+    assert_eq!(
+        res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "config/creds.ini"
+    );
+
+    let (_, text, _) = run(&r.dir, &["git"]);
+    assert!(
+        text.contains(&format!("commit {}", &r.add_commit[..12])),
+        "{text}"
+    );
+    assert!(text.contains("history only: removed in"), "{text}");
+    assert!(
+        text.contains("Dev One <dev@example.com>: add config"),
+        "{text}"
+    );
+    assert!(text.contains("from "), "{text}");
+}
+
+#[test]
+fn the_same_secret_in_a_thousand_commits_is_one_credential_scanned_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q"]);
+    let pair = Keys::new(12).pair();
+    let secret_file = ini(&pair);
+    // 1,000 commits through fast-import: each changes counter.txt; creds.ini never changes.
+    let mut stream = String::new();
+    for i in 1..=1000 {
+        let counter = format!("{i}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\nmark :{i}\ncommitter Dev One <dev@example.com> {} +0000\ndata 6\nc{:04}\n",
+            1_700_000_000 + i,
+            i
+        ));
+        if i > 1 {
+            stream.push_str(&format!("from :{}\n", i - 1));
+        }
+        stream.push_str(&format!(
+            "M 100644 inline counter.txt\ndata {}\n{counter}\nM 100644 inline creds.ini\ndata {}\n{secret_file}\n",
+            counter.len(),
+            secret_file.len()
+        ));
+    }
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let (code, v, _) = git_json(dir, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(creds(&v).len(), 1);
+    assert_eq!(creds(&v)[0]["places"].as_array().unwrap().len(), 1);
+    assert_eq!(v["summary"]["commits"], 1000);
+    // 1,000 counter versions and one credentials file: every blob read once.
+    assert_eq!(v["summary"]["files"], 1001);
+}
+
+#[test]
+fn staged_scans_the_index_and_only_added_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut g = Keys::new(13);
+    let old = g.pair();
+    let new = g.pair();
+    git(dir, &["init", "-q"]);
+    // A key committed long ago (allowed then); this commit must not be blamed for it.
+    write(
+        dir,
+        "legacy.ini",
+        format!("{}# keyhound:allow\n", ini(&old)),
+    );
+    write(dir, "app.py", "print('hi')\n");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "init"]);
+    write(dir, "legacy.ini", ini(&old));
+    git(dir, &["add", "legacy.ini"]);
+    let (code, out, _) = run(dir, &["git", "--staged"]);
+    assert_eq!(code, 0, "lines HEAD already had are not new: {out}");
+
+    // Staged content counts, not the working file.
+    write(
+        dir,
+        "app.py",
+        format!("print('hi')\nKEY = '{}'\nSECRET = '{}'\n", new.0, new.1),
+    );
+    git(dir, &["add", "app.py"]);
+    write(dir, "app.py", "print('hi')\n");
+    let (code, out, err) = run(dir, &["git", "--staged"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("app.py:2:"), "{out}");
+    assert!(err.contains("git restore --staged"), "{err}");
+    assert!(err.contains("keyhound:allow"), "{err}");
+    let (code, _, _) = run(dir, &["protect"]);
+    assert_eq!(code, 1, "protect is git --staged");
+
+    // Unstaged, the working file's key is not the commit's business.
+    git(dir, &["restore", "--staged", "app.py"]);
+    write(
+        dir,
+        "app.py",
+        format!("KEY = '{}'\nSECRET = '{}'\n", new.0, new.1),
+    );
+    let (code, _, _) = run(dir, &["git", "--staged"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn install_hook_blocks_commits_that_add_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q"]);
+    write(dir, "a.txt", "a\n");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "init"]);
+    let (code, out, err) = run(dir, &["install-hook"]);
+    assert_eq!(code, 0, "{err}");
+    let hook = dir.join(".git/hooks/pre-commit");
+    assert!(out.contains("pre-commit"));
+    use std::os::unix::fs::PermissionsExt;
+    assert!(std::fs::metadata(&hook).unwrap().permissions().mode() & 0o111 != 0);
+
+    let key = Keys::new(14).pair();
+    write(dir, "creds.ini", ini(&key));
+    git(dir, &["add", "creds.ini"]);
+    let out = Command::new("git")
+        .args(["-c", "commit.gpgsign=false", "commit", "-qm", "oops"])
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "D")
+        .env("GIT_AUTHOR_EMAIL", "d@example.com")
+        .env("GIT_COMMITTER_NAME", "D")
+        .env("GIT_COMMITTER_EMAIL", "d@example.com")
+        .env("PATH", path_with_keyhound())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the hook blocks the commit");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("commit blocked"));
+    git(dir, &["restore", "--staged", "creds.ini"]);
+    std::fs::remove_file(dir.join("creds.ini")).unwrap();
+    write(dir, "b.txt", "b\n");
+    git(dir, &["add", "b.txt"]);
+    git(dir, &["commit", "-qm", "clean"]);
+
+    // A foreign hook is kept unless --force; core.hooksPath is honoured.
+    std::fs::write(&hook, "#!/bin/sh\necho mine\n").unwrap();
+    let (code, _, err) = run(dir, &["install-hook"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
+    let (code, _, _) = run(dir, &["install-hook", "--force"]);
+    assert_eq!(code, 0);
+    assert!(std::fs::read_to_string(&hook).unwrap().contains("keyhound"));
+    git(dir, &["config", "core.hooksPath", "githooks"]);
+    let (code, _, _) = run(dir, &["install-hook"]);
+    assert_eq!(code, 0);
+    assert!(dir.join("githooks/pre-commit").exists());
+}
+
+/// PATH with the keyhound under test first.
+fn path_with_keyhound() -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_keyhound"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn bare_shallow_and_bad_repositories() {
+    let r = history_repo();
+    let parent = r.dir.parent().unwrap();
+    git(parent, &["clone", "-q", "--bare", "repo", "bare.git"]);
+    let (code, v, _) = git_json(parent, &["bare.git"]);
+    assert_eq!(code, 1);
+    assert!(
+        find_key(&v, &r.keys[1].0).is_some(),
+        "bare clone has the feature branch"
+    );
+
+    let url = format!("file://{}", r.dir.display());
+    git(
+        parent,
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--no-single-branch",
+            &url,
+            "shallow",
+        ],
+    );
+    let (_, _, err) = run(parent, &["git", "shallow"]);
+    assert!(err.contains("shallow clone"), "{err}");
+
+    let (code, _, err) = run(parent, &["git", "/nonexistent/repo"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/repo"), "{err}");
+
+    // A missing object: named, the rest still scanned, exit 2.
+    let blob = git(&r.dir, &["rev-parse", "feature:feature.env"]);
+    let obj = r.dir.join(".git/objects").join(&blob[..2]).join(&blob[2..]);
+    std::fs::remove_file(obj).unwrap();
+    let (code, v, err) = git_json(&r.dir, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&blob), "{err}");
+    assert!(find_key(&v, &r.keys[0].0).is_some());
+    assert_eq!(v["summary"]["incomplete"], true);
+}
+
+#[test]
+fn this_repository_history_is_clean() {
+    // Dogfood: no key-shaped string was ever committed here.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join(".git").exists() {
+        panic!("run the tests from a git checkout");
+    }
+    let (code, out, err) = run(root, &["git", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+}
