@@ -205,6 +205,7 @@ pub fn git(plan: GitPlan) -> Result<u8> {
         return Ok(code);
     }
     let history = History::enumerate(repo, &plan.history, &stats)?;
+
     if history.shallow {
         eprintln!(
             "keyhound: warning: {} is a shallow clone: commits before its shallow boundary \
@@ -214,8 +215,8 @@ pub fn git(plan: GitPlan) -> Result<u8> {
     }
     if history.submodules > 0 {
         eprintln!(
-            "keyhound: note: {} submodule entries were not followed (scan each submodule's \
-             repository on its own)",
+            "keyhound: note: {} gitlink (submodule) tree entries were not followed: scan each \
+             submodule's own repository",
             history.submodules
         );
     }

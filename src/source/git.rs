@@ -37,6 +37,9 @@ pub struct HistoryOptions {
     pub threads: usize,
 }
 
+/// Memory for decoded delta bases while walking trees.
+const DELTA_BASE_CACHE: usize = 64 << 20;
+
 /// Paths kept per blob (a vendored file copied a thousand times needs no thousand paths).
 const MAX_PATHS: usize = 16;
 
@@ -83,7 +86,15 @@ impl History {
         opts: &HistoryOptions,
         stats: &Stats,
     ) -> Result<History> {
-        let repo = sync.to_thread_local();
+        let mut repo = sync.to_thread_local();
+        // Trees are read in history order, not pack order: keep delta bases decoded, as git
+        // does (core.deltaBaseCacheLimit, 96 MiB by default). Measured on git/git: the walk
+        // takes 18 s with this cache, 38 s with gix's default 64-entry one.
+        repo.objects.set_pack_cache(|| {
+            Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+                DELTA_BASE_CACHE,
+            ))
+        });
         let mut tagged_blobs: Vec<(ObjectId, String)> = Vec::new();
         let mut commits: Vec<ObjectId>;
         if opts.all_objects {
@@ -139,9 +150,9 @@ impl History {
             .store(commits.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
         // Walk each commit's tree, each tree once.
-        let mut index: HashMap<ObjectId, usize> = HashMap::new();
+        let mut index: gix::hashtable::HashMap<ObjectId, usize> = Default::default();
         let mut blobs: Vec<BlobEntry> = Vec::new();
-        let mut seen_trees: HashSet<ObjectId> = HashSet::new();
+        let mut seen_trees: gix::hashtable::HashSet = Default::default();
         let mut submodules = 0;
         let (mut cbuf, mut tbuf) = (Vec::new(), Vec::new());
         let mut stack: Vec<(ObjectId, String)> = Vec::new();
@@ -181,26 +192,30 @@ impl History {
                         stats.skip(Skip::Unreadable, Some(format!("tree {tid}: corrupt entry")));
                         break;
                     };
-                    let path = join(&prefix, e.filename);
                     if e.mode.is_tree() {
-                        stack.push((e.oid.to_owned(), path));
+                        if !seen_trees.contains(e.oid) {
+                            stack.push((e.oid.to_owned(), join(&prefix, e.filename)));
+                        }
                     } else if e.mode.is_commit() {
                         submodules += 1;
                     } else {
-                        let id = e.oid.to_owned();
-                        match index.get(&id) {
+                        match index.get(e.oid) {
                             Some(&b) => {
+                                // Most re-visits are the same path: compare without allocating.
                                 let paths = &mut blobs[b].paths;
-                                if paths.len() < MAX_PATHS && !paths.contains(&path) {
-                                    paths.push(path);
+                                if paths.len() < MAX_PATHS
+                                    && !paths.iter().any(|p| is_join(p, &prefix, e.filename))
+                                {
+                                    paths.push(join(&prefix, e.filename));
                                 }
                             }
                             None => {
+                                let id = e.oid.to_owned();
                                 index.insert(id, blobs.len());
                                 blobs.push(BlobEntry {
                                     id,
                                     commit: ci as u32,
-                                    paths: vec![path],
+                                    paths: vec![join(&prefix, e.filename)],
                                 });
                             }
                         }
@@ -209,8 +224,8 @@ impl History {
             }
         }
         for (id, name) in tagged_blobs {
-            if let std::collections::hash_map::Entry::Vacant(v) = index.entry(id) {
-                v.insert(blobs.len());
+            if !index.contains_key(&id) {
+                index.insert(id, blobs.len());
                 blobs.push(BlobEntry {
                     id,
                     commit: u32::MAX,
@@ -244,8 +259,9 @@ impl History {
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
                 s.spawn(|| {
+                    // Each blob is read once: no decoded-object cache.
                     let mut repo = self.repo.to_thread_local();
-                    repo.object_cache_size(16 << 20);
+                    repo.object_cache_size(0);
                     let mut handle = make();
                     let mut buf = Vec::new();
                     loop {
@@ -345,6 +361,18 @@ impl History {
             })
             .collect()
     }
+}
+
+/// Is `path` the join of `prefix` and `name`?
+fn is_join(path: &str, prefix: &str, name: &BStr) -> bool {
+    let p = path.as_bytes();
+    if prefix.is_empty() {
+        return p == name.as_bytes();
+    }
+    p.len() == prefix.len() + 1 + name.len()
+        && p.starts_with(prefix.as_bytes())
+        && p[prefix.len()] == b'/'
+        && p.ends_with(name.as_bytes())
 }
 
 fn join(prefix: &str, name: &BStr) -> String {
