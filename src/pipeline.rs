@@ -168,7 +168,7 @@ pub fn git(plan: GitPlan) -> Result<u8> {
         r.workdir().unwrap_or_else(|| r.git_dir()).to_path_buf()
     };
     let det = Detector::new(&plan.detect, std::slice::from_ref(&root))?;
-    let stats = Stats::default();
+    let stats = Arc::new(Stats::default());
     let repo_name = crate::source::fs::display_path(&plan.repo);
     let roots = vec![if repo_name.is_empty() {
         ".".into()
@@ -223,6 +223,10 @@ pub fn git(plan: GitPlan) -> Result<u8> {
     let found: Mutex<Vec<(usize, Finding)>> = Mutex::new(Vec::new());
     let engine = &det.engine;
     let found_ref = &found;
+    let progress = Progress::start(
+        stats.clone(),
+        !plan.output.quiet && std::io::stderr().is_terminal(),
+    );
     history.scan(plan.history.threads, &stats, &|| {
         move |i: usize, blob: Blob| {
             let d = engine.scan(blob.data);
@@ -235,6 +239,7 @@ pub fn git(plan: GitPlan) -> Result<u8> {
             }
         }
     });
+    progress.finish();
     let found = found.into_inner().unwrap();
     let mut ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     ids.sort_unstable();

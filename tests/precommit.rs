@@ -14,7 +14,11 @@ fn manifest() -> &'static Path {
 
 fn pre_commit() -> PathBuf {
     let p = manifest().join(".venv/bin/pre-commit");
-    assert!(p.exists(), "{} is missing; run scripts/test, which installs it", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing; run scripts/test, which installs it",
+        p.display()
+    );
     p
 }
 
@@ -91,7 +95,12 @@ impl Sandbox {
     }
 
     fn git(&self, args: &[&str]) -> Output {
-        let mut a = vec!["-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"];
+        let mut a = vec![
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+        ];
         a.extend_from_slice(args);
         self.cmd(Path::new("git"), &a)
     }
@@ -99,7 +108,11 @@ impl Sandbox {
     /// Installs the hook, then checks a key is blocked and a clean change goes through.
     fn check(&self) {
         let out = self.cmd(&pre_commit(), &["install"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         write(&self.repo, "README.md", "hello\n");
         self.git(&["add", "."]);
         let out = self.git(&["commit", "-m", "clean start"]);
@@ -123,7 +136,10 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.status.success(), "a staged key blocks the commit: {text}");
+        assert!(
+            !out.status.success(),
+            "a staged key blocks the commit: {text}"
+        );
         assert!(text.contains("AWS access key pair"), "{text}");
         assert!(text.contains("deploy.env:1:"), "{text}");
         assert!(!text.contains(&s), "the secret is redacted: {text}");
@@ -135,7 +151,11 @@ impl Sandbox {
         write(&self.repo, "app.py", "print('ok')\n");
         self.git(&["add", "app.py"]);
         let out = self.git(&["commit", "-m", "clean change"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
