@@ -383,6 +383,16 @@ fn bare_shallow_and_bad_repositories() {
         "bare clone has the feature branch"
     );
 
+    git(&r.dir, &["worktree", "add", "-q", "../wt", "feature"]);
+    let (code, v, _) = git_json(parent, &["wt"]);
+    assert_eq!(code, 1);
+    assert!(
+        find_key(&v, &r.keys[0].0).is_some(),
+        "a linked worktree sees all refs"
+    );
+    let (code, out, _) = run(&parent.join("wt"), &["git", "--staged"]);
+    assert_eq!(code, 0, "{out}");
+
     let url = format!("file://{}", r.dir.display());
     git(
         parent,
