@@ -193,6 +193,20 @@ fn history_in_every_format() {
         "config/creds.ini"
     );
 
+    // A pull-request range is its own category: it never closes the history scan's alerts.
+    let (code, out, _) = run(
+        &r.dir,
+        &["git", "--range", "main..feature", "--format", "sarif"],
+    );
+    assert_eq!(code, 1);
+    let pr: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&pr);
+    assert_eq!(
+        pr["runs"][0]["automationDetails"]["id"],
+        "keyhound/pull-request/"
+    );
+    assert_eq!(pr["runs"][0]["results"].as_array().unwrap().len(), 1);
+
     let (_, text, _) = run(&r.dir, &["git"]);
     assert!(
         text.contains(&format!("commit {}", &r.add_commit[..12])),

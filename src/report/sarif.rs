@@ -122,7 +122,44 @@ fn line_hash(c: &Credential, p: &Place) -> String {
     format!("{hex}:1")
 }
 
-fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
+/// GitHub code scanning's ingestion limits (docs: "SARIF support for code scanning").
+pub const MAX_RESULTS: usize = 25_000;
+pub const MAX_LOCATIONS: usize = 1_000;
+pub const MAX_GZIP_BYTES: usize = 10 * 1024 * 1024;
+
+fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
+    let l = &p.location;
+    let mut region = json!({
+        "startLine": l.line,
+        "startColumn": l.column,
+        "endLine": l.end_line,
+        "endColumn": l.end_column.max(if l.end_line == l.line { l.column + 1 } else { 1 }),
+        "byteOffset": l.offset,
+        "byteLength": l.end_offset - l.offset,
+    });
+    let snippet = r.snippet(c, p.snippet.trim());
+    if snippets && !snippet.is_empty() {
+        region["snippet"] = json!({"text": snippet});
+    }
+    json!({
+        "physicalLocation": {
+            "artifactLocation": artifact(&p.origin.path),
+            "region": region,
+        }
+    })
+}
+
+/// One result for `places` of a credential (one place, or up to 1,000 when aggregating);
+/// `total` is how many places the credential has in all.
+fn result(
+    r: &Report,
+    c: &Credential,
+    places: &[Place],
+    total: usize,
+    rule_index: usize,
+    snippets: bool,
+) -> Value {
+    let p = &places[0];
     let mut msg = format!("{} found", c.rule.name);
     let shown: Vec<String> = c
         .parts
@@ -145,18 +182,12 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
         msg.push_str(&format!(" (decoded from {})", d.join(" › ")));
     }
     msg.push('.');
-    let l = &p.location;
-    let snippet = r.snippet(c, p.snippet.trim());
-    let mut region = json!({
-        "startLine": l.line,
-        "startColumn": l.column,
-        "endLine": l.end_line,
-        "endColumn": l.end_column.max(if l.end_line == l.line { l.column + 1 } else { 1 }),
-        "byteOffset": l.offset,
-        "byteLength": l.end_offset - l.offset,
-    });
-    if !snippet.is_empty() {
-        region["snippet"] = json!({"text": snippet});
+    if total > 1 {
+        msg.push_str(&format!(" Seen at {total} places"));
+        if total > places.len() {
+            msg.push_str(&format!("; the first {} are listed", places.len()));
+        }
+        msg.push('.');
     }
     let mut properties = json!({
         "fingerprint": c.fingerprint,
@@ -165,6 +196,7 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
         "inner": p.origin.inner,
         "decoded": p.decoded.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
         "security-severity": security_severity(c.rule.severity),
+        "places": total,
     });
     if let Some(g) = &p.origin.git {
         properties["blob"] = json!(g.blob);
@@ -186,12 +218,7 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
         "ruleIndex": rule_index,
         "level": level(c.rule.severity),
         "message": {"text": msg},
-        "locations": [{
-            "physicalLocation": {
-                "artifactLocation": artifact(&p.origin.path),
-                "region": region,
-            }
-        }],
+        "locations": places.iter().map(|p| location(r, c, p, snippets)).collect::<Vec<_>>(),
         "partialFingerprints": {
             "secretHash/v1": c.fingerprint,
             "primaryLocationLineHash": line_hash(c, p),
@@ -200,16 +227,61 @@ fn result(r: &Report, c: &Credential, p: &Place, rule_index: usize) -> Value {
     })
 }
 
+/// The results, within GitHub's limits: one per place; past 25,000 places one per credential
+/// (listing up to 1,000 places each); past 25,000 credentials the most severe 25,000. Notes say
+/// what was aggregated or left out.
+fn results(r: &Report, keep: usize, snippets: bool, notes: &mut Vec<String>) -> Vec<Value> {
+    let index = |id: &str| r.rules.iter().position(|m| m.id == id).unwrap_or(0);
+    let places = r.places();
+    let mut out = Vec::new();
+    if places <= MAX_RESULTS.min(keep) {
+        for c in r.credentials {
+            for p in &c.places {
+                out.push(result(
+                    r,
+                    c,
+                    std::slice::from_ref(p),
+                    1,
+                    index(&c.rule.id),
+                    snippets,
+                ));
+            }
+        }
+        return out;
+    }
+    let limit = MAX_RESULTS.min(keep);
+    notes.push(format!(
+        "{places} findings are more than GitHub code scanning takes in one run ({MAX_RESULTS} \
+         results): reported one result per credential, each listing up to {MAX_LOCATIONS} places"
+    ));
+    if r.credentials.len() > limit {
+        notes.push(format!(
+            "{} credentials: only the {limit} most severe are in this file; the JSON report has all",
+            r.credentials.len()
+        ));
+    }
+    for c in r.credentials.iter().take(limit) {
+        let n = c.places.len().min(MAX_LOCATIONS);
+        out.push(result(
+            r,
+            c,
+            &c.places[..n],
+            c.places.len(),
+            index(&c.rule.id),
+            snippets,
+        ));
+    }
+    out
+}
+
+fn gzip_len(data: &[u8]) -> usize {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("in-memory gzip");
+    e.finish().expect("in-memory gzip").len()
+}
+
 pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
     let rules: Vec<Value> = r.rules.iter().map(|m| rule(m)).collect();
-    let index = |id: &str| r.rules.iter().position(|m| m.id == id).unwrap_or(0);
-    let mut results = Vec::new();
-    for c in r.credentials {
-        let ri = index(&c.rule.id);
-        for p in &c.places {
-            results.push(result(r, c, p, ri));
-        }
-    }
     let cwd = std::env::current_dir()?;
     let root = format!(
         "file:///{}/",
@@ -221,40 +293,69 @@ pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
             .join("/")
     )
     .replace("file:////", "file:///");
-    let notifications: Vec<Value> = r
-        .summary
-        .warnings
-        .iter()
-        .map(|w| json!({"level": "warning", "message": {"text": w}}))
-        .collect();
-    let log = json!({
-        "$schema": SCHEMA_URI,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "keyhound",
-                "version": env!("CARGO_PKG_VERSION"),
-                "semanticVersion": env!("CARGO_PKG_VERSION"),
-                "rules": rules,
-            }},
-            "automationDetails": {"id": format!("keyhound/{}/", r.kind)},
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": root}},
-            "columnKind": "unicodeCodePoints",
-            "invocations": [{
-                "executionSuccessful": !r.summary.incomplete,
-                "toolExecutionNotifications": notifications,
+    // Shrink until the gzipped file fits: first without snippets, then with fewer results.
+    let (mut keep, mut snippets) = (usize::MAX, true);
+    loop {
+        let mut notes = Vec::new();
+        let results = results(r, keep, snippets, &mut notes);
+        if !snippets {
+            notes.push(format!(
+                "snippets left out to stay under GitHub's {} MB (gzipped) limit",
+                MAX_GZIP_BYTES >> 20
+            ));
+        }
+        let n_results = results.len();
+        let mut notifications: Vec<Value> = notes
+            .iter()
+            .map(|n| json!({"level": "note", "message": {"text": n}}))
+            .collect();
+        notifications.extend(
+            r.summary
+                .warnings
+                .iter()
+                .map(|w| json!({"level": "warning", "message": {"text": w}})),
+        );
+        let log = json!({
+            "$schema": SCHEMA_URI,
+            "version": "2.1.0",
+            "runs": [{
+                "tool": {"driver": {
+                    "name": "keyhound",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "semanticVersion": env!("CARGO_PKG_VERSION"),
+                    "rules": rules,
+                }},
+                "automationDetails": {"id": format!("keyhound/{}/", r.kind)},
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": root}},
+                "columnKind": "unicodeCodePoints",
+                "invocations": [{
+                    "executionSuccessful": !r.summary.incomplete,
+                    "toolExecutionNotifications": notifications,
+                }],
+                "results": results,
+                "properties": {
+                    "filesScanned": r.summary.files,
+                    "bytesScanned": r.summary.bytes,
+                    "examplesHidden": r.summary.examples_hidden,
+                    "credentials": r.credentials.len(),
+                    "places": r.places(),
+                    "aggregated": n_results < r.places(),
+                    "notes": notes,
+                },
             }],
-            "results": results,
-            "properties": {
-                "filesScanned": r.summary.files,
-                "bytesScanned": r.summary.bytes,
-                "examplesHidden": r.summary.examples_hidden,
-            },
-        }],
-    });
-    serde_json::to_writer_pretty(&mut *out, &log)?;
-    writeln!(out)?;
-    Ok(())
+        });
+        let mut bytes = serde_json::to_vec_pretty(&log)?;
+        bytes.push(b'\n');
+        if gzip_len(&bytes) <= MAX_GZIP_BYTES || n_results <= 1 {
+            out.write_all(&bytes)?;
+            return Ok(());
+        }
+        if snippets {
+            snippets = false;
+        } else {
+            keep = (n_results / 2).max(1);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,13 @@ pub fn sarif_schema() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The official 2.1.0 schema, then GitHub code scanning's ingestion rules.
 pub fn validate_sarif(sarif: &serde_json::Value) {
+    check_schema(sarif);
+    check_github_rules(sarif);
+}
+
+fn check_schema(sarif: &serde_json::Value) {
     let schema = sarif_schema();
     let v = jsonschema::validator_for(&schema).expect("schema compiles");
     let errors: Vec<String> = v
@@ -131,4 +137,92 @@ pub fn multitool_validate(sarif: &str) {
         "Multitool reports errors:\n{text}"
     );
     assert!(text.contains("Analysis completed successfully"), "{text}");
+}
+
+/// GitHub code scanning's documented rules for uploaded SARIF (docs: "SARIF support for code
+/// scanning"): what the schema does not say but an upload needs.
+pub fn check_github_rules(sarif: &serde_json::Value) {
+    use std::collections::HashSet;
+    use std::io::Write;
+    let text = serde_json::to_vec(sarif).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&text).unwrap();
+    assert!(gz.finish().unwrap().len() <= 10 << 20, "over 10 MB gzipped");
+    assert_eq!(sarif["version"], "2.1.0");
+    let runs = sarif["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "one run per file");
+    for run in runs {
+        let driver = &run["tool"]["driver"];
+        assert!(driver["name"].is_string());
+        assert!(driver["semanticVersion"].is_string());
+        // The category: distinct per kind of scan, so one never closes another's alerts.
+        let cat = run["automationDetails"]["id"]
+            .as_str()
+            .expect("automationDetails.id");
+        assert!(cat.starts_with("keyhound/") && cat.ends_with('/'), "{cat}");
+        assert!(run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with('/'));
+        let rules = driver["rules"].as_array().expect("rules");
+        let mut ids = HashSet::new();
+        for r in rules {
+            let id = r["id"].as_str().unwrap();
+            assert!(ids.insert(id), "duplicate rule {id}");
+            for k in ["shortDescription", "fullDescription"] {
+                assert!(!r[k]["text"].as_str().unwrap_or("").is_empty(), "{id}: {k}");
+            }
+            assert!(
+                !r["help"]["text"].as_str().unwrap_or("").is_empty(),
+                "{id}: help.text"
+            );
+            assert!(
+                !r["help"]["markdown"].as_str().unwrap_or("").is_empty(),
+                "{id}: help.markdown"
+            );
+            let tags = r["properties"]["tags"].as_array().expect("tags");
+            assert!(tags.iter().any(|t| t == "security"), "{id}: tags");
+            let sev = r["properties"]["security-severity"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: security-severity must be a string"));
+            let v: f64 = sev
+                .parse()
+                .unwrap_or_else(|_| panic!("{id}: {sev} is not a number"));
+            assert!(v > 0.0 && v <= 10.0, "{id}: {v} not in (0, 10]");
+        }
+        let results = run["results"].as_array().expect("results");
+        assert!(results.len() <= 25_000, "{} results", results.len());
+        for res in results {
+            let rid = res["ruleId"].as_str().unwrap();
+            assert!(ids.contains(rid), "unknown rule {rid}");
+            assert!(!res["message"]["text"].as_str().unwrap_or("").is_empty());
+            let fp = res["partialFingerprints"]["primaryLocationLineHash"].as_str();
+            assert!(fp.is_some_and(|f| !f.is_empty()), "primaryLocationLineHash");
+            let locs = res["locations"].as_array().expect("locations");
+            assert!(
+                !locs.is_empty() && locs.len() <= 1000,
+                "{} locations",
+                locs.len()
+            );
+            for l in locs {
+                let a = &l["physicalLocation"]["artifactLocation"];
+                let uri = a["uri"].as_str().unwrap();
+                if a["uriBaseId"] == "%SRCROOT%" {
+                    assert!(
+                        !uri.starts_with('/') && !uri.contains("://"),
+                        "relative: {uri}"
+                    );
+                } else {
+                    assert!(uri.starts_with("file:///"), "absolute: {uri}");
+                }
+                let g = &l["physicalLocation"]["region"];
+                let n = |k: &str| g[k].as_u64().unwrap_or_else(|| panic!("region.{k}"));
+                assert!(n("startLine") >= 1 && n("startColumn") >= 1);
+                assert!(n("endLine") >= n("startLine") && n("endColumn") >= 1);
+                if n("endLine") == n("startLine") {
+                    assert!(n("endColumn") > n("startColumn"));
+                }
+            }
+        }
+    }
 }
