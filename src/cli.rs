@@ -64,6 +64,47 @@ struct DetectArgs {
     /// Pair a key id with a secret at most this many bytes away [default: 1024].
     #[arg(long, value_name = "N")]
     pair_window_bytes: Option<usize>,
+    /// Ask AWS STS (GetCallerIdentity) whether each found key pair is live and whose it is. The
+    /// secret leaves only as a SigV4 signature; canary-token keys are never called.
+    #[arg(long, help_heading = "Verification")]
+    verify: bool,
+    /// Calls to STS in flight at most.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        help_heading = "Verification"
+    )]
+    verify_concurrency: usize,
+    /// Call canary-token keys too (this alerts whoever planted them).
+    #[arg(long, requires = "verify", help_heading = "Verification")]
+    verify_canaries: bool,
+    /// Only call keys whose account (decoded from the key id) is one of these.
+    #[arg(
+        long,
+        value_name = "ID,...",
+        value_delimiter = ',',
+        requires = "verify",
+        help_heading = "Verification"
+    )]
+    verify_accounts: Option<Vec<String>>,
+    /// Seconds one verification may take, retries included.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        help_heading = "Verification"
+    )]
+    verify_timeout: u64,
+    /// Report only the keys STS confirmed live.
+    #[arg(long, requires = "verify", help_heading = "Verification")]
+    only_verified: bool,
+    /// Milliseconds before asking again about a SignatureDoesNotMatch.
+    #[arg(long, value_name = "MS", default_value_t = 6000, hide = true)]
+    verify_recheck_ms: u64,
+    /// Milliseconds before the first retry (doubling, with jitter).
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    verify_backoff_ms: u64,
 }
 
 #[derive(Args)]
@@ -181,7 +222,20 @@ enum RulesAction {
 
 impl DetectArgs {
     fn plan(self) -> DetectPlan {
+        let options = self.verify.then(|| crate::aws::verify::VerifyOptions {
+            concurrency: self.verify_concurrency.max(1),
+            canaries: self.verify_canaries,
+            accounts: self.verify_accounts,
+            timeout: std::time::Duration::from_secs(self.verify_timeout.max(1)),
+            recheck_delay: std::time::Duration::from_millis(self.verify_recheck_ms),
+            initial_backoff: std::time::Duration::from_millis(self.verify_backoff_ms),
+            ..Default::default()
+        });
         DetectPlan {
+            verify: crate::pipeline::VerifyPlan {
+                options,
+                only_verified: self.only_verified,
+            },
             rules: self.rules,
             config: self.config,
             baseline: self.baseline,

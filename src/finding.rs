@@ -51,6 +51,54 @@ pub enum Class {
     Example,
 }
 
+/// What STS said of a key pair (`--verify`), or why it was not asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// The key works: STS named its account and identity.
+    Live,
+    /// Unknown, deleted or deactivated key id (InvalidClientTokenId).
+    Invalid,
+    /// The key id exists but this is not its secret (SignatureDoesNotMatch, asked twice).
+    WrongSecret,
+    /// A temporary key whose session token has expired (ExpiredToken).
+    Expired,
+    /// No answer could be had (network, 5xx, throttling after retries, no error code).
+    #[default]
+    Unknown,
+    /// Not asked; `reason` says why (example, no secret, not in --verify-accounts).
+    Skipped,
+    /// A canary-token key: never asked, since asking alerts whoever planted it.
+    Canary,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Live => "live",
+            State::Invalid => "invalid",
+            State::WrongSecret => "wrong-secret",
+            State::Expired => "expired",
+            State::Unknown => "unknown",
+            State::Skipped => "skipped",
+            State::Canary => "canary",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Verification {
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// One place a credential was seen.
 #[derive(Clone, Debug, Serialize)]
 pub struct Place {
@@ -76,6 +124,16 @@ pub struct Credential {
     pub class: Class,
     /// AWS account id decoded offline from the key id, when it can be.
     pub account_id: Option<String>,
+    /// With `--verify`: what STS said (AWS key pairs only).
+    pub verification: Option<Verification>,
+}
+
+impl Credential {
+    pub fn is_live(&self) -> bool {
+        self.verification
+            .as_ref()
+            .is_some_and(|v| v.state == State::Live)
+    }
 }
 
 impl Credential {
@@ -206,6 +264,7 @@ pub fn group(findings: Vec<Finding>) -> Vec<Credential> {
                 places: Vec::new(),
                 class: Class::Secret,
                 account_id: None,
+                verification: None,
             })
             .places
             .push(place);

@@ -28,8 +28,17 @@ pub struct OutputPlan {
     pub color: Option<bool>,
 }
 
+/// `--verify` and what to keep after it.
+pub struct VerifyPlan {
+    /// `None`: no network at all.
+    pub options: Option<crate::aws::verify::VerifyOptions>,
+    /// Keep only credentials STS confirmed live.
+    pub only_verified: bool,
+}
+
 /// What to find things with.
 pub struct DetectPlan {
+    pub verify: VerifyPlan,
     pub rules: Vec<PathBuf>,
     pub config: Option<PathBuf>,
     pub baseline: Option<PathBuf>,
@@ -60,14 +69,15 @@ pub const EXIT_FOUND: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 /// Loaded once per run: rules compiled into the engine, config, suppressions.
-struct Detector {
+struct Detector<'a> {
     engine: Engine,
     config: Config,
     suppressor: Suppressor,
+    verify: &'a VerifyPlan,
 }
 
-impl Detector {
-    fn new(plan: &DetectPlan, roots: &[PathBuf]) -> Result<Detector> {
+impl<'a> Detector<'a> {
+    fn new(plan: &'a DetectPlan, roots: &[PathBuf]) -> Result<Detector<'a>> {
         let config_path = plan.config.clone().or_else(|| {
             search_dirs(roots)
                 .into_iter()
@@ -95,6 +105,7 @@ impl Detector {
             engine: Engine::new(rules)?,
             config,
             suppressor,
+            verify: &plan.verify,
         })
     }
 }
@@ -297,6 +308,16 @@ fn finish(
     let examples = creds.iter().filter(|c| c.class == Class::Example).count() as u64;
     if !out.include_examples {
         creds.retain(|c| c.class != Class::Example);
+    }
+    if let Some(opts) = &det.verify.options {
+        for w in crate::aws::verify::verify(&mut creds, opts)? {
+            eprintln!("keyhound: warning: {w}");
+        }
+        // Live keys are incidents: they come first.
+        creds.sort_by_key(|c| !c.is_live());
+    }
+    if det.verify.only_verified {
+        creds.retain(Credential::is_live);
     }
     let summary = Summary {
         files: stats.files.load(std::sync::atomic::Ordering::Relaxed),

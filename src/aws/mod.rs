@@ -2,6 +2,7 @@
 //! facts now; STS verification and IAM ownership plug in here.
 
 pub mod offline;
+pub mod verify;
 
 use crate::detect::Role;
 use crate::finding::{Class, Credential};

@@ -38,6 +38,7 @@ pub fn credential(r: &Report, c: &Credential) -> Value {
         "class": c.class,
         "account_id": c.account_id,
         "parts": parts,
+        "verification": c.verification,
         "places": places,
     })
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::Report;
 use crate::detect::{RuleMeta, Severity};
-use crate::finding::{Credential, Place};
+use crate::finding::{Credential, Place, State};
 
 const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
@@ -49,6 +49,22 @@ fn pascal(id: &str) -> String {
             std::iter::once(first).chain(c).collect::<String>()
         })
         .collect()
+}
+
+/// The rule a live (verified) credential is reported under: the same rule at the highest
+/// severity, since GitHub reads `security-severity` from rules only.
+fn live_rule(m: &RuleMeta) -> Value {
+    let mut r = rule(m);
+    r["id"] = json!(format!("{}/live", m.id));
+    r["name"] = json!(format!("{}Live", pascal(&m.id)));
+    r["shortDescription"]["text"] = json!(format!("{} (verified live)", m.name));
+    r["fullDescription"]["text"] = json!(format!(
+        "{} AWS STS confirmed the key works: treat it as an incident.",
+        m.description
+    ));
+    r["defaultConfiguration"]["level"] = json!("error");
+    r["properties"]["security-severity"] = json!("10.0");
+    r
 }
 
 fn rule(m: &RuleMeta) -> Value {
@@ -213,10 +229,21 @@ fn result(
             properties["removedIn"] = json!(r.id);
         }
     }
+    if let Some(v) = &c.verification {
+        properties["verification"] = json!(v);
+        if v.state == State::Live {
+            properties["security-severity"] = json!("10.0");
+        }
+    }
+    let rule_id = if c.is_live() {
+        format!("{}/live", c.rule.id)
+    } else {
+        c.rule.id.clone()
+    };
     json!({
-        "ruleId": c.rule.id,
+        "ruleId": rule_id,
         "ruleIndex": rule_index,
-        "level": level(c.rule.severity),
+        "level": if c.is_live() { "error" } else { level(c.rule.severity) },
         "message": {"text": msg},
         "locations": places.iter().map(|p| location(r, c, p, snippets)).collect::<Vec<_>>(),
         "partialFingerprints": {
@@ -230,21 +257,41 @@ fn result(
 /// The results, within GitHub's limits: one per place; past 25,000 places one per credential
 /// (listing up to 1,000 places each); past 25,000 credentials the most severe 25,000. Notes say
 /// what was aggregated or left out.
-fn results(r: &Report, keep: usize, snippets: bool, notes: &mut Vec<String>) -> Vec<Value> {
-    let index = |id: &str| r.rules.iter().position(|m| m.id == id).unwrap_or(0);
+/// The rule table: every rule, then a `/live` twin of each rule that has live credentials.
+fn rule_table(r: &Report) -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = r.rules.iter().map(|m| (m.id.clone(), rule(m))).collect();
+    for m in &r.rules {
+        if r.credentials
+            .iter()
+            .any(|c| c.is_live() && c.rule.id == m.id)
+        {
+            v.push((format!("{}/live", m.id), live_rule(m)));
+        }
+    }
+    v
+}
+
+fn results(
+    r: &Report,
+    table: &[(String, Value)],
+    keep: usize,
+    snippets: bool,
+    notes: &mut Vec<String>,
+) -> Vec<Value> {
+    let index = |c: &Credential| {
+        let id = if c.is_live() {
+            format!("{}/live", c.rule.id)
+        } else {
+            c.rule.id.clone()
+        };
+        table.iter().position(|(i, _)| *i == id).unwrap_or(0)
+    };
     let places = r.places();
     let mut out = Vec::new();
     if places <= MAX_RESULTS.min(keep) {
         for c in r.credentials {
             for p in &c.places {
-                out.push(result(
-                    r,
-                    c,
-                    std::slice::from_ref(p),
-                    1,
-                    index(&c.rule.id),
-                    snippets,
-                ));
+                out.push(result(r, c, std::slice::from_ref(p), 1, index(c), snippets));
             }
         }
         return out;
@@ -267,7 +314,7 @@ fn results(r: &Report, keep: usize, snippets: bool, notes: &mut Vec<String>) -> 
             c,
             &c.places[..n],
             c.places.len(),
-            index(&c.rule.id),
+            index(c),
             snippets,
         ));
     }
@@ -281,7 +328,8 @@ fn gzip_len(data: &[u8]) -> usize {
 }
 
 pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
-    let rules: Vec<Value> = r.rules.iter().map(|m| rule(m)).collect();
+    let table = rule_table(r);
+    let rules: Vec<&Value> = table.iter().map(|(_, v)| v).collect();
     let cwd = std::env::current_dir()?;
     let root = format!(
         "file:///{}/",
@@ -297,7 +345,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
     let (mut keep, mut snippets) = (usize::MAX, true);
     loop {
         let mut notes = Vec::new();
-        let results = results(r, keep, snippets, &mut notes);
+        let results = results(r, &table, keep, snippets, &mut notes);
         if !snippets {
             notes.push(format!(
                 "snippets left out to stay under GitHub's {} MB (gzipped) limit",

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::Report;
 use crate::detect::{Role, Severity};
-use crate::finding::Class;
+use crate::finding::{Class, State};
 
 fn sev_style(s: Severity) -> Style {
     let c = match s {
@@ -65,6 +65,25 @@ pub fn write_credentials(r: &Report, color: bool, out: &mut dyn Write) -> Result
         )?;
         for (role, v) in &c.parts {
             writeln!(out, "  {:<7} {}", role_label(*role), r.value(*role, v))?;
+        }
+        if let Some(v) = &c.verification {
+            let style = match v.state {
+                State::Live => sev_style(Severity::Critical),
+                State::Canary | State::Unknown => sev_style(Severity::Medium),
+                _ => dim,
+            };
+            let mut line = paint(style, v.state.as_str());
+            for x in [&v.arn, &v.account, &v.user_id]
+                .into_iter()
+                .flatten()
+                .take(1)
+            {
+                line.push_str(&format!("  {x}"));
+            }
+            if let Some(why) = &v.reason {
+                line.push_str(&format!("  ({why})"));
+            }
+            writeln!(out, "  {:<7} {}", "state", line)?;
         }
         for p in &c.places {
             let mut extra = Vec::new();

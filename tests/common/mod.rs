@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use keyhound::detect::examples::expand;
 
+pub mod servers;
+
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_keyhound"));
     c.env("NO_COLOR", "1");
