@@ -292,5 +292,5 @@ fn a_thousand_pairs_respect_the_concurrency_limit() {
     assert_eq!(calls.len(), 1000);
     assert!(ids.iter().all(|k| calls[k] == 1), "each key called once");
     let max = sts.max_in_flight();
-    assert!(max <= 8 && max >= 2, "in flight at most 8 (saw {max})");
+    assert!((2..=8).contains(&max), "in flight at most 8 (saw {max})");
 }
