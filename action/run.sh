@@ -2,7 +2,7 @@
 # The scan step of the keyhound GitHub Action (action.yml). Inputs come as environment variables
 # (never interpolated into the script): KEYHOUND (the binary), SCAN_KIND (worktree, history or
 # pull-request), SCAN_PATH, BASE_SHA and HEAD_SHA (pull-request), SARIF_FILE, FAIL_ON_FINDINGS,
-# EXTRA_ARGS. Writes the SARIF file, sets the `findings` output, and exits 0 (clean or findings
+# VERIFY (true: --verify), EXTRA_ARGS. Writes the SARIF file, sets the `findings` output, and exits 0 (clean or findings
 # not failing), 1 (findings and FAIL_ON_FINDINGS=true) or 2 (keyhound could not scan).
 set -uo pipefail
 
@@ -23,6 +23,7 @@ case "${SCAN_KIND:-history}" in
     exit 2 ;;
 esac
 read -r -a extra <<< "${EXTRA_ARGS:-}"
+[ "${VERIFY:-false}" = true ] && extra+=(--verify)
 
 "$kh" "${args[@]}" --format sarif --output "$sarif" "${extra[@]}"
 code=$?
