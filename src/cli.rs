@@ -147,9 +147,47 @@ struct ScanArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     buffer_mib: usize,
     #[command(flatten)]
+    archives: ArchiveArgs,
+    #[command(flatten)]
     detect: DetectArgs,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Args)]
+struct ArchiveArgs {
+    /// Look into archives (zip, tar, gzip, bzip2, xz, zstd) nested this deep; 0 scans them as
+    /// raw bytes.
+    #[arg(long, value_name = "N", default_value_t = 8, help_heading = "Archives")]
+    archive_depth: usize,
+    /// Stop expanding one input past this many MiB (decompression bombs).
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 16384,
+        help_heading = "Archives"
+    )]
+    archive_max_mib: u64,
+    /// Stop expanding one input that grows more than this many times its size.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        help_heading = "Archives"
+    )]
+    archive_max_ratio: u64,
+}
+
+impl ArchiveArgs {
+    fn limits(&self, chunk: usize) -> crate::source::archive::Limits {
+        crate::source::archive::Limits {
+            max_depth: self.archive_depth,
+            max_bytes: self.archive_max_mib << 20,
+            max_ratio: self.archive_max_ratio.max(1),
+            chunk,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -173,6 +211,8 @@ struct GitArgs {
     /// Scan what is staged for the next commit instead of history.
     #[arg(long)]
     staged: bool,
+    #[command(flatten)]
+    archives: ArchiveArgs,
     /// Worker threads [default: the number of CPUs].
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
@@ -278,6 +318,7 @@ pub fn main() -> ExitCode {
                 threads: a.threads.unwrap_or_else(default_threads).max(1),
                 chunk: a.buffer_mib.max(1) << 20,
                 overlap: 64 << 10,
+                archives: a.archives.limits(a.buffer_mib.max(1) << 20),
             },
             detect: a.detect.plan(),
             output: a.output.plan(),
@@ -292,6 +333,7 @@ pub fn main() -> ExitCode {
                 threads: a.threads.unwrap_or_else(default_threads).max(1),
             },
             staged: a.staged,
+            archives: a.archives.limits(16 << 20),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
@@ -299,6 +341,7 @@ pub fn main() -> ExitCode {
             repo: a.repo,
             history: HistoryOptions::default(),
             staged: true,
+            archives: crate::source::archive::Limits::default(),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),

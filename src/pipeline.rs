@@ -13,6 +13,7 @@ use crate::blob::{Blob, Origin};
 use crate::detect::{examples, Engine, RuleSet};
 use crate::finding::{self, Class, Credential, Finding};
 use crate::report::{self, progress::Progress, Format, Report, Summary};
+use crate::source::archive;
 use crate::source::git::{self, History, HistoryOptions};
 use crate::source::{fs::WalkOptions, Stats};
 use crate::suppress::{Config, Outcome, Reason, Suppressor};
@@ -59,6 +60,8 @@ pub struct GitPlan {
     pub history: HistoryOptions,
     /// Scan what is staged instead of history (the pre-commit check).
     pub staged: bool,
+    /// Archives among the blobs.
+    pub archives: crate::source::archive::Limits,
     pub detect: DetectPlan,
     pub output: OutputPlan,
 }
@@ -238,15 +241,32 @@ pub fn git(plan: GitPlan) -> Result<u8> {
         stats.clone(),
         !plan.output.quiet && std::io::stderr().is_terminal(),
     );
+    let limits = plan.archives;
+    let stats_ref = &*stats;
     history.scan(plan.history.threads, &stats, &|| {
         move |i: usize, blob: Blob| {
-            let d = engine.scan(blob.data);
-            if !d.is_empty() {
-                let f = finding::from_detections(&blob, d);
-                found_ref
-                    .lock()
-                    .unwrap()
-                    .extend(f.into_iter().map(|f| (i, f)));
+            let mut emit = |b: Blob| {
+                let d = engine.scan(b.data);
+                if !d.is_empty() {
+                    let f = finding::from_detections(&b, d);
+                    found_ref
+                        .lock()
+                        .unwrap()
+                        .extend(f.into_iter().map(|f| (i, f)));
+                }
+            };
+            let kind = (limits.max_depth > 0)
+                .then(|| archive::sniff(blob.data))
+                .flatten();
+            match kind {
+                Some(kind) => {
+                    let len = blob.data.len() as u64;
+                    let mut ex = archive::Expander::new(limits, stats_ref, len, &mut emit);
+                    if !ex.bytes(blob.data, kind, &blob.origin) {
+                        emit(blob);
+                    }
+                }
+                None => emit(blob),
             }
         }
     });
@@ -259,7 +279,10 @@ pub fn git(plan: GitPlan) -> Result<u8> {
     let findings = found
         .into_iter()
         .map(|(i, mut f)| {
-            f.origin = origins[&i].clone();
+            // The commit and paths of the blob, and the chain inside it (archive members).
+            let mut o = (*origins[&i]).clone();
+            o.inner = f.origin.inner.clone();
+            f.origin = Arc::new(o);
             f
         })
         .collect();

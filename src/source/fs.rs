@@ -4,13 +4,13 @@
 //! a buffer each thread reuses; bigger ones stream through overlapping windows.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
-use super::{Skip, Stats};
+use super::{archive, Skip, Stats};
 use crate::blob::{Blob, Origin};
 
 pub struct WalkOptions {
@@ -21,6 +21,8 @@ pub struct WalkOptions {
     pub chunk: usize,
     /// Bytes shared by consecutive pieces (at least the longest possible match).
     pub overlap: usize,
+    /// Archives found among the files (depth 0: scan them as raw bytes).
+    pub archives: super::archive::Limits,
 }
 
 /// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
@@ -108,6 +110,28 @@ fn read_file<F: FnMut(Blob)>(
 ) -> io::Result<()> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
+    if opts.archives.max_depth > 0 {
+        let mut head = [0u8; 512];
+        let n = read_up_to(&mut f, &mut head)?;
+        if let Some(kind) = archive::sniff(&head[..n]) {
+            f.seek(io::SeekFrom::Start(0))?;
+            stats.read(len);
+            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            if ex.file(f, kind, origin) {
+                return Ok(());
+            }
+            // Not an archive after all, or unreadable from the start: scan the raw bytes.
+            f = File::open(path)?;
+            stats
+                .files
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .bytes
+                .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            f.seek(io::SeekFrom::Start(0))?;
+        }
+    }
     if len <= opts.chunk as u64 {
         buf.clear();
         f.read_to_end(buf)?;
@@ -118,6 +142,19 @@ fn read_file<F: FnMut(Blob)>(
     let n = stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
     stats.read(n);
     Ok(())
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Feeds a reader through overlapping windows of at most `chunk + overlap` bytes. Each window

@@ -1,5 +1,6 @@
 //! Sources turn a place into blobs. Each source counts what it read and what it skipped.
 
+pub mod archive;
 pub mod fs;
 pub mod git;
 
@@ -18,6 +19,10 @@ pub enum Skip {
     Special,
     /// Excluded by a path allowlist in `.keyhound.toml`.
     Allowlisted,
+    /// An archive that could not be read to its end (what was read is scanned).
+    CorruptArchive,
+    /// An archive past its expansion budget (a decompression bomb?).
+    ArchiveBudget,
 }
 
 impl Skip {
@@ -27,10 +32,15 @@ impl Skip {
             Skip::Symlink => "symlink not followed",
             Skip::Special => "not a regular file",
             Skip::Allowlisted => "allowlisted path",
+            Skip::CorruptArchive => "corrupt archive",
+            Skip::ArchiveBudget => "archive over budget",
         }
     }
     pub fn is_error(self) -> bool {
-        matches!(self, Skip::Unreadable)
+        matches!(
+            self,
+            Skip::Unreadable | Skip::CorruptArchive | Skip::ArchiveBudget
+        )
     }
 }
 

@@ -1,0 +1,427 @@
+//! Archives and compressed streams inside any input (working-tree files, git blobs), recognised
+//! by content, not by name: zip (jar, war, whl, docx…), tar, gzip, bzip2, xz and zstd, nested to
+//! a configurable depth. Streams (tar and the compressions) are read without buffering; a zip is
+//! opened through `Seek` — the file itself, or, nested, a buffer of at most `max_buffer` bytes.
+//!
+//! Budgets against bombs, per outermost input: expanded bytes, expansion ratio and entries.
+//! Over budget the expansion stops with a warning naming the archive; what was found stays.
+//! Every blob's origin names the chain: `backups/release.tgz › release/bundle.zip › .env`.
+
+use std::io::{self, Cursor, Read, Seek};
+use std::sync::Arc;
+
+use super::{Skip, Stats};
+use crate::blob::{Blob, Origin};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Zip,
+    Tar,
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
+/// The kind of archive `head` (the first bytes, 512 are enough) starts, if any.
+pub fn sniff(head: &[u8]) -> Option<Kind> {
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Some(Kind::Zip)
+    } else if head.starts_with(&[0x1f, 0x8b, 0x08]) {
+        Some(Kind::Gzip)
+    } else if head.len() >= 10 && head.starts_with(b"BZh") && &head[4..10] == b"1AY&SY" {
+        Some(Kind::Bzip2)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Kind::Xz)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Kind::Zstd)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Some(Kind::Tar)
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Archives inside archives, at most this deep (0: archives are scanned as raw bytes).
+    pub max_depth: usize,
+    /// Bytes expanded from one outermost input.
+    pub max_bytes: u64,
+    /// Expanded / compressed size, checked once past `ratio_after` bytes.
+    pub max_ratio: u64,
+    pub ratio_after: u64,
+    /// Members of one outermost input.
+    pub max_entries: u64,
+    /// The largest nested zip held in memory to open it.
+    pub max_buffer: usize,
+    /// Windows for members (as for big files).
+    pub chunk: usize,
+    pub overlap: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 8,
+            max_bytes: 16 << 30,
+            max_ratio: 200,
+            ratio_after: 256 << 20,
+            max_entries: 1_000_000,
+            max_buffer: 256 << 20,
+            chunk: 16 << 20,
+            overlap: 64 << 10,
+        }
+    }
+}
+
+/// Why expansion stopped early.
+struct Stop(String);
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop(format!("corrupt or truncated archive: {e}"))
+    }
+}
+
+impl From<zip::result::ZipError> for Stop {
+    fn from(e: zip::result::ZipError) -> Self {
+        Stop(format!("corrupt zip: {e}"))
+    }
+}
+
+/// Expands one outermost input; calls `f` with every leaf member's windows.
+pub struct Expander<'a, F: FnMut(Blob)> {
+    limits: Limits,
+    stats: &'a Stats,
+    f: &'a mut F,
+    /// Size of the outermost input, for the ratio.
+    input_len: u64,
+    expanded: u64,
+    entries: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a, F: FnMut(Blob)> Expander<'a, F> {
+    pub fn new(limits: Limits, stats: &'a Stats, input_len: u64, f: &'a mut F) -> Self {
+        Expander {
+            limits,
+            stats,
+            f,
+            input_len: input_len.max(1),
+            expanded: 0,
+            entries: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Expands an archive held in memory. Returns false if it could not be expanded at all (the
+    /// caller then scans its raw bytes).
+    pub fn bytes(&mut self, data: &[u8], kind: Kind, origin: &Arc<Origin>) -> bool {
+        let r = match kind {
+            Kind::Zip => self.zip(Cursor::new(data), origin, 1),
+            k => self.stream(k, &mut { data }, origin, 1),
+        };
+        self.finish(r, origin)
+    }
+
+    /// Expands an archive file; a zip is read through its `Seek`.
+    pub fn file(&mut self, file: std::fs::File, kind: Kind, origin: &Arc<Origin>) -> bool {
+        let r = match kind {
+            Kind::Zip => self.zip(io::BufReader::new(file), origin, 1),
+            k => self.stream(
+                k,
+                &mut io::BufReader::with_capacity(1 << 16, file),
+                origin,
+                1,
+            ),
+        };
+        self.finish(r, origin)
+    }
+
+    fn finish(&mut self, r: Result<(), Stop>, origin: &Arc<Origin>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(Stop(why)) => {
+                let budget = why.starts_with("over budget");
+                self.stats.skip(
+                    if budget {
+                        Skip::ArchiveBudget
+                    } else {
+                        Skip::CorruptArchive
+                    },
+                    Some(format!("{origin}: {why}")),
+                );
+                // Something was expanded: keep it. Nothing was: let the caller scan raw bytes.
+                self.entries > 0 || budget
+            }
+        }
+    }
+
+    fn budget(&self) -> Result<(), Stop> {
+        let l = &self.limits;
+        if self.expanded > l.max_bytes {
+            return Err(Stop(format!(
+                "over budget: more than {} MiB expanded (a decompression bomb?); the rest is not scanned",
+                l.max_bytes >> 20
+            )));
+        }
+        if self.expanded > l.ratio_after && self.expanded / self.input_len > l.max_ratio {
+            return Err(Stop(format!(
+                "over budget: expands more than {}× its size (a decompression bomb?); the rest is not scanned",
+                l.max_ratio
+            )));
+        }
+        if self.entries > l.max_entries {
+            return Err(Stop(format!(
+                "over budget: more than {} members; the rest is not scanned",
+                l.max_entries
+            )));
+        }
+        Ok(())
+    }
+
+    fn zip<R: Read + Seek>(
+        &mut self,
+        r: R,
+        origin: &Arc<Origin>,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        let mut z = zip::ZipArchive::new(r)?;
+        for i in 0..z.len() {
+            let m = match z.by_index(i) {
+                Ok(m) => m,
+                Err(zip::result::ZipError::UnsupportedArchive(why)) => {
+                    self.stats.skip(
+                        Skip::CorruptArchive,
+                        Some(format!("{origin}: member {i} not readable: {why}")),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if m.is_dir() {
+                continue;
+            }
+            let name = m.name()?.into_owned();
+            let inner = child(origin, &name);
+            self.member(&mut { m }, &inner, depth)?;
+        }
+        Ok(())
+    }
+
+    fn stream(
+        &mut self,
+        kind: Kind,
+        r: &mut dyn Read,
+        origin: &Arc<Origin>,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        match kind {
+            Kind::Tar => self.tar(r, origin, depth),
+            Kind::Gzip => {
+                self.decompressed(&mut flate2::read::MultiGzDecoder::new(r), origin, depth)
+            }
+            Kind::Bzip2 => {
+                self.decompressed(&mut bzip2::read::MultiBzDecoder::new(r), origin, depth)
+            }
+            Kind::Xz => self.decompressed(&mut lzma_rust2::XzReader::new(r, true), origin, depth),
+            Kind::Zstd => {
+                self.decompressed(&mut zstd::stream::read::Decoder::new(r)?, origin, depth)
+            }
+            Kind::Zip => {
+                let data = read_capped(r, self.limits.max_buffer)?;
+                match data {
+                    Some(d) => self.zip(Cursor::new(d), origin, depth),
+                    None => Err(Stop(format!(
+                        "a nested zip over {} MiB is not opened",
+                        self.limits.max_buffer >> 20
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// A decompressed stream: a tar (`.tgz`, `.tar.zst`…) lists its members directly; anything
+    /// else is one member named after the file without its compression suffix.
+    fn decompressed(
+        &mut self,
+        r: &mut dyn Read,
+        origin: &Arc<Origin>,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        let (head, r) = peek(r)?;
+        let mut r = Cursor::new(head).chain(r);
+        if sniff(r.get_ref().0.get_ref()) == Some(Kind::Tar) {
+            return self.tar(&mut r, origin, depth);
+        }
+        let name = decompressed_name(origin);
+        self.member(&mut r, &child(origin, &name), depth)
+    }
+
+    fn tar(&mut self, r: &mut dyn Read, origin: &Arc<Origin>, depth: usize) -> Result<(), Stop> {
+        let mut a = tar::Archive::new(r);
+        for entry in a.entries()? {
+            let e = entry?;
+            if !matches!(
+                e.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+            ) {
+                continue;
+            }
+            let name = e.path().map(|p| p.to_string_lossy().into_owned())?;
+            self.member(&mut { e }, &child(origin, &name), depth)?;
+        }
+        Ok(())
+    }
+
+    /// One member: a nested archive is expanded (within the depth limit), anything else scanned.
+    fn member(&mut self, r: &mut dyn Read, origin: &Arc<Origin>, depth: usize) -> Result<(), Stop> {
+        self.entries += 1;
+        self.budget()?;
+        let remaining = self.limits.max_bytes.saturating_sub(self.expanded) + 1;
+        let mut counted = Counted {
+            inner: r.take(remaining),
+            n: 0,
+        };
+        let (head, rest) = peek(&mut counted)?;
+        let kind = (depth < self.limits.max_depth)
+            .then(|| sniff(&head))
+            .flatten();
+        let mut r = Cursor::new(head).chain(rest);
+        let result = match kind {
+            Some(k) => self.stream(k, &mut r, origin, depth + 1),
+            None => {
+                let mut buf = std::mem::take(&mut self.buf);
+                let f = &mut *self.f;
+                let res = super::fs::stream(
+                    &mut r,
+                    origin,
+                    self.limits.chunk,
+                    self.limits.overlap,
+                    &mut buf,
+                    f,
+                );
+                self.buf = buf;
+                res.map(|_| ()).map_err(Stop::from)
+            }
+        };
+        self.expanded += counted.n;
+        result?;
+        self.budget()
+    }
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// The first 512 bytes (fewer at the end), and the reader to go on with.
+fn peek<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
+    let mut head = vec![0; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(n);
+    Ok((head, r))
+}
+
+/// All of `r`, or `None` if it is longer than `cap`.
+fn read_capped(r: &mut dyn Read, cap: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut v = Vec::new();
+    r.take(cap as u64 + 1).read_to_end(&mut v)?;
+    Ok((v.len() <= cap).then_some(v))
+}
+
+fn child(origin: &Arc<Origin>, name: &str) -> Arc<Origin> {
+    let mut o = (**origin).clone();
+    o.inner.push(name.to_string());
+    Arc::new(o)
+}
+
+/// `logs/app.log.gz` → `app.log`; `x.tgz` → `x.tar`; otherwise the name with `(decompressed)`.
+fn decompressed_name(origin: &Origin) -> String {
+    let last = origin.inner.last().unwrap_or(&origin.path);
+    let base = last.rsplit('/').next().unwrap_or(last);
+    for (suffix, repl) in [
+        (".tgz", ".tar"),
+        (".gz", ""),
+        (".bz2", ""),
+        (".xz", ""),
+        (".zst", ""),
+        (".zstd", ""),
+    ] {
+        if let Some(stem) = base.strip_suffix(suffix) {
+            if !stem.is_empty() {
+                return format!("{stem}{repl}");
+            }
+        }
+    }
+    format!("{base} (decompressed)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_content() {
+        assert_eq!(sniff(b"PK\x03\x04rest"), Some(Kind::Zip));
+        assert_eq!(sniff(&[0x1f, 0x8b, 8, 0]), Some(Kind::Gzip));
+        assert_eq!(sniff(b"BZh91AY&SYxx"), Some(Kind::Bzip2));
+        assert_eq!(sniff(b"BZh is a word"), None);
+        assert_eq!(sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]), Some(Kind::Xz));
+        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Some(Kind::Zstd));
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(sniff(&tar), Some(Kind::Tar));
+        assert_eq!(sniff(b"plain text"), None);
+    }
+
+    #[test]
+    fn the_ratio_budget_stops_a_bomb() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 32 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        let stats = Stats::default();
+        let limits = Limits {
+            ratio_after: 4 << 20,
+            max_ratio: 200,
+            chunk: 1 << 20,
+            ..Limits::default()
+        };
+        let mut windows = 0;
+        let mut f = |_: Blob| windows += 1;
+        let origin = Arc::new(Origin::file("zeros.gz"));
+        let mut ex = Expander::new(limits, &stats, bomb.len() as u64, &mut f);
+        assert!(ex.bytes(&bomb, Kind::Gzip, &origin));
+        let w = stats.warnings();
+        assert!(w[0].contains("zeros.gz") && w[0].contains("200×"), "{w:?}");
+        assert!(stats.incomplete());
+        assert!(windows > 0, "what was expanded before the stop was scanned");
+    }
+
+    #[test]
+    fn names_of_decompressed_streams() {
+        let o = |p: &str| Origin::file(p);
+        assert_eq!(decompressed_name(&o("logs/app.log.gz")), "app.log");
+        assert_eq!(decompressed_name(&o("b/x.tgz")), "x.tar");
+        assert_eq!(decompressed_name(&o("blob")), "blob (decompressed)");
+    }
+}
