@@ -122,7 +122,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             Kind::Zip => self.zip(Cursor::new(data), origin, 1),
             k => self.stream(k, &mut { data }, origin, 1),
         };
-        self.finish(r, origin)
+        self.finish(r, kind, origin)
     }
 
     /// Expands an archive file; a zip is read through its `Seek`.
@@ -136,26 +136,24 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
                 1,
             ),
         };
-        self.finish(r, origin)
+        self.finish(r, kind, origin)
     }
 
-    fn finish(&mut self, r: Result<(), Stop>, origin: &Arc<Origin>) -> bool {
-        match r {
-            Ok(()) => true,
-            Err(Stop(why)) => {
-                let budget = why.starts_with("over budget");
-                self.stats.skip(
-                    if budget {
-                        Skip::ArchiveBudget
-                    } else {
-                        Skip::CorruptArchive
-                    },
-                    Some(format!("{origin}: {why}")),
-                );
-                // Something was expanded: keep it. Nothing was: let the caller scan raw bytes.
-                self.entries > 0 || budget
-            }
-        }
+    /// Something was expanded: keep it, and the input counts as incomplete if it stopped early.
+    /// Nothing was, or the input is a plain tar (its members are stored as they are): the caller
+    /// scans the raw bytes instead, so nothing is missed.
+    fn finish(&mut self, r: Result<(), Stop>, kind: Kind, origin: &Arc<Origin>) -> bool {
+        let Err(Stop(why)) = r else { return true };
+        let budget = why.starts_with("over budget");
+        let expanded = (self.entries > 0 && kind != Kind::Tar) || budget;
+        let (skip, note) = match (budget, expanded) {
+            (true, _) => (Skip::ArchiveBudget, ""),
+            (false, true) => (Skip::CorruptArchive, ""),
+            (false, false) => (Skip::ArchiveAsBytes, "; scanned as raw bytes"),
+        };
+        self.stats
+            .skip(skip, Some(format!("{origin}: {why}{note}")));
+        expanded
     }
 
     fn budget(&self) -> Result<(), Stop> {

@@ -110,17 +110,31 @@ fn read_file<F: FnMut(Blob)>(
 ) -> io::Result<()> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
-    if opts.archives.max_depth > 0 {
+    let archives = opts.archives.max_depth > 0;
+    if len <= opts.chunk as u64 {
+        buf.clear();
+        f.read_to_end(buf)?;
+        stats.read(buf.len() as u64);
+        if let Some(kind) = archive::sniff(buf).filter(|_| archives) {
+            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            if ex.bytes(buf, kind, origin) {
+                return Ok(());
+            }
+        }
+        handle(Blob::whole(buf, origin.clone()));
+        return Ok(());
+    }
+    if archives {
         let mut head = [0u8; 512];
         let n = read_up_to(&mut f, &mut head)?;
+        f.seek(io::SeekFrom::Start(0))?;
         if let Some(kind) = archive::sniff(&head[..n]) {
-            f.seek(io::SeekFrom::Start(0))?;
             stats.read(len);
             let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
             if ex.file(f, kind, origin) {
                 return Ok(());
             }
-            // Not an archive after all, or unreadable from the start: scan the raw bytes.
+            // Unreadable from its first bytes: scan it as raw bytes instead.
             f = File::open(path)?;
             stats
                 .files
@@ -128,16 +142,7 @@ fn read_file<F: FnMut(Blob)>(
             stats
                 .bytes
                 .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            f.seek(io::SeekFrom::Start(0))?;
         }
-    }
-    if len <= opts.chunk as u64 {
-        buf.clear();
-        f.read_to_end(buf)?;
-        stats.read(buf.len() as u64);
-        handle(Blob::whole(buf, origin.clone()));
-        return Ok(());
     }
     let n = stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
     stats.read(n);
@@ -175,20 +180,12 @@ pub fn stream<R: Read, F: FnMut(Blob)>(
     let mut own_start = 0usize;
     let mut total = 0u64;
     loop {
-        // Fill the buffer up to `overlap + chunk` bytes.
+        // Fill the buffer up to `overlap + chunk` bytes, without zero-filling it first (a small
+        // archive member must not cost a 16 MiB memset).
         let want = overlap + chunk;
         let before = buf.len();
-        buf.resize(want, 0);
-        let mut filled = before;
-        while filled < want {
-            match r.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(filled);
+        r.by_ref().take((want - before) as u64).read_to_end(buf)?;
+        let filled = buf.len();
         total += (filled - before) as u64;
         let eof = filled < want;
         // This window owns detections starting in [own_start, own_end).

@@ -23,6 +23,8 @@ pub enum Skip {
     CorruptArchive,
     /// An archive past its expansion budget (a decompression bomb?).
     ArchiveBudget,
+    /// Looked like an archive but would not open: its raw bytes were scanned instead.
+    ArchiveAsBytes,
 }
 
 impl Skip {
@@ -34,6 +36,7 @@ impl Skip {
             Skip::Allowlisted => "allowlisted path",
             Skip::CorruptArchive => "corrupt archive",
             Skip::ArchiveBudget => "archive over budget",
+            Skip::ArchiveAsBytes => "unopenable archive scanned as bytes",
         }
     }
     pub fn is_error(self) -> bool {
