@@ -326,15 +326,7 @@ impl<R: Read> Read for Counted<R> {
 /// The first 512 bytes (fewer at the end), and the reader to go on with.
 fn peek<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
     let mut head = vec![0; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let n = super::fs::read_up_to(&mut r, &mut head)?;
     head.truncate(n);
     Ok((head, r))
 }
