@@ -158,39 +158,57 @@ pub fn fingerprint(rule: &str, values: &[&str]) -> String {
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Newline positions of a blob, made once per blob that has detections.
-struct Lines<'a> {
-    data: &'a [u8],
-    nl: Vec<usize>,
+/// Lines and columns of the offsets a blob's detections need, computed in one pass over the
+/// offsets in order: a minified file with thousands of keys on one line costs one count of that
+/// line, not one per key.
+struct Lines {
+    /// (offset, 0-based line, 1-based column in characters), sorted by offset.
+    at: Vec<(usize, u64, u64)>,
 }
 
-impl<'a> Lines<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Lines {
-            data,
-            nl: memchr::memchr_iter(b'\n', data).collect(),
-        }
-    }
-    /// (0-based line in the blob, 1-based column) of offset `off`.
-    fn at(&self, off: usize, utf16: bool) -> (u64, u64) {
-        let line = self.nl.partition_point(|&p| p < off);
-        let ls = if line == 0 { 0 } else { self.nl[line - 1] + 1 };
-        let prefix = &self.data[ls..off.min(self.data.len())];
-        let col = if utf16 {
-            prefix.len() / 2
-        } else {
-            match std::str::from_utf8(prefix) {
-                Ok(s) => s.chars().count(),
-                Err(_) => prefix.len(),
+impl Lines {
+    fn new(data: &[u8], mut offsets: Vec<usize>) -> Lines {
+        offsets.sort_unstable();
+        offsets.dedup();
+        let (mut pos, mut line, mut col) = (0usize, 0u64, 1u64);
+        let mut at = Vec::with_capacity(offsets.len());
+        for off in offsets {
+            let seg = &data[pos..off.min(data.len())];
+            match memchr::memrchr(b'\n', seg) {
+                Some(nl) => {
+                    line += memchr::memchr_iter(b'\n', seg).count() as u64;
+                    col = 1 + chars(&seg[nl + 1..]);
+                }
+                None => col += chars(seg),
             }
-        };
-        (line as u64, col as u64 + 1)
+            pos = off.min(data.len());
+            at.push((off, line, col));
+        }
+        Lines { at }
     }
+
+    /// (0-based line in the blob, 1-based column) of offset `off`, one of those given to `new`.
+    /// UTF-16 text counts two bytes a character.
+    fn at(&self, off: usize, utf16: bool) -> (u64, u64) {
+        let i = self.at.partition_point(|a| a.0 < off);
+        let (_, line, col) = self.at[i];
+        (line, if utf16 { (col - 1) / 2 + 1 } else { col })
+    }
+}
+
+/// Characters in `b`: UTF-8 characters, each invalid byte counting as one.
+fn chars(b: &[u8]) -> u64 {
+    // Every byte that does not continue a UTF-8 sequence starts a character (or is invalid).
+    b.iter().filter(|&&c| (c as i8) >= -0x40).count() as u64
 }
 
 /// Turns a blob's detections into findings, keeping those the blob owns.
 pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
-    let lines = Lines::new(blob.data);
+    let offsets = dets
+        .iter()
+        .flat_map(|d| d.parts.iter().flat_map(|p| [p.start, p.end]))
+        .collect();
+    let lines = Lines::new(blob.data, offsets);
     let mut out = Vec::with_capacity(dets.len());
     for d in dets {
         if !blob.own.contains(&d.parts[0].start) {
@@ -331,9 +349,14 @@ mod tests {
 
     #[test]
     fn columns_count_characters() {
-        let data = "ä\nxx é key".as_bytes();
-        let l = Lines::new(data);
-        let off = data.len() - 3;
-        assert_eq!(l.at(off, false), (1, 6));
+        let data = "ä\nxx é key\nab".as_bytes();
+        let key = data.len() - 6;
+        let l = Lines::new(data, vec![data.len(), key, 0, 1]);
+        assert_eq!(l.at(key, false), (1, 6));
+        assert_eq!(l.at(0, false), (0, 1));
+        assert_eq!(l.at(data.len(), false), (2, 3));
+        // An invalid byte counts as one character.
+        let l = Lines::new(b"\xff\xfeab", vec![3]);
+        assert_eq!(l.at(3, false), (0, 4));
     }
 }

@@ -420,31 +420,30 @@ impl Engine {
                 .map(|&k| pair_window(&matches[k], pair.lines, pair.bytes, nl, data.len()))
                 .collect();
             // Candidate (distance, preference, key, other) for the secrets, then the tokens.
+            // `matches` is sorted by start: each key looks only at the slice in its window, so a
+            // file with thousands of keys pairs in n·log n.
             let candidates = |rule_pref: &dyn Fn(usize) -> Option<usize>,
                               keys_ok: &dyn Fn(usize) -> bool| {
+                // The others, one per span: the same bytes matched by several rules of the list
+                // count once, as the preferred rule.
+                let mut others: Vec<(usize, usize, usize, usize)> = matches
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| Some((m.start, m.end, rule_pref(m.rule)?, i)))
+                    .collect();
+                others.sort_unstable();
+                others.dedup_by_key(|o| (o.0, o.1));
                 let mut c = Vec::new();
                 for (ki, &k) in keys.iter().enumerate() {
                     if !keys_ok(k) {
                         continue;
                     }
                     let (lo, hi) = wins[ki];
-                    for (si, s) in matches.iter().enumerate() {
-                        let Some(pref) = rule_pref(s.rule) else {
-                            continue;
-                        };
-                        if si == k || s.start < lo || s.start >= hi {
-                            continue;
+                    let first = others.partition_point(|o| o.0 < lo);
+                    for &(start, _, pref, si) in others[first..].iter().take_while(|o| o.0 < hi) {
+                        if si != k {
+                            c.push((start.abs_diff(matches[k].start), pref, k, si));
                         }
-                        // Same bytes matched by a better rule of the list: keep that one.
-                        if matches.iter().any(|o| {
-                            o.start == s.start
-                                && o.end == s.end
-                                && rule_pref(o.rule).is_some_and(|p| p < pref)
-                        }) {
-                            continue;
-                        }
-                        let dist = s.start.abs_diff(matches[k].start);
-                        c.push((dist, pref, k, si));
                     }
                 }
                 c.sort_unstable();
