@@ -31,6 +31,9 @@ enum Command {
     Git(GitArgs),
     /// Scan what is staged for the next commit (the pre-commit check); `git --staged`.
     Protect(ProtectArgs),
+    /// Scan disk images or block devices byte by byte (raw images, EBS snapshots, /dev/…):
+    /// deleted files, free space and swap included; findings carry byte offsets.
+    Image(ImageArgs),
     /// Install a git pre-commit hook that runs `keyhound git --staged`.
     InstallHook(InstallHookArgs),
     /// List the rules, or test their examples.
@@ -223,6 +226,23 @@ struct GitArgs {
 }
 
 #[derive(Args)]
+struct ImageArgs {
+    /// Image files or block devices.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    threads: Option<usize>,
+    /// Window size in MiB (memory per thread is about this).
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    buffer_mib: usize,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
 struct ProtectArgs {
     /// The repository.
     #[arg(default_value = ".")]
@@ -342,6 +362,16 @@ pub fn main() -> ExitCode {
             history: HistoryOptions::default(),
             staged: true,
             archives: crate::source::archive::Limits::default(),
+            detect: a.detect.plan(),
+            output: a.output.plan(),
+        }),
+        Command::Image(a) => pipeline::image(pipeline::ImagePlan {
+            images: a.images,
+            options: crate::source::image::ImageOptions {
+                threads: a.threads.unwrap_or_else(default_threads).max(1),
+                chunk: a.buffer_mib.max(1) << 20,
+                overlap: 64 << 10,
+            },
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),

@@ -55,6 +55,13 @@ pub struct ScanPlan {
     pub output: OutputPlan,
 }
 
+pub struct ImagePlan {
+    pub images: Vec<PathBuf>,
+    pub options: crate::source::image::ImageOptions,
+    pub detect: DetectPlan,
+    pub output: OutputPlan,
+}
+
 pub struct GitPlan {
     pub repo: PathBuf,
     pub history: HistoryOptions,
@@ -292,6 +299,55 @@ pub fn git(plan: GitPlan) -> Result<u8> {
         "history"
     };
     finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
+
+/// `keyhound image`: the raw pass over disk images and block devices.
+pub fn image(plan: ImagePlan) -> Result<u8> {
+    let start = Instant::now();
+    let det = Detector::new(&plan.detect, &[])?;
+    let stats = Arc::new(Stats::default());
+    let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let progress = Progress::start(
+        stats.clone(),
+        !plan.output.quiet && std::io::stderr().is_terminal(),
+    );
+    let engine = &det.engine;
+    let found_ref = &found;
+    for path in &plan.images {
+        let origin = Arc::new(Origin::file(crate::source::fs::display_path(path)));
+        let r = crate::source::image::raw_pass(path, &origin, &plan.options, &stats, &|| {
+            move |blob: Blob| {
+                let d = engine.scan(blob.data);
+                if !d.is_empty() {
+                    found_ref
+                        .lock()
+                        .unwrap()
+                        .extend(finding::from_detections(&blob, d));
+                }
+            }
+        });
+        if let Err(e) = r {
+            stats.skip(
+                crate::source::Skip::Unreadable,
+                Some(format!("{}: {e}", path.display())),
+            );
+        }
+    }
+    progress.finish();
+    let roots = plan
+        .images
+        .iter()
+        .map(|p| crate::source::fs::display_path(p))
+        .collect();
+    finish(
+        &det,
+        found.into_inner().unwrap(),
+        &stats,
+        start,
+        "image",
+        roots,
+        &plan.output,
+    )
 }
 
 /// The bytes of 1-based line `n` of `data`.

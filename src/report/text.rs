@@ -100,16 +100,21 @@ pub fn write_credentials(r: &Report, color: bool, out: &mut dyn Write) -> Result
             } else {
                 format!("  ({})", extra.join("; "))
             };
+            // Lines mean nothing in a disk image: its places are byte offsets.
+            let at = if r.kind == "image" {
+                format!(" @ byte {} (0x{:x})", p.location.offset, p.location.offset)
+            } else {
+                format!(":{}:{}", p.location.line, p.location.column)
+            };
             writeln!(
                 out,
-                "  {} {}:{}:{}{}",
+                "  {} {}{}{}",
                 paint(dim, "at"),
                 paint(
                     Style::new().fg_color(Some(AnsiColor::Green.into())),
                     &p.origin.to_string()
                 ),
-                p.location.line,
-                p.location.column,
+                at,
                 extra
             )?;
             if let Some(g) = &p.origin.git {

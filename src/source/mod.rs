@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod fs;
 pub mod git;
+pub mod image;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
