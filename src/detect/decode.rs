@@ -155,7 +155,7 @@ pub fn utf16_view(data: &[u8]) -> Option<View> {
 }
 
 #[inline]
-fn is_b64(b: u8) -> bool {
+pub fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
 }
 
@@ -261,7 +261,7 @@ fn splice(
 }
 
 #[inline]
-fn url_token_byte(b: u8) -> bool {
+pub fn url_token_byte(b: u8) -> bool {
     b > 0x20 && b < 0x7f && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`')
 }
 

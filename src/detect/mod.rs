@@ -86,8 +86,12 @@ impl Matcher {
 
 impl Literals {
     fn new(lits: &[Vec<u8>]) -> Result<Literals> {
+        // Balanced chunks: 25 patterns make two searchers of 13 and 12, not 24 and a lone 1
+        // that costs a whole extra pass.
+        let n = lits.len().max(1).div_ceil(PATTERNS_PER_AUTOMATON);
+        let size = lits.len().div_ceil(n).max(1);
         let mut v = Vec::new();
-        for (i, chunk) in lits.chunks(PATTERNS_PER_AUTOMATON).enumerate() {
+        for (i, chunk) in lits.chunks(size).enumerate() {
             let teddy = packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostFirst)
                 .builder()
@@ -101,7 +105,7 @@ impl Literals {
                         .build(chunk)?,
                 ),
             };
-            v.push((m, i * PATTERNS_PER_AUTOMATON));
+            v.push((m, i * size));
         }
         Ok(Literals(v))
     }
@@ -246,19 +250,29 @@ impl Engine {
         if depth < MAX_DECODE_DEPTH {
             if depth == 0 && memchr::memchr(0, data).is_some() && self.utf16_hints.any(data) {
                 if let Some(v) = decode::utf16_view(data) {
-                    self.scan_child(&v, depth, false, &mut out);
+                    self.scan_child(&v, 0, depth, false, &mut out);
                 }
             }
-            if self.base64_hints.any(data) {
-                if let Some(v) = decode::base64_view(data) {
-                    self.scan_child(&v, depth, true, &mut out);
+            // Decoded views cover only the neighbourhood of what calls for them, not the whole
+            // blob: a hint in a 16 MiB window decodes and rescans kilobytes.
+            let mut b64 = Vec::new();
+            self.base64_hints
+                .for_each(data, |_, start, _| b64.push(start));
+            for (s, e) in regions(data, &b64, decode::is_b64) {
+                if let Some(v) = decode::base64_view(&data[s..e]) {
+                    self.scan_child(&v, s, depth, true, &mut out);
                 }
             }
             // Keywords are never percent-encoded, so URL-encoded secrets sit in a token that
             // also holds a keyword: decode the tokens around keyword hits.
-            if !hits.is_empty() {
-                if let Some(v) = decode::url_view(data, &hits) {
-                    self.scan_child(&v, depth, true, &mut out);
+            for (s, e) in regions(data, &hits, decode::url_token_byte) {
+                let local: Vec<usize> = hits
+                    .iter()
+                    .filter(|&&h| h >= s && h < e)
+                    .map(|h| h - s)
+                    .collect();
+                if let Some(v) = decode::url_view(&data[s..e], &local) {
+                    self.scan_child(&v, s, depth, true, &mut out);
                 }
             }
             dedup(&mut out);
@@ -271,6 +285,7 @@ impl Engine {
     fn scan_child(
         &self,
         v: &decode::View,
+        base: usize,
         depth: usize,
         only_decoded: bool,
         out: &mut Vec<Detection>,
@@ -283,7 +298,7 @@ impl Engine {
                 d.context = Some(line_around(&v.data, d.parts[0].start, d.parts[0].end).to_vec());
             }
             for p in &mut d.parts {
-                let (s, e) = (v.map(p.start), v.map_end(p.end));
+                let (s, e) = (base + v.map(p.start), base + v.map_end(p.end));
                 p.start = s;
                 p.end = e.max(s + 1);
             }
@@ -372,7 +387,6 @@ impl Engine {
 
     /// Searches the pair window around each key match for the rules that look only there.
     fn near_pass(&self, data: &[u8], matches: &mut Vec<M>) {
-        let mut lines: Option<Vec<usize>> = None;
         let mut found = Vec::new();
         for pair in &self.rules.pairs {
             let near = &self.near_rules[pair.key];
@@ -380,8 +394,7 @@ impl Engine {
                 continue;
             }
             for k in matches.iter().filter(|m| m.rule == pair.key) {
-                let nl = lines.get_or_insert_with(|| newlines(data));
-                let (lo, hi) = pair_window(k, pair.lines, pair.bytes, nl, data.len());
+                let (lo, hi) = pair_window(data, k, pair.lines, pair.bytes);
                 for &r in near {
                     // A match must start in the window; it may run past it (a long token).
                     let hi = (hi + self.rules.rules[r].window.1).min(data.len());
@@ -400,7 +413,6 @@ impl Engine {
     /// alone is reported alone if its rule is standalone.
     fn pair(&self, data: &[u8], matches: Vec<M>, out: &mut Vec<Detection>) {
         let mut used = vec![false; matches.len()];
-        let mut lines: Option<Vec<usize>> = None;
         let part = |m: &M, role: Role| Part {
             role,
             start: m.start,
@@ -414,10 +426,9 @@ impl Engine {
             if keys.is_empty() {
                 continue;
             }
-            let nl = lines.get_or_insert_with(|| newlines(data));
             let wins: Vec<(usize, usize)> = keys
                 .iter()
-                .map(|&k| pair_window(&matches[k], pair.lines, pair.bytes, nl, data.len()))
+                .map(|&k| pair_window(data, &matches[k], pair.lines, pair.bytes))
                 .collect();
             // Candidate (distance, preference, key, other) for the secrets, then the tokens.
             // `matches` is sorted by start: each key looks only at the slice in its window, so a
@@ -533,21 +544,94 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
 }
 
-fn newlines(data: &[u8]) -> Vec<usize> {
-    memchr::memchr_iter(b'\n', data).collect()
+/// How far around a hint a decoded view reaches: past the pair window (the key id may be in one
+/// encoded value, its secret in the next), and out to the ends of the tokens it cuts.
+const VIEW_REACH: usize = 16 << 10;
+
+/// Merged regions of `VIEW_REACH` around `hits`, widened to the edges of the tokens (`token`
+/// bytes) they would cut.
+fn regions(data: &[u8], hits: &[usize], token: fn(u8) -> bool) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut sorted = hits.to_vec();
+    sorted.sort_unstable();
+    for h in sorted {
+        let (s, e) = (
+            h.saturating_sub(VIEW_REACH),
+            (h + VIEW_REACH).min(data.len()),
+        );
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    for r in &mut out {
+        let limit = 1 << 20;
+        let (s0, e0) = *r;
+        while r.0 > 0 && s0 - r.0 < limit && token(data[r.0 - 1]) {
+            r.0 -= 1;
+        }
+        while r.1 < data.len() && r.1 - e0 < limit && token(data[r.1]) {
+            r.1 += 1;
+        }
+    }
+    // Widening may make neighbours overlap again.
+    out.dedup_by(|b, a| {
+        if b.0 <= a.1 {
+            a.1 = a.1.max(b.1);
+            true
+        } else {
+            false
+        }
+    });
+    out
 }
 
-/// The bytes within `lines` lines and `bytes` bytes of a key match.
-fn pair_window(k: &M, lines: usize, bytes: usize, nl: &[usize], len: usize) -> (usize, usize) {
-    let line = nl.partition_point(|&p| p < k.start);
-    let lo_line = line.saturating_sub(lines);
-    let lo_line_start = if lo_line == 0 { 0 } else { nl[lo_line - 1] + 1 };
-    let hi_line = line + lines;
-    let hi_line_end = nl.get(hi_line).copied().unwrap_or(len);
-    (
-        k.start.saturating_sub(bytes).max(lo_line_start),
-        (k.end + bytes).min(hi_line_end).min(len),
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_windows_are_local() {
+        let data = b"a\nb\nc\nKEY\nd\ne\nf\n";
+        let k = M {
+            rule: 0,
+            start: 6,
+            end: 9,
+        };
+        let (lo, hi) = pair_window(data, &k, 1, 1024);
+        assert_eq!(&data[lo..hi], b"c\nKEY\nd");
+        // A byte bound tighter than the line bound wins.
+        let (lo, hi) = pair_window(data, &k, 5, 1);
+        assert_eq!(&data[lo..hi], b"\nKEY\n");
+    }
+
+    #[test]
+    fn regions_merge_and_reach_token_edges() {
+        let mut data = vec![b' '; 100_000];
+        data[42_300..42_500].fill(b'A'); // a token across the reach of the first hits
+        let r = regions(&data, &[24_000, 90_000, 26_000], decode::is_b64);
+        assert_eq!(
+            r,
+            vec![
+                (24_000 - VIEW_REACH, 42_500),
+                (90_000 - VIEW_REACH, 100_000)
+            ]
+        );
+    }
+}
+
+/// The bytes within `lines` lines and `bytes` bytes of a key match, found by looking only that
+/// far from the key (never at the whole blob).
+fn pair_window(data: &[u8], k: &M, lines: usize, bytes: usize) -> (usize, usize) {
+    let lo_bound = k.start.saturating_sub(bytes);
+    let lo = memchr::memrchr_iter(b'\n', &data[lo_bound..k.start])
+        .nth(lines)
+        .map_or(lo_bound, |p| lo_bound + p + 1);
+    let hi_bound = (k.end + bytes).min(data.len());
+    let hi = memchr::memchr_iter(b'\n', &data[k.end..hi_bound])
+        .nth(lines)
+        .map_or(hi_bound, |p| k.end + p);
+    (lo, hi)
 }
 
 /// The line holding `data[start..]`, cut to at most 160 bytes either side of the match's first
