@@ -586,40 +586,6 @@ fn regions(data: &[u8], hits: &[usize], token: fn(u8) -> bool) -> Vec<(usize, us
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pair_windows_are_local() {
-        let data = b"a\nb\nc\nKEY\nd\ne\nf\n";
-        let k = M {
-            rule: 0,
-            start: 6,
-            end: 9,
-        };
-        let (lo, hi) = pair_window(data, &k, 1, 1024);
-        assert_eq!(&data[lo..hi], b"c\nKEY\nd");
-        // A byte bound tighter than the line bound wins.
-        let (lo, hi) = pair_window(data, &k, 5, 1);
-        assert_eq!(&data[lo..hi], b"\nKEY\n");
-    }
-
-    #[test]
-    fn regions_merge_and_reach_token_edges() {
-        let mut data = vec![b' '; 100_000];
-        data[42_300..42_500].fill(b'A'); // a token across the reach of the first hits
-        let r = regions(&data, &[24_000, 90_000, 26_000], decode::is_b64);
-        assert_eq!(
-            r,
-            vec![
-                (24_000 - VIEW_REACH, 42_500),
-                (90_000 - VIEW_REACH, 100_000)
-            ]
-        );
-    }
-}
-
 /// The bytes within `lines` lines and `bytes` bytes of a key match, found by looking only that
 /// far from the key (never at the whole blob).
 fn pair_window(data: &[u8], k: &M, lines: usize, bytes: usize) -> (usize, usize) {
@@ -655,4 +621,38 @@ pub fn line_around(data: &[u8], start: usize, end: usize) -> &[u8] {
         .position(breaks)
         .map_or(hi, |p| first_line_end + p);
     &data[ls..le]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_windows_are_local() {
+        let data = b"a\nb\nc\nKEY\nd\ne\nf\n";
+        let k = M {
+            rule: 0,
+            start: 6,
+            end: 9,
+        };
+        let (lo, hi) = pair_window(data, &k, 1, 1024);
+        assert_eq!(&data[lo..hi], b"c\nKEY\nd");
+        // A byte bound tighter than the line bound wins.
+        let (lo, hi) = pair_window(data, &k, 5, 1);
+        assert_eq!(&data[lo..hi], b"\nKEY\n");
+    }
+
+    #[test]
+    fn regions_merge_and_reach_token_edges() {
+        let mut data = vec![b' '; 100_000];
+        data[42_300..42_500].fill(b'A'); // a token across the reach of the first hits
+        let r = regions(&data, &[24_000, 90_000, 26_000], decode::is_b64);
+        assert_eq!(
+            r,
+            vec![
+                (24_000 - VIEW_REACH, 42_500),
+                (90_000 - VIEW_REACH, 100_000)
+            ]
+        );
+    }
 }
