@@ -152,12 +152,9 @@ pub fn scan(mut plan: ScanPlan) -> Result<u8> {
         &|p: &str| exclude.as_ref().is_some_and(|s| s.is_match(p)),
         &|| {
             move |blob: Blob| {
-                let d = engine.scan(blob.data);
-                if !d.is_empty() {
-                    let f = finding::from_detections(&blob, d);
-                    if !f.is_empty() {
-                        found_ref.lock().unwrap().extend(f);
-                    }
+                let f = scan_blob(engine, &blob);
+                if !f.is_empty() {
+                    found_ref.lock().unwrap().extend(f);
                 }
             }
         },
@@ -201,12 +198,8 @@ pub fn git(plan: GitPlan) -> Result<u8> {
         let mut found = Vec::new();
         for f in &files {
             let blob = Blob::whole(&f.data, Arc::new(Origin::file(f.path.clone())));
-            let d = det.engine.scan(&f.data);
-            if d.is_empty() {
-                continue;
-            }
             // Only what this commit adds: a finding on a line HEAD already had is not new.
-            found.extend(finding::from_detections(&blob, d).into_iter().filter(|fi| {
+            found.extend(scan_blob(&det.engine, &blob).into_iter().filter(|fi| {
                 fi.parts
                     .iter()
                     .any(|p| !f.old_lines.contains(line_at(&f.data, p.location.line)))
@@ -253,9 +246,8 @@ pub fn git(plan: GitPlan) -> Result<u8> {
     history.scan(plan.history.threads, &stats, &|| {
         move |i: usize, blob: Blob| {
             let mut emit = |b: Blob| {
-                let d = engine.scan(b.data);
-                if !d.is_empty() {
-                    let f = finding::from_detections(&b, d);
+                let f = scan_blob(engine, &b);
+                if !f.is_empty() {
                     found_ref
                         .lock()
                         .unwrap()
@@ -317,12 +309,9 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
         let origin = Arc::new(Origin::file(crate::source::fs::display_path(path)));
         let r = crate::source::image::raw_pass(path, &origin, &plan.options, &stats, &|| {
             move |blob: Blob| {
-                let d = engine.scan(blob.data);
-                if !d.is_empty() {
-                    found_ref
-                        .lock()
-                        .unwrap()
-                        .extend(finding::from_detections(&blob, d));
+                let f = scan_blob(engine, &blob);
+                if !f.is_empty() {
+                    found_ref.lock().unwrap().extend(f);
                 }
             }
         });
@@ -477,10 +466,21 @@ fn write_report(report: &Report, out: &OutputPlan) -> Result<()> {
     Ok(())
 }
 
+/// The findings of one blob (the blob's own part of it); nothing is allocated when there are
+/// none, which is nearly always.
+fn scan_blob(engine: &Engine, blob: &Blob) -> Vec<Finding> {
+    let d = engine.scan(blob.data);
+    if d.is_empty() {
+        Vec::new()
+    } else {
+        finding::from_detections(blob, d)
+    }
+}
+
 /// Scans a text the way a file is scanned, for rule examples.
 pub fn scan_text(engine: &Engine, text: &[u8]) -> Vec<Credential> {
     let blob = Blob::whole(text, Arc::new(Origin::file("example")));
-    let f = finding::from_detections(&blob, engine.scan(text));
+    let f = scan_blob(engine, &blob);
     let mut creds = finding::group(f);
     crate::aws::enrich_offline(&mut creds);
     creds.retain(|c| c.class == Class::Secret);
