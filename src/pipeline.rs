@@ -139,10 +139,7 @@ pub fn scan(mut plan: ScanPlan) -> Result<u8> {
     plan.walk.overlap = plan.walk.overlap.max(det.engine.max_span);
     let stats = Arc::new(Stats::default());
     let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
-    let progress = Progress::start(
-        stats.clone(),
-        !plan.output.quiet && std::io::stderr().is_terminal(),
-    );
+    let progress = progress(&stats, &plan.output);
     let engine = &det.engine;
     let found_ref = &found;
     crate::source::fs::walk(
@@ -150,14 +147,7 @@ pub fn scan(mut plan: ScanPlan) -> Result<u8> {
         &plan.walk,
         &stats,
         &|p: &str| exclude.as_ref().is_some_and(|s| s.is_match(p)),
-        &|| {
-            move |blob: Blob| {
-                let f = scan_blob(engine, &blob);
-                if !f.is_empty() {
-                    found_ref.lock().unwrap().extend(f);
-                }
-            }
-        },
+        &|| move |blob: Blob| collect(engine, &blob, found_ref),
     );
     progress.finish();
     let roots: Vec<String> = plan
@@ -237,10 +227,7 @@ pub fn git(plan: GitPlan) -> Result<u8> {
     let found: Mutex<Vec<(usize, Finding)>> = Mutex::new(Vec::new());
     let engine = &det.engine;
     let found_ref = &found;
-    let progress = Progress::start(
-        stats.clone(),
-        !plan.output.quiet && std::io::stderr().is_terminal(),
-    );
+    let progress = progress(&stats, &plan.output);
     let limits = plan.archives;
     let stats_ref = &*stats;
     history.scan(plan.history.threads, &stats, &|| {
@@ -299,21 +286,13 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());
     let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
-    let progress = Progress::start(
-        stats.clone(),
-        !plan.output.quiet && std::io::stderr().is_terminal(),
-    );
+    let progress = progress(&stats, &plan.output);
     let engine = &det.engine;
     let found_ref = &found;
     for path in &plan.images {
         let origin = Arc::new(Origin::file(crate::source::fs::display_path(path)));
         let r = crate::source::image::raw_pass(path, &origin, &plan.options, &stats, &|| {
-            move |blob: Blob| {
-                let f = scan_blob(engine, &blob);
-                if !f.is_empty() {
-                    found_ref.lock().unwrap().extend(f);
-                }
-            }
+            move |blob: Blob| collect(engine, &blob, found_ref)
         });
         if let Err(e) = r {
             stats.skip(
@@ -475,6 +454,19 @@ fn scan_blob(engine: &Engine, blob: &Blob) -> Vec<Finding> {
     } else {
         finding::from_detections(blob, d)
     }
+}
+
+/// Scans a blob into `found` (the handler every source but git gets).
+fn collect(engine: &Engine, blob: &Blob, found: &Mutex<Vec<Finding>>) {
+    let f = scan_blob(engine, blob);
+    if !f.is_empty() {
+        found.lock().unwrap().extend(f);
+    }
+}
+
+/// A spinner on stderr for long scans, unless quiet or stderr is not a terminal.
+fn progress(stats: &Arc<Stats>, out: &OutputPlan) -> Progress {
+    Progress::start(stats.clone(), !out.quiet && std::io::stderr().is_terminal())
 }
 
 /// Scans a text the way a file is scanned, for rule examples.

@@ -98,30 +98,29 @@ fn rule(m: &RuleMeta) -> Value {
     })
 }
 
-/// A relative path as a URI reference; `None` for absolute paths.
+/// A `/`-separated path with each segment percent-encoded.
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A relative path as a URI reference; `None` for absolute paths (Unix, or a Windows drive).
 fn relative_uri(path: &str) -> Option<String> {
-    if path.starts_with('/') || path.contains(':') && path.chars().nth(1) == Some(':') {
-        return None;
-    }
-    Some(
-        path.split('/')
-            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-    )
+    let absolute = path.starts_with('/') || path.chars().nth(1) == Some(':');
+    (!absolute).then(|| encode_path(path))
+}
+
+/// `file:///…` for an absolute path.
+fn file_uri(path: &str) -> String {
+    format!("file:///{}", encode_path(path.trim_start_matches('/')))
 }
 
 fn artifact(path: &str) -> Value {
     match relative_uri(path) {
         Some(u) => json!({"uri": u, "uriBaseId": "%SRCROOT%"}),
-        None => {
-            let abs: Vec<String> = path
-                .trim_start_matches('/')
-                .split('/')
-                .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-                .collect();
-            json!({"uri": format!("file:///{}", abs.join("/"))})
-        }
+        None => json!({"uri": file_uri(path)}),
     }
 }
 
@@ -330,17 +329,11 @@ fn gzip_len(data: &[u8]) -> usize {
 pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
     let table = rule_table(r);
     let rules: Vec<&Value> = table.iter().map(|(_, v)| v).collect();
-    let cwd = std::env::current_dir()?;
-    let root = format!(
-        "file:///{}/",
-        cwd.to_string_lossy()
-            .trim_start_matches('/')
-            .split('/')
-            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-            .collect::<Vec<_>>()
-            .join("/")
-    )
-    .replace("file:////", "file:///");
+    // %SRCROOT% is where relative paths start: the current directory, as a directory URI.
+    let mut root = file_uri(&std::env::current_dir()?.to_string_lossy());
+    if !root.ends_with('/') {
+        root.push('/');
+    }
     // Shrink until the gzipped file fits: first without snippets, then with fewer results.
     let (mut keep, mut snippets) = (usize::MAX, true);
     loop {
@@ -414,6 +407,9 @@ mod tests {
     fn uris_are_relative_and_encoded() {
         assert_eq!(relative_uri("a b/c#d.txt").unwrap(), "a%20b/c%23d.txt");
         assert_eq!(relative_uri("/etc/x"), None);
+        assert_eq!(relative_uri("C:/x"), None);
+        assert_eq!(file_uri("/tmp/a b"), "file:///tmp/a%20b");
+        assert_eq!(file_uri("/"), "file:///");
         assert_eq!(pascal("aws-access-key"), "AwsAccessKey");
     }
 }

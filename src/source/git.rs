@@ -295,45 +295,12 @@ impl History {
     pub fn attribute(&self, indices: &[usize]) -> HashMap<usize, Arc<Origin>> {
         let repo = self.repo.to_thread_local();
         let head_blobs = head_blobs(&repo);
-        // For blobs gone from HEAD: the commit on HEAD's first-parent line that removed each.
-        let mut pending: HashMap<usize, ()> = indices
+        let gone: HashSet<usize> = indices
             .iter()
-            .filter(|&&i| {
-                !head_blobs.contains(&self.blobs[i].id) && !self.blobs[i].paths.is_empty()
-            })
-            .map(|&i| (i, ()))
+            .copied()
+            .filter(|&i| !head_blobs.contains(&self.blobs[i].id) && !self.blobs[i].paths.is_empty())
             .collect();
-        let mut removed: HashMap<usize, ObjectId> = HashMap::new();
-        if !pending.is_empty() {
-            if let Ok(head) = repo.head_id() {
-                if let Ok(walk) = repo.rev_walk([head.detach()]).first_parent_only().all() {
-                    let mut child: Option<ObjectId> = None;
-                    for info in walk.filter_map(Result::ok) {
-                        let Some(tree) = info.object().ok().and_then(|c| c.tree().ok()) else {
-                            break;
-                        };
-                        pending.retain(|&i, _| {
-                            let b = &self.blobs[i];
-                            let here = tree
-                                .lookup_entry_by_path(&b.paths[0])
-                                .ok()
-                                .flatten()
-                                .is_some_and(|e| e.object_id() == b.id);
-                            if here {
-                                if let Some(c) = child {
-                                    removed.insert(i, c);
-                                }
-                            }
-                            !here
-                        });
-                        if pending.is_empty() {
-                            break;
-                        }
-                        child = Some(info.id);
-                    }
-                }
-            }
-        }
+        let removed = self.removals(&repo, gone);
         let mut cache: HashMap<ObjectId, CommitInfo> = HashMap::new();
         let mut info = |id: ObjectId| -> Option<CommitInfo> {
             if let Some(c) = cache.get(&id) {
@@ -373,6 +340,50 @@ fn is_join(path: &str, prefix: &str, name: &BStr) -> bool {
         && p.starts_with(prefix.as_bytes())
         && p[prefix.len()] == b'/'
         && p.ends_with(name.as_bytes())
+}
+
+impl History {
+    /// For blobs gone from HEAD: the commit on HEAD's first-parent line that removed each from
+    /// its first path (walking back from HEAD, the child of the newest commit that still had it).
+    fn removals(
+        &self,
+        repo: &gix::Repository,
+        mut pending: HashSet<usize>,
+    ) -> HashMap<usize, ObjectId> {
+        let mut removed = HashMap::new();
+        if pending.is_empty() {
+            return removed;
+        }
+        let Ok(head) = repo.head_id() else {
+            return removed;
+        };
+        let Ok(walk) = repo.rev_walk([head.detach()]).first_parent_only().all() else {
+            return removed;
+        };
+        let mut child: Option<ObjectId> = None;
+        for info in walk.filter_map(Result::ok) {
+            let Some(tree) = info.object().ok().and_then(|c| c.tree().ok()) else {
+                break;
+            };
+            pending.retain(|&i| {
+                let b = &self.blobs[i];
+                let here = tree
+                    .lookup_entry_by_path(&b.paths[0])
+                    .ok()
+                    .flatten()
+                    .is_some_and(|e| e.object_id() == b.id);
+                if let (true, Some(c)) = (here, child) {
+                    removed.insert(i, c);
+                }
+                !here
+            });
+            if pending.is_empty() {
+                break;
+            }
+            child = Some(info.id);
+        }
+        removed
+    }
 }
 
 fn join(prefix: &str, name: &BStr) -> String {
