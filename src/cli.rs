@@ -34,6 +34,11 @@ enum Command {
     /// Scan disk images or block devices byte by byte (raw images, EBS snapshots, /dev/…):
     /// deleted files, free space and swap included; findings carry byte offsets.
     Image(ImageArgs),
+    /// The action report for whole accounts, without scanning: every access key from IAM's
+    /// credential report, with owner, age, last use and what to do.
+    Audit(AuditArgs),
+    /// Carry out a JSON action report: dry run by default; --apply deactivates keys.
+    Remediate(RemediateArgs),
     /// Install a git pre-commit hook that runs `keyhound git --staged`.
     InstallHook(InstallHookArgs),
     /// List the rules, or test their examples.
@@ -108,6 +113,123 @@ struct DetectArgs {
     /// Milliseconds before the first retry (doubling, with jitter).
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     verify_backoff_ms: u64,
+    /// Ask the operator's IAM (their own credentials, never the found ones) who owns each found
+    /// key, its status, age and last use, before any verification call (which would count as a
+    /// use).
+    #[arg(long, help_heading = "Owners and actions")]
+    owners: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[command(flatten)]
+    actions: ActionArgs,
+}
+
+#[derive(Args)]
+struct AccessArgs {
+    /// The operator's AWS profile [default: the SDK's chain: environment, profiles, SSO,
+    /// instance role].
+    #[arg(long, value_name = "NAME", help_heading = "Owners and actions")]
+    profile: Option<String>,
+    /// In every other account, assume arn:aws:iam::{account}:role/NAME for the lookups.
+    #[arg(long, value_name = "NAME", help_heading = "Owners and actions")]
+    assume_role: Option<String>,
+}
+
+impl AccessArgs {
+    fn plan(self) -> crate::aws::iam::Access {
+        crate::aws::iam::Access {
+            profile: self.profile,
+            assume_role: self.assume_role,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ActionArgs {
+    /// User tags that name a key's owner, first set wins.
+    #[arg(
+        long,
+        value_name = "KEY,...",
+        value_delimiter = ',',
+        default_value = "owner,creator,email,Owner,CreatedBy",
+        help_heading = "Owners and actions"
+    )]
+    owner_tags: Vec<String>,
+    /// People still here: a CSV or JSON export (Okta, Google Workspace, Azure AD) with an email
+    /// column and optionally a status; keys of owners not in it are DEACTIVATE (owner left).
+    #[arg(long, value_name = "FILE", help_heading = "Owners and actions")]
+    directory: Option<PathBuf>,
+    /// Active keys at least this many days old are to be rotated.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 90,
+        help_heading = "Owners and actions"
+    )]
+    max_age: i64,
+    /// Active keys unused this many days (never used: since creation) are to be retired.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 90,
+        help_heading = "Owners and actions"
+    )]
+    max_unused: i64,
+    /// Write the action report (what to do with each key, and the commands); the format
+    /// follows the extension: .md, .json, .csv. Repeatable.
+    #[arg(long, value_name = "FILE", help_heading = "Owners and actions")]
+    report: Vec<PathBuf>,
+    /// Publish one message per owner with that owner's actions to this SNS topic.
+    #[arg(long, value_name = "TOPIC_ARN", help_heading = "Owners and actions")]
+    notify_sns: Option<String>,
+}
+
+impl ActionArgs {
+    fn plan(self, owners: bool, access: crate::aws::iam::Access) -> pipeline::ActionPlan {
+        pipeline::ActionPlan {
+            owners,
+            access,
+            owner_tags: self.owner_tags,
+            directory: self.directory,
+            policy: crate::aws::actions::Policy {
+                max_age_days: self.max_age.max(0),
+                max_unused_days: self.max_unused.max(0),
+            },
+            reports: self.report,
+            notify_sns: self.notify_sns,
+        }
+    }
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Accounts to audit [default: the operator's]; others are reached with --assume-role.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    accounts: Vec<String>,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[command(flatten)]
+    actions: ActionArgs,
+    /// Seconds to wait for IAM to generate a credential report.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    report_wait: u64,
+}
+
+#[derive(Args)]
+struct RemediateArgs {
+    /// A JSON action report (`--report FILE.json` of scan or audit).
+    plan: PathBuf,
+    /// Make the changes (the default is a dry run that prints each call).
+    #[arg(long)]
+    apply: bool,
+    /// Also delete keys whose action is DELETE or DEACTIVATE THEN DELETE.
+    #[arg(long, requires = "apply")]
+    delete: bool,
+    /// Append every call and its result here (JSON lines).
+    #[arg(long, value_name = "FILE", default_value = "keyhound-remediate.jsonl")]
+    audit_log: PathBuf,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -302,6 +424,7 @@ impl DetectArgs {
             ignore_files: self.ignore_file,
             pair_lines: self.pair_window_lines,
             pair_bytes: self.pair_window_bytes,
+            actions: self.actions.plan(self.owners, self.access.plan()),
         }
     }
 }
@@ -375,6 +498,20 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
+        Command::Audit(a) => pipeline::audit(
+            a.accounts,
+            a.actions.plan(true, a.access.plan()),
+            std::time::Duration::from_secs(a.report_wait),
+        ),
+        Command::Remediate(a) => pipeline::remediate(
+            &a.plan,
+            a.access.plan(),
+            crate::aws::remediate::Options {
+                apply: a.apply,
+                delete: a.delete,
+            },
+            &a.audit_log,
+        ),
         Command::InstallHook(a) => install_hook(a),
         Command::Rules(a) => rules(a),
     };

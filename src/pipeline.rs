@@ -37,8 +37,26 @@ pub struct VerifyPlan {
     pub only_verified: bool,
 }
 
+/// `--owners`, the action report and notifications.
+pub struct ActionPlan {
+    pub owners: bool,
+    pub access: crate::aws::iam::Access,
+    pub owner_tags: Vec<String>,
+    pub directory: Option<PathBuf>,
+    pub policy: crate::aws::actions::Policy,
+    pub reports: Vec<PathBuf>,
+    pub notify_sns: Option<String>,
+}
+
+impl ActionPlan {
+    fn wanted(&self) -> bool {
+        self.owners || !self.reports.is_empty() || self.notify_sns.is_some()
+    }
+}
+
 /// What to find things with.
 pub struct DetectPlan {
+    pub actions: ActionPlan,
     pub verify: VerifyPlan,
     pub rules: Vec<PathBuf>,
     pub config: Option<PathBuf>,
@@ -84,6 +102,7 @@ struct Detector<'a> {
     config: Config,
     suppressor: Suppressor,
     verify: &'a VerifyPlan,
+    actions: &'a ActionPlan,
 }
 
 impl<'a> Detector<'a> {
@@ -116,6 +135,7 @@ impl<'a> Detector<'a> {
             config,
             suppressor,
             verify: &plan.verify,
+            actions: &plan.actions,
         })
     }
 }
@@ -356,6 +376,25 @@ fn finish(
     if !out.include_examples {
         creds.retain(|c| c.class != Class::Example);
     }
+    let mut incomplete = false;
+    // IAM is asked before STS: a verification call would itself count as the key's last use.
+    let mut owners = None;
+    if det.actions.wanted() {
+        match open_session(det.actions) {
+            Ok(s) => owners = s,
+            Err(e) => {
+                eprintln!("keyhound: error: {e:#}");
+                incomplete = true;
+            }
+        }
+    }
+    let lookups = owners.as_ref().filter(|_| det.actions.owners).map(|s| {
+        let (found, warnings) = crate::aws::owners::lookup(s, &creds);
+        for w in warnings {
+            eprintln!("keyhound: warning: {w}");
+        }
+        found
+    });
     if let Some(opts) = &det.verify.options {
         for w in crate::aws::verify::verify(&mut creds, opts)? {
             eprintln!("keyhound: warning: {w}");
@@ -365,6 +404,24 @@ fn finish(
     }
     if det.verify.only_verified {
         creds.retain(Credential::is_live);
+    }
+    if det.actions.wanted() {
+        let secrets: Vec<Credential> = creds
+            .iter()
+            .filter(|c| c.class == Class::Secret)
+            .cloned()
+            .collect();
+        let directory = load_directory(det.actions)?;
+        let rows = crate::aws::owners::records(
+            &secrets,
+            lookups.as_ref(),
+            kind,
+            &record_options(det.actions, directory.as_ref()),
+        );
+        let report = action_report("scan", owners.as_ref(), det.actions, rows, Vec::new());
+        if !deliver(&report, owners.as_ref(), det.actions)? {
+            incomplete = true;
+        }
     }
     let summary = Summary {
         files: stats.files.load(std::sync::atomic::Ordering::Relaxed),
@@ -377,7 +434,7 @@ fn finish(
         examples,
         examples_hidden: if out.include_examples { 0 } else { examples },
         baseline_missing: outcome.baseline_missing,
-        incomplete: stats.incomplete(),
+        incomplete: stats.incomplete() || incomplete,
     };
     for w in &summary.warnings {
         eprintln!("keyhound: warning: {w}");
@@ -404,6 +461,144 @@ fn finish(
     } else {
         EXIT_CLEAN
     })
+}
+
+/// The operator's AWS session, when IAM or SNS is needed.
+fn open_session(a: &ActionPlan) -> Result<Option<crate::aws::iam::Session>> {
+    if !a.owners && a.notify_sns.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::aws::iam::Session::open(a.access.clone())?))
+}
+
+fn load_directory(a: &ActionPlan) -> Result<Option<crate::aws::directory::Directory>> {
+    a.directory
+        .as_deref()
+        .map(crate::aws::directory::Directory::load)
+        .transpose()
+}
+
+fn record_options<'a>(
+    a: &'a ActionPlan,
+    directory: Option<&'a crate::aws::directory::Directory>,
+) -> crate::aws::owners::RecordOptions<'a> {
+    crate::aws::owners::RecordOptions {
+        owner_tags: &a.owner_tags,
+        directory,
+        policy: a.policy,
+        profile: a.access.profile.as_deref(),
+        now: jiff::Timestamp::now(),
+    }
+}
+
+fn action_report(
+    source: &str,
+    session: Option<&crate::aws::iam::Session>,
+    a: &ActionPlan,
+    keys: Vec<crate::aws::actions::KeyRecord>,
+    failed: Vec<(String, String)>,
+) -> report::actions::ActionReport {
+    report::actions::ActionReport {
+        schema: report::actions::SCHEMA.into(),
+        version: report::actions::VERSION,
+        generated: jiff::Timestamp::now().to_string(),
+        source: source.into(),
+        operator: session.map(|s| s.operator_arn.clone()),
+        max_age_days: a.policy.max_age_days,
+        max_unused_days: a.policy.max_unused_days,
+        accounts_failed: failed
+            .into_iter()
+            .map(|(account, error)| report::actions::AccountError { account, error })
+            .collect(),
+        keys,
+    }
+}
+
+/// Writes the action reports and publishes to SNS; false if a message could not be sent.
+fn deliver(
+    r: &report::actions::ActionReport,
+    session: Option<&crate::aws::iam::Session>,
+    a: &ActionPlan,
+) -> Result<bool> {
+    for path in &a.reports {
+        report::actions::write_file(r, path)?;
+    }
+    match (&a.notify_sns, session) {
+        (Some(topic), Some(s)) => crate::aws::notify::run(s, topic, r),
+        _ => Ok(true),
+    }
+}
+
+/// `keyhound audit`: the action report of whole accounts.
+pub fn audit(accounts: Vec<String>, a: ActionPlan, wait: std::time::Duration) -> Result<u8> {
+    let session = crate::aws::iam::Session::open(a.access.clone())?;
+    let directory = load_directory(&a)?;
+    let accounts = if accounts.is_empty() {
+        vec![session.operator_account.clone()]
+    } else {
+        accounts
+    };
+    let (rows, failed) = crate::aws::audit::audit(
+        &session,
+        &accounts,
+        &record_options(&a, directory.as_ref()),
+        wait,
+    );
+    for (acct, e) in &failed {
+        eprintln!("keyhound: error: account {acct}: {e}");
+    }
+    let report = action_report("audit", Some(&session), &a, rows, failed);
+    let sent = deliver(&report, Some(&session), &a)?;
+    let mut out = std::io::stdout().lock();
+    if a.reports.is_empty() {
+        report::actions::markdown(&report, &mut out)?;
+    } else {
+        let counts: Vec<String> = report
+            .counts()
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.label()))
+            .collect();
+        writeln!(
+            out,
+            "{} keys in {} account{}: {}",
+            report.keys.len(),
+            accounts.len() - report.accounts_failed.len(),
+            if accounts.len() - report.accounts_failed.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            counts.join(", ")
+        )?;
+    }
+    Ok(if !report.accounts_failed.is_empty() || !sent {
+        EXIT_ERROR
+    } else if report
+        .keys
+        .iter()
+        .any(|k| k.action != crate::aws::actions::Action::None)
+    {
+        EXIT_FOUND
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+/// `keyhound remediate PLAN.json`.
+pub fn remediate(
+    plan: &Path,
+    access: crate::aws::iam::Access,
+    opts: crate::aws::remediate::Options,
+    log: &Path,
+) -> Result<u8> {
+    let report = report::actions::ActionReport::read(plan)?;
+    // A dry run needs no credentials and makes no call.
+    let session = if opts.apply {
+        Some(crate::aws::iam::Session::open(access)?)
+    } else {
+        None
+    };
+    crate::aws::remediate::run(&report, session.as_ref(), &opts, log)
 }
 
 fn is_reportable(rules: &RuleSet, id: &str) -> bool {

@@ -1,7 +1,14 @@
 //! Enrichment: what keyhound can say about a found credential beyond where it is. Offline
-//! facts now; STS verification and IAM ownership plug in here.
+//! facts, STS verification, IAM owners and audit, the action decision and remediation.
 
+pub mod actions;
+pub mod audit;
+pub mod directory;
+pub mod iam;
+pub mod notify;
 pub mod offline;
+pub mod owners;
+pub mod remediate;
 pub mod verify;
 
 use crate::detect::Role;

@@ -1,6 +1,7 @@
 //! Reports: human text, JSON/JSONL (versioned schema) and SARIF 2.1.0. Every secret passes
 //! through `redact` unless the user asked for `--show-secrets`.
 
+pub mod actions;
 pub mod json;
 pub mod progress;
 pub mod sarif;

@@ -27,8 +27,31 @@ pub struct Moto {
     pub setup: serde_json::Value,
 }
 
+/// Runs a script of tests/aws/ with the venv's python; its stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(dir.join(".venv/bin/python"))
+        .arg(dir.join("tests/aws").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 impl Moto {
+    /// With the users of tests/aws/moto_setup.py.
     pub fn start() -> Moto {
+        Moto::start_with("moto_setup.py", &[])
+    }
+
+    /// With what `script` (in tests/aws/) sets up, given `args` after the endpoint; it prints
+    /// JSON.
+    pub fn start_with(script: &str, args: &[&str]) -> Moto {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
         let server = venv.join("moto_server");
         assert!(
@@ -49,17 +72,9 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let out = Command::new(venv.join("python"))
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/moto_setup.py"))
-            .arg(&endpoint)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let setup = serde_json::from_slice(&out.stdout).unwrap();
+        let mut a = vec![endpoint.as_str()];
+        a.extend_from_slice(args);
+        let setup = serde_json::from_str(&python(script, &a)).unwrap();
         Moto {
             child,
             endpoint,

@@ -1,0 +1,217 @@
+//! `--owners`: for every AWS key the scan found, what the operator's IAM says of it (user,
+//! owner tags, status, age, last use), in the key's own account when a role leads there; then
+//! one action-report row per key id.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::actions::{self, KeyRecord, LastUsed, Policy};
+use super::directory::Directory;
+use super::iam::{self, Session, Unreachable, UserFacts};
+use crate::detect::Role;
+use crate::finding::{Credential, State};
+
+/// What IAM said of one found key.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    pub account: Option<String>,
+    pub user: Option<String>,
+    pub last_used: Option<LastUsed>,
+    pub facts: Option<UserFacts>,
+    pub foreign: bool,
+    pub error: Option<String>,
+}
+
+/// Settings of the owner columns and of the decision.
+pub struct RecordOptions<'a> {
+    pub owner_tags: &'a [String],
+    pub directory: Option<&'a Directory>,
+    pub policy: Policy,
+    pub profile: Option<&'a str>,
+    pub now: jiff::Timestamp,
+}
+
+/// Looks up every found key id (before any verification: an STS call counts as a use).
+/// Returns the lookups by key id and one warning per account that could not be reached.
+pub fn lookup(session: &Session, creds: &[Credential]) -> (HashMap<String, Lookup>, Vec<String>) {
+    let mut ids: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for c in creds {
+        if let Some(id) = c.part(Role::KeyId) {
+            ids.entry(id.to_string())
+                .or_insert_with(|| c.account_id.clone());
+        }
+    }
+    let jobs: Vec<(String, String)> = ids
+        .into_iter()
+        .map(|(id, acct)| (id, acct.unwrap_or_else(|| session.operator_account.clone())))
+        .collect();
+    let results = session
+        .rt
+        .block_on(iam::bounded(jobs, 8, |(id, account)| async move {
+            let l = one(session, &id, &account).await;
+            (id, l)
+        }));
+    let mut warned = HashSet::new();
+    let mut warnings = Vec::new();
+    for (_, l) in &results {
+        if let (Some(a), Some(e)) = (&l.account, &l.error) {
+            if e.starts_with("cannot assume") && warned.insert(a.clone()) {
+                warnings.push(format!("account {a}: {e}"));
+            }
+        }
+    }
+    (results.into_iter().collect(), warnings)
+}
+
+async fn one(session: &Session, key_id: &str, account: &str) -> Lookup {
+    let mut l = Lookup {
+        account: Some(account.to_string()),
+        ..Lookup::default()
+    };
+    let client = match session.iam(account).await {
+        Ok(c) => c,
+        Err(Unreachable::Foreign) => {
+            l.foreign = true;
+            return l;
+        }
+        Err(Unreachable::Failed(e)) => {
+            l.error = Some(e);
+            return l;
+        }
+    };
+    match iam::last_used(&client, key_id).await {
+        Ok((user, used)) => {
+            l.user = user;
+            l.last_used = Some(used);
+        }
+        Err(e) => {
+            l.error = Some(format!("GetAccessKeyLastUsed: {e}"));
+            return l;
+        }
+    }
+    if let Some(u) = &l.user {
+        match iam::user_facts(&client, u).await {
+            Ok(f) => l.facts = Some(f),
+            Err(e) => l.error = Some(format!("user {u}: {e}")),
+        }
+    }
+    l
+}
+
+/// The state that says most of a key seen with several secrets (the right one wins).
+fn rank(s: State) -> u8 {
+    match s {
+        State::Live => 0,
+        State::Expired => 1,
+        State::Canary => 2,
+        State::WrongSecret => 3,
+        State::Invalid => 4,
+        State::Unknown => 5,
+        State::Skipped => 6,
+    }
+}
+
+/// One action-report row per found AWS key id, decided.
+pub fn records(
+    creds: &[Credential],
+    lookups: Option<&HashMap<String, Lookup>>,
+    kind: &str,
+    opts: &RecordOptions,
+) -> Vec<KeyRecord> {
+    let canaries = super::verify::canary_accounts();
+    let mut by_id: BTreeMap<String, KeyRecord> = BTreeMap::new();
+    let mut states: HashMap<String, State> = HashMap::new();
+    for c in creds {
+        let Some(id) = c.part(Role::KeyId) else {
+            continue;
+        };
+        let r = by_id.entry(id.to_string()).or_insert_with(|| KeyRecord {
+            key_id: Some(id.to_string()),
+            exposed: true,
+            ..KeyRecord::default()
+        });
+        r.secret_found |= c.part(Role::Secret).is_some();
+        if r.account.is_none() {
+            r.account = c.account_id.clone();
+        }
+        if let Some(v) = &c.verification {
+            let better = states.get(id).is_none_or(|s| rank(v.state) < rank(*s));
+            if better {
+                states.insert(id.to_string(), v.state);
+                r.verification = Some(v.state.as_str().to_string());
+                if let Some(a) = &v.account {
+                    r.account = Some(a.clone());
+                }
+                if v.arn.as_deref().is_some_and(|a| a.ends_with(":root")) {
+                    r.root = true;
+                }
+                if v.state == State::Live {
+                    r.arn = v.arn.clone();
+                }
+            }
+            r.canary |= v.state == State::Canary;
+        }
+        for p in &c.places {
+            let at = if kind == "image" {
+                format!("{} @ byte {}", p.origin, p.location.offset)
+            } else {
+                format!("{}:{}", p.origin, p.location.line)
+            };
+            if !r.places.contains(&at) {
+                r.places.push(at);
+            }
+        }
+    }
+    let mut out: Vec<KeyRecord> = by_id.into_values().collect();
+    for r in &mut out {
+        r.canary |= r.account.as_deref().is_some_and(|a| canaries.contains(a));
+        if let Some(l) = lookups.and_then(|m| m.get(r.key_id.as_deref().unwrap_or_default())) {
+            fill(r, l, opts);
+        }
+        actions::apply(r, &opts.policy, opts.profile);
+    }
+    out
+}
+
+/// Copies IAM's facts into the row, with the ages they give.
+fn fill(r: &mut KeyRecord, l: &Lookup, opts: &RecordOptions) {
+    r.foreign = l.foreign;
+    r.lookup_error = l.error.clone();
+    if r.account.is_none() {
+        r.account = l.account.clone();
+    }
+    r.user = l.user.clone().or(r.user.take());
+    r.last_used = l.last_used.clone();
+    if let Some(f) = &l.facts {
+        describe_key(r, f, opts);
+    }
+}
+
+/// Fills status, age, idle days, owner and the user's facts from `f` (for `r.key_id`).
+pub fn describe_key(r: &mut KeyRecord, f: &UserFacts, opts: &RecordOptions) {
+    if r.arn.is_none() {
+        r.arn = f.arn.clone();
+    }
+    r.user_has_password = f.has_password;
+    r.user_active_keys = Some(f.active_keys());
+    r.owner = f.owner(opts.owner_tags);
+    r.owner_in_directory = match (opts.directory, &r.owner) {
+        // A key without an owner tag (or one that names no person) has no one to look up.
+        (Some(d), Some(o)) => d.has(o),
+        _ => None,
+    };
+    if let Some((_, status, created)) = f.keys.iter().find(|k| Some(&k.0) == r.key_id.as_ref()) {
+        r.status = Some(status.clone());
+        r.created = created.clone();
+        r.age_days = created
+            .as_deref()
+            .and_then(|c| actions::days_between(c, opts.now));
+        let since = r
+            .last_used
+            .as_ref()
+            .and_then(|l| l.date.clone())
+            .or_else(|| created.clone());
+        r.days_unused = since
+            .as_deref()
+            .and_then(|s| actions::days_between(s, opts.now));
+    }
+}
