@@ -16,6 +16,9 @@ pub struct Origin {
     pub inner: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<Arc<GitInfo>>,
+    /// The raw bytes of a disk image or partition, not a file: places are byte offsets.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
 }
 
 impl Origin {
@@ -24,6 +27,7 @@ impl Origin {
             path: path.into(),
             inner: Vec::new(),
             git: None,
+            raw: false,
         }
     }
 }

@@ -359,6 +359,8 @@ struct ImageArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     buffer_mib: usize,
     #[command(flatten)]
+    archives: ArchiveArgs,
+    #[command(flatten)]
     detect: DetectArgs,
     #[command(flatten)]
     output: OutputArgs,
@@ -495,6 +497,7 @@ pub fn main() -> ExitCode {
                 chunk: a.buffer_mib.max(1) << 20,
                 overlap: 64 << 10,
             },
+            archives: a.archives.limits(a.buffer_mib.max(1) << 20),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),

@@ -76,6 +76,8 @@ pub struct ScanPlan {
 pub struct ImagePlan {
     pub images: Vec<PathBuf>,
     pub options: crate::source::image::ImageOptions,
+    /// Archives among the files of the image's filesystems.
+    pub archives: crate::source::archive::Limits,
     pub detect: DetectPlan,
     pub output: OutputPlan,
 }
@@ -305,21 +307,45 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
     let start = Instant::now();
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());
-    let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let mut found: Vec<Finding> = Vec::new();
     let progress = progress(&stats, &plan.output);
     let engine = &det.engine;
-    let found_ref = &found;
     for path in &plan.images {
-        let origin = Arc::new(Origin::file(crate::source::fs::display_path(path)));
-        let r = crate::source::image::raw_pass(path, &origin, &plan.options, &stats, &|| {
-            move |blob: Blob| collect(engine, &blob, found_ref)
+        let base = Origin::file(crate::source::fs::display_path(path));
+        let raw_origin = Arc::new(Origin {
+            raw: true,
+            ..base.clone()
         });
-        if let Err(e) = r {
-            stats.skip(
-                crate::source::Skip::Unreadable,
-                Some(format!("{}: {e}", path.display())),
-            );
+        let raw: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+        let raw_ref = &raw;
+        let r = crate::source::image::raw_pass(path, &raw_origin, &plan.options, &stats, &|| {
+            move |blob: Blob| collect(engine, &blob, raw_ref)
+        });
+        let len = match r {
+            Ok(len) => len,
+            Err(e) => {
+                stats.skip(
+                    crate::source::Skip::Unreadable,
+                    Some(format!("{}: {e}", path.display())),
+                );
+                continue;
+            }
+        };
+        // The filesystems' files, with their paths.
+        let parts = volumes(path, len, &stats);
+        let mut files = Vec::new();
+        let walk = crate::source::volume::WalkOptions {
+            chunk: plan.options.chunk,
+            overlap: plan.options.overlap,
+            archives: plan.archives,
+        };
+        for part in &parts {
+            crate::source::volume::walk_files(path, &base, part, &walk, &stats, &mut |b: Blob| {
+                files.extend(scan_blob(engine, &b))
+            });
         }
+        found.extend(place_raw(raw.into_inner().unwrap(), &files, &parts, &base));
+        found.extend(files);
     }
     progress.finish();
     let roots = plan
@@ -327,15 +353,7 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
         .iter()
         .map(|p| crate::source::fs::display_path(p))
         .collect();
-    finish(
-        &det,
-        found.into_inner().unwrap(),
-        &stats,
-        start,
-        "image",
-        roots,
-        &plan.output,
-    )
+    finish(&det, found, &stats, start, "image", roots, &plan.output)
 }
 
 /// The bytes of 1-based line `n` of `data`.
@@ -415,7 +433,6 @@ fn finish(
         let rows = crate::aws::owners::records(
             &secrets,
             lookups.as_ref(),
-            kind,
             &record_options(det.actions, directory.as_ref()),
         );
         let report = action_report("scan", owners.as_ref(), det.actions, rows, Vec::new());
@@ -461,6 +478,77 @@ fn finish(
     } else {
         EXIT_CLEAN
     })
+}
+
+/// The partitions of an image, or the whole image when it is a bare filesystem.
+fn volumes(path: &Path, len: u64, stats: &Stats) -> Vec<crate::source::volume::Part> {
+    use crate::source::volume::{self, Part};
+    match volume::partitions(path, len) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => std::fs::File::open(path)
+            .ok()
+            .and_then(|f| volume::sniff(&f, 0))
+            .map(|fs| {
+                vec![Part {
+                    name: "disk".into(),
+                    start: 0,
+                    len,
+                    fs: Some(fs),
+                    expect_fs: true,
+                }]
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            stats.skip(
+                crate::source::Skip::Unreadable,
+                Some(format!("{}: partition table: {e}", path.display())),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Raw-pass findings, each placed in its partition (origin `image › p1 (ext4)`, offset from the
+/// partition's start), and dropped when the same secret was found in a file: a key found by
+/// both passes is reported once, with its path.
+fn place_raw(
+    raw: Vec<Finding>,
+    files: &[Finding],
+    parts: &[crate::source::volume::Part],
+    base: &Origin,
+) -> Vec<Finding> {
+    let key = |f: &Finding| {
+        let mut k = vec![f.rule.id.clone()];
+        k.extend(f.parts.iter().map(|p| p.value.clone()));
+        k
+    };
+    let in_files: std::collections::HashSet<Vec<String>> = files.iter().map(key).collect();
+    let origins: Vec<Arc<Origin>> = parts
+        .iter()
+        .map(|p| {
+            let mut o = base.clone();
+            o.inner.push(p.label());
+            o.raw = true;
+            Arc::new(o)
+        })
+        .collect();
+    raw.into_iter()
+        .filter(|f| !in_files.contains(&key(f)))
+        .map(|mut f| {
+            let at = f.parts.first().map_or(0, |p| p.location.offset);
+            if let Some(i) = parts
+                .iter()
+                .position(|p| at >= p.start && at < p.start + p.len)
+            {
+                f.origin = origins[i].clone();
+                for p in &mut f.parts {
+                    p.location.offset -= parts[i].start.min(p.location.offset);
+                    p.location.end_offset -= parts[i].start.min(p.location.end_offset);
+                }
+            }
+            f
+        })
+        .collect()
 }
 
 /// The operator's AWS session, when IAM or SNS is needed.

@@ -1,5 +1,7 @@
 //! `keyhound image`: the raw pass over disk images, on sparse files and on a real ext4
-//! filesystem built with mkfs.ext4 whose key file is then deleted with debugfs.
+//! filesystem built with mkfs.ext4 whose key file is then deleted with debugfs; GPT and MBR
+//! (extended) disks made by fixtures/images/make_disk.sh (sgdisk/sfdisk, mkfs.ext4 -d,
+//! mkfs.fat + mcopy) walked with paths.
 
 mod common;
 
@@ -127,4 +129,129 @@ fn a_deleted_files_key_is_found_in_an_ext4_image() {
         k.as_bytes(),
         "the offset points at the key"
     );
+}
+
+/// Builds `disk.img` in `d` with fixtures/images/make_disk.sh: the ext4 and FAT trees are
+/// `ext/` and `fat/`, `deleted.txt` goes into ext4 and is removed.
+fn make_disk(d: &std::path::Path, table: &str) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .args(["disk.img", table, "ext", "fat", "deleted.txt"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn places_of<'a>(v: &'a Value, key_id: &str) -> &'a Vec<Value> {
+    creds(v)
+        .iter()
+        .find(|c| c["parts"]["key_id"] == key_id)
+        .unwrap_or_else(|| panic!("{key_id} not found: {v:#}"))["places"]
+        .as_array()
+        .unwrap()
+}
+
+#[test]
+fn gpt_and_mbr_disks_ext4_and_fat_files_with_paths_deleted_by_raw_pass() {
+    let ini = |k: &str, s: &str| {
+        format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
+    };
+    // (table, ext4 partition, its first sector, FAT partition)
+    for (n, (table, ext_part, ext_lba, fat_part)) in [
+        ("gpt", "p1 (ext4)", 36864u64, "p128 (fat)"),
+        ("mbr", "p5 (ext4)", 38912, "p1 (fat)"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let mut keys = Keys::new(80 + n as u64);
+        let (live_k, live_s) = keys.pair();
+        let (gone_k, gone_s) = keys.pair();
+        let (efi_k, efi_s) = keys.pair();
+        write(
+            d,
+            "ext/home/ec2-user/.aws/credentials",
+            ini(&live_k, &live_s),
+        );
+        write(d, "ext/etc/motd", "hello\n");
+        write(d, "fat/EFI/BOOT/Startup Notes.txt", ini(&efi_k, &efi_s));
+        write(d, "deleted.txt", ini(&gone_k, &gone_s));
+        make_disk(d, table);
+
+        let (code, v) = image_json(d, &["disk.img"]);
+        assert_eq!(code, 1, "{table}: {v:#}");
+        // A live file: found with its path, and once (the raw pass saw the same bytes).
+        let p = places_of(&v, &live_k);
+        assert_eq!(p.len(), 1, "{table}: reported once: {p:#?}");
+        assert_eq!(p[0]["path"], "disk.img");
+        assert_eq!(
+            p[0]["inner"],
+            serde_json::json!([ext_part, "/home/ec2-user/.aws/credentials"]),
+            "{table}"
+        );
+        assert_eq!(p[0]["line"], 2);
+        let p = places_of(&v, &efi_k);
+        assert_eq!(
+            p[0]["inner"],
+            serde_json::json!([fat_part, "/EFI/BOOT/Startup Notes.txt"]),
+            "{table}"
+        );
+        // The deleted file: only the raw pass, in its partition, at its offset there.
+        let p = places_of(&v, &gone_k);
+        assert_eq!(p[0]["inner"], serde_json::json!([ext_part]), "{table}");
+        assert_eq!(p[0]["raw"], true);
+        let off = p[0]["offset"].as_u64().unwrap() + ext_lba * 512;
+        let img = std::fs::read(d.join("disk.img")).unwrap();
+        assert_eq!(&img[off as usize..off as usize + 20], gone_k.as_bytes());
+
+        let (_, text, _) = run(d, &["image", "disk.img"]);
+        assert!(
+            text.contains(&format!(
+                "disk.img › {ext_part} › /home/ec2-user/.aws/credentials:2:"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("disk.img › {ext_part} @ byte ")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_filesystem_is_named_and_still_scanned_raw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(90).pair();
+    let img = d.join("disk.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(8 << 20).unwrap();
+    drop(f);
+    let o = Command::new("sgdisk")
+        .args(["-n", "1:2048:+4M", "-t", "1:8300", "disk.img"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Not a filesystem: text at the partition's start.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(2048 * 512 + 100)).unwrap();
+    f.write_all(format!("id={k} secret={s}\n").as_bytes())
+        .unwrap();
+    drop(f);
+    let (code, out, err) = run(d, &["image", "--format", "json", "disk.img"]);
+    assert_eq!(code, 2, "a partition was not walked: {err}");
+    assert!(
+        err.contains("disk.img › p1: unknown filesystem"),
+        "names the partition: {err}"
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let p = &creds(&v)[0]["places"][0];
+    assert_eq!(p["inner"], serde_json::json!(["p1"]));
+    assert_eq!(p["offset"], 100 + "id=".len());
 }

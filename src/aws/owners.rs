@@ -114,7 +114,6 @@ fn rank(s: State) -> u8 {
 pub fn records(
     creds: &[Credential],
     lookups: Option<&HashMap<String, Lookup>>,
-    kind: &str,
     opts: &RecordOptions,
 ) -> Vec<KeyRecord> {
     let canaries = super::verify::canary_accounts();
@@ -151,7 +150,7 @@ pub fn records(
             r.canary |= v.state == State::Canary;
         }
         for p in &c.places {
-            let at = if kind == "image" {
+            let at = if p.origin.raw {
                 format!("{} @ byte {}", p.origin, p.location.offset)
             } else {
                 format!("{}:{}", p.origin, p.location.line)

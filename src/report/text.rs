@@ -101,7 +101,7 @@ pub fn write_credentials(r: &Report, color: bool, out: &mut dyn Write) -> Result
                 format!("  ({})", extra.join("; "))
             };
             // Lines mean nothing in a disk image: its places are byte offsets.
-            let at = if r.kind == "image" {
+            let at = if p.origin.raw {
                 format!(" @ byte {} (0x{:x})", p.location.offset, p.location.offset)
             } else {
                 format!(":{}:{}", p.location.line, p.location.column)

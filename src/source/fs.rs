@@ -166,7 +166,7 @@ pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize>
 /// Feeds a reader through overlapping windows of at most `chunk + overlap` bytes. Each window
 /// owns the detections that start after the previous window's end (the overlap is context only),
 /// and a window ends at a line break when one is near, so no token is cut where it is owned.
-pub fn stream<R: Read, F: FnMut(Blob)>(
+pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
     r: &mut R,
     origin: &Arc<Origin>,
     chunk: usize,
@@ -185,7 +185,7 @@ pub fn stream<R: Read, F: FnMut(Blob)>(
         // archive member must not cost a 16 MiB memset).
         let want = overlap + chunk;
         let before = buf.len();
-        r.by_ref().take((want - before) as u64).read_to_end(buf)?;
+        Read::take(&mut *r, (want - before) as u64).read_to_end(buf)?;
         let filled = buf.len();
         total += (filled - before) as u64;
         let eof = filled < want;

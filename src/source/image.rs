@@ -4,7 +4,8 @@
 //! (`SEEK_DATA`/`SEEK_HOLE`); the image is split into one region per thread, each reading a
 //! little past its ends so that no key across a boundary is lost or reported twice.
 //!
-//! Partition tables and filesystems (paths inside the image) build on this pass.
+//! Partition tables and filesystems (paths inside the image) are `volume.rs`; the pipeline
+//! places each raw finding in its partition afterwards.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod fs;
 pub mod git;
 pub mod image;
+pub mod volume;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,9 @@ pub enum Skip {
     ArchiveBudget,
     /// Looked like an archive but would not open: its raw bytes were scanned instead.
     ArchiveAsBytes,
+    /// A partition whose files could not be walked (unknown, unsupported, encrypted or
+    /// corrupt filesystem): only its raw bytes were scanned.
+    Filesystem,
 }
 
 impl Skip {
@@ -38,12 +42,13 @@ impl Skip {
             Skip::CorruptArchive => "corrupt archive",
             Skip::ArchiveBudget => "archive over budget",
             Skip::ArchiveAsBytes => "unopenable archive scanned as bytes",
+            Skip::Filesystem => "filesystem not walked (raw pass only)",
         }
     }
     pub fn is_error(self) -> bool {
         matches!(
             self,
-            Skip::Unreadable | Skip::CorruptArchive | Skip::ArchiveBudget
+            Skip::Unreadable | Skip::CorruptArchive | Skip::ArchiveBudget | Skip::Filesystem
         )
     }
 }

@@ -1,0 +1,406 @@
+//! Inside a disk image: the partition table (GPT with the `gpt` crate, MBR with extended and
+//! logical partitions with `mbrman`), each partition's filesystem sniffed from its superblock,
+//! and the files of the filesystems keyhound can walk, each scanned with its path:
+//! `disk.img › p1 (ext4) › /home/ec2-user/.aws/credentials`.
+//!
+//! Readers: ext4 (`ext4-view`: read-only, pure Rust, extents and htree directories) and FAT
+//! (`fatfs`: FAT12/16/32 with long names). XFS and NTFS partitions are recognised and named, and
+//! the raw pass covers their bytes, but their files are not walked yet (a warning says so).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::archive::{self, Limits};
+use super::{Skip, Stats};
+use crate::blob::{Blob, Origin};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKind {
+    Ext,
+    Xfs,
+    Fat,
+    Ntfs,
+    Luks,
+    Swap,
+}
+
+impl FsKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsKind::Ext => "ext4",
+            FsKind::Xfs => "xfs",
+            FsKind::Fat => "fat",
+            FsKind::Ntfs => "ntfs",
+            FsKind::Luks => "luks",
+            FsKind::Swap => "swap",
+        }
+    }
+}
+
+/// A partition (or the whole disk, for a bare filesystem).
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// `p1`, `p5` (logical), or `disk` for a bare filesystem.
+    pub name: String,
+    pub start: u64,
+    pub len: u64,
+    pub fs: Option<FsKind>,
+    /// Whether a filesystem belongs here (not a BIOS boot partition).
+    pub expect_fs: bool,
+}
+
+impl Part {
+    /// `p1 (ext4)`, `p2`, `disk (fat)`.
+    pub fn label(&self) -> String {
+        match self.fs {
+            Some(k) => format!("{} ({})", self.name, k.name()),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The filesystem whose superblock is at `start`, if keyhound knows its magic.
+pub fn sniff(f: &File, start: u64) -> Option<FsKind> {
+    let mut b = vec![0u8; 4096];
+    let n = f.read_at(&mut b, start).ok()?;
+    let b = &b[..n];
+    let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
+    if at(1024 + 56, &[0x53, 0xEF]) {
+        Some(FsKind::Ext)
+    } else if at(0, b"XFSB") {
+        Some(FsKind::Xfs)
+    } else if at(3, b"NTFS    ") {
+        Some(FsKind::Ntfs)
+    } else if at(0, b"LUKS\xba\xbe") {
+        Some(FsKind::Luks)
+    } else if at(510, &[0x55, 0xAA]) && (at(54, b"FAT") || at(82, b"FAT32")) {
+        Some(FsKind::Fat)
+    } else if at(4086, b"SWAPSPACE2") {
+        Some(FsKind::Swap)
+    } else {
+        None
+    }
+}
+
+/// The partitions of the image: GPT first (its protective MBR would read as one partition),
+/// then MBR; none when the image has no partition table.
+pub fn partitions(path: &Path, len: u64) -> io::Result<Vec<Part>> {
+    let f = File::open(path)?;
+    let mut parts = Vec::new();
+    if let Ok(disk) = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open(path)
+    {
+        for (n, p) in disk.partitions() {
+            let lb = gpt::disk::LogicalBlockSize::Lb512;
+            let (Ok(start), Ok(plen)) = (p.bytes_start(lb), p.bytes_len(lb)) else {
+                continue;
+            };
+            parts.push(Part {
+                name: format!("p{n}"),
+                start,
+                len: plen.min(len.saturating_sub(start)),
+                fs: sniff(&f, start),
+                expect_fs: p.part_type_guid != gpt::partition_types::BIOS,
+            });
+        }
+        return Ok(parts);
+    }
+    let mut r = File::open(path)?;
+    if let Ok(mbr) = mbrman::MBR::read_from(&mut r, 512) {
+        for (n, p) in mbr.iter() {
+            if !p.is_used() || p.is_extended() {
+                continue;
+            }
+            parts.push(mbr_part(n, p.starting_lba, p.sectors, len, &f));
+        }
+        for (i, l) in mbr.logical_partitions.iter().enumerate() {
+            // Logical partitions are numbered from 5, as Linux does.
+            let p = &l.partition;
+            parts.push(mbr_part(5 + i, p.starting_lba, p.sectors, len, &f));
+        }
+    }
+    Ok(parts)
+}
+
+fn mbr_part(n: usize, lba: u32, sectors: u32, len: u64, f: &File) -> Part {
+    let start = lba as u64 * 512;
+    Part {
+        name: format!("p{n}"),
+        start,
+        len: (sectors as u64 * 512).min(len.saturating_sub(start)),
+        fs: sniff(f, start),
+        expect_fs: true,
+    }
+}
+
+/// A partition as a file of its own, for the filesystem readers.
+#[derive(Debug)]
+struct Slice {
+    f: File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Slice {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let want = (buf.len() as u64).min(left) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.f.read_at(&mut buf[..want], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Slice {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.len as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if p < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before start",
+            ));
+        }
+        self.pos = p as u64;
+        Ok(self.pos)
+    }
+}
+
+/// The FAT reader wants a writable disk; keyhound never writes.
+impl Write for Slice {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "read-only image",
+        ))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ext4_view::Ext4Read for Slice {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        if start_byte + dst.len() as u64 > self.len {
+            return Err(format!("read past the partition's end at byte {start_byte}").into());
+        }
+        self.f.read_exact_at(dst, self.start + start_byte)?;
+        Ok(())
+    }
+}
+
+/// How files inside an image are read.
+pub struct WalkOptions {
+    pub chunk: usize,
+    pub overlap: usize,
+    pub archives: Limits,
+}
+
+/// Walks the files of `part`'s filesystem, handing each file's bytes to `handle` with origin
+/// `base › label › /path`. Returns false when the filesystem cannot be walked (a warning
+/// says why); the raw pass covers it either way.
+pub fn walk_files<F: FnMut(Blob)>(
+    path: &Path,
+    base: &Origin,
+    part: &Part,
+    opts: &WalkOptions,
+    stats: &Stats,
+    handle: &mut F,
+) -> bool {
+    let slice = match File::open(path) {
+        Ok(f) => Slice {
+            f,
+            start: part.start,
+            len: part.len,
+            pos: 0,
+        },
+        Err(e) => {
+            stats.skip(Skip::Unreadable, Some(format!("{}: {e}", path.display())));
+            return false;
+        }
+    };
+    let label = part.label();
+    let mut files = FileScanner {
+        base,
+        label: &label,
+        opts,
+        stats,
+        handle,
+        buf: Vec::new(),
+    };
+    let r = match part.fs {
+        Some(FsKind::Ext) => walk_ext4(slice, &mut files),
+        Some(FsKind::Fat) => walk_fat(slice, &mut files),
+        Some(k @ (FsKind::Xfs | FsKind::Ntfs)) => Err(format!(
+            "{} files are not walked yet; its bytes are scanned by the raw pass",
+            k.name()
+        )),
+        Some(FsKind::Luks) => Err("encrypted (LUKS): only its raw bytes are scanned".into()),
+        None if part.expect_fs => Err("unknown filesystem: only its raw bytes are scanned".into()),
+        Some(FsKind::Swap) | None => return false,
+    };
+    if let Err(e) = r {
+        stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+        return false;
+    }
+    true
+}
+
+struct FileScanner<'a, F> {
+    base: &'a Origin,
+    label: &'a str,
+    opts: &'a WalkOptions,
+    stats: &'a Stats,
+    handle: &'a mut F,
+    buf: Vec<u8>,
+}
+
+impl<F: FnMut(Blob)> FileScanner<'_, F> {
+    /// Scans one file: archives inside expanded, big files in windows.
+    fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
+        let mut o = self.base.clone();
+        o.inner.push(self.label.to_string());
+        o.inner.push(name.to_string());
+        let origin = Arc::new(o);
+        let result = if len <= self.opts.chunk as u64 {
+            self.buf.clear();
+            r.read_to_end(&mut self.buf).map(|n| {
+                self.stats.read(n as u64);
+                let handle = &mut *self.handle;
+                if let Some(kind) =
+                    archive::sniff(&self.buf).filter(|_| self.opts.archives.max_depth > 0)
+                {
+                    let mut ex =
+                        archive::Expander::new(self.opts.archives, self.stats, len, handle);
+                    if ex.bytes(&self.buf, kind, &origin) {
+                        return;
+                    }
+                }
+                handle(Blob::whole(&self.buf, origin.clone()));
+            })
+        } else {
+            super::fs::stream(
+                r,
+                &origin,
+                self.opts.chunk,
+                self.opts.overlap,
+                &mut self.buf,
+                self.handle,
+            )
+            .map(|n| self.stats.read(n))
+        };
+        if let Err(e) = result {
+            self.stats
+                .skip(Skip::Unreadable, Some(format!("{origin}: {e}")));
+        }
+    }
+}
+
+fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
+    let fs = ext4_view::Ext4::load(Box::new(slice)).map_err(|e| format!("ext4: {e}"))?;
+    let mut dirs = vec![ext4_view::PathBuf::new("/")];
+    while let Some(dir) = dirs.pop() {
+        let entries = match fs.read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                files.stats.skip(
+                    Skip::Unreadable,
+                    Some(format!(
+                        "{} › {} › {}: {e}",
+                        files.base,
+                        files.label,
+                        dir.display()
+                    )),
+                );
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    files.stats.skip(
+                        Skip::Unreadable,
+                        Some(format!(
+                            "{} › {} › {}: {e}",
+                            files.base,
+                            files.label,
+                            dir.display()
+                        )),
+                    );
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            if name.as_ref() == b"." || name.as_ref() == b".." {
+                continue;
+            }
+            let p = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                dirs.push(p);
+            } else if ft.is_regular_file() {
+                let shown = p.display().to_string();
+                match fs.open(&p) {
+                    Ok(mut f) => {
+                        let len = f.metadata().len();
+                        files.file(&shown, len, &mut f);
+                    }
+                    Err(e) => files.stats.skip(
+                        Skip::Unreadable,
+                        Some(format!("{} › {} › {shown}: {e}", files.base, files.label)),
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn walk_fat<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
+    let fs =
+        fatfs::FileSystem::new(slice, fatfs::FsOptions::new()).map_err(|e| format!("fat: {e}"))?;
+    let mut dirs = vec![(String::new(), fs.root_dir())];
+    while let Some((prefix, dir)) = dirs.pop() {
+        for entry in dir.iter() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    files.stats.skip(
+                        Skip::Unreadable,
+                        Some(format!("{} › {} › {prefix}/: {e}", files.base, files.label)),
+                    );
+                    break;
+                }
+            };
+            let name = entry.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let shown = format!("{prefix}/{name}");
+            if entry.is_dir() {
+                dirs.push((shown, entry.to_dir()));
+            } else {
+                let len = entry.len();
+                files.file(&shown, len, &mut entry.to_file());
+            }
+        }
+    }
+    Ok(())
+}
