@@ -396,17 +396,17 @@ fn finish(
     }
     let mut incomplete = false;
     // IAM is asked before STS: a verification call would itself count as the key's last use.
-    let mut owners = None;
+    let mut session = None;
     if det.actions.wanted() {
         match open_session(det.actions) {
-            Ok(s) => owners = s,
+            Ok(s) => session = s,
             Err(e) => {
                 eprintln!("keyhound: error: {e:#}");
                 incomplete = true;
             }
         }
     }
-    let lookups = owners.as_ref().filter(|_| det.actions.owners).map(|s| {
+    let lookups = session.as_ref().filter(|_| det.actions.owners).map(|s| {
         let (found, warnings) = crate::aws::owners::lookup(s, &creds);
         for w in warnings {
             eprintln!("keyhound: warning: {w}");
@@ -435,8 +435,8 @@ fn finish(
             lookups.as_ref(),
             &record_options(det.actions, directory.as_ref()),
         );
-        let report = action_report("scan", owners.as_ref(), det.actions, rows, Vec::new());
-        if !deliver(&report, owners.as_ref(), det.actions)? {
+        let report = action_report("scan", session.as_ref(), det.actions, rows, Vec::new());
+        if !deliver(&report, session.as_ref(), det.actions)? {
             incomplete = true;
         }
     }

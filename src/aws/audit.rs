@@ -172,17 +172,28 @@ async fn one(
     })
     .await;
     for (user, row, facts, used) in per_user {
-        let mut facts = facts.map_err(|e| format!("user {user}: {e}"))?;
+        let base = KeyRecord {
+            account: Some(account.to_string()),
+            user: Some(user.clone()),
+            arn: value(row, "arn").map(str::to_string),
+            ..KeyRecord::default()
+        };
+        // One user that cannot be read is a row saying so; the others go on.
+        let mut facts = match facts {
+            Ok(f) => f,
+            Err(e) => {
+                let mut r = base;
+                r.lookup_error = Some(e);
+                actions::apply(&mut r, &opts.policy, opts.profile);
+                out.push(r);
+                continue;
+            }
+        };
         facts.arn = value(row, "arn").map(str::to_string);
         // The report knows about passwords without one GetLoginProfile per user.
         if let Some(p) = value(row, "password_enabled") {
             facts.has_password = Some(p == "true");
         }
-        let base = KeyRecord {
-            account: Some(account.to_string()),
-            user: Some(user.clone()),
-            ..KeyRecord::default()
-        };
         if facts.keys.is_empty() {
             let mut r = base.clone();
             describe_key(&mut r, &facts, opts);

@@ -6,7 +6,6 @@
 //! here: they are only looked up.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -274,5 +273,3 @@ where
         .collect()
         .await
 }
-
-pub type Shared = Arc<Session>;
