@@ -94,12 +94,12 @@ impl Directory {
         Ok(d)
     }
 
-    /// Whether `owner` (a tag value: an email, or several separated by commas, spaces or
-    /// semicolons) names an active person. `None` when the owner is not an identity at all.
+    /// Whether `owner` (a tag value: an email, `Name <email>`, or several separated by commas,
+    /// spaces or semicolons) names an active person. `None` when the owner is not an identity at all.
     pub fn has(&self, owner: &str) -> Option<bool> {
         let ids: Vec<String> = owner
             .split([',', ';', ' '])
-            .map(|s| s.trim().to_lowercase())
+            .map(|s| s.trim().trim_matches(['<', '>', '"']).to_lowercase())
             .filter(|s| s.contains('@'))
             .collect();
         if ids.is_empty() {
@@ -208,6 +208,7 @@ mod tests {
         assert_eq!(d.has("dave@example.com"), Some(true));
         assert_eq!(d.has("team-payments"), None);
         assert_eq!(d.has("gone@example.com, alice@example.com"), Some(true));
+        assert_eq!(d.has("Alice Smith <alice@example.com>"), Some(true));
     }
 
     #[test]
