@@ -255,3 +255,48 @@ fn unknown_filesystem_is_named_and_still_scanned_raw() {
     assert_eq!(p["inner"], serde_json::json!(["p1"]));
     assert_eq!(p["offset"], 100 + "id=".len());
 }
+
+#[test]
+fn windows_gpt_disk_ntfs_files_with_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(95);
+    let (k, s) = keys.pair();
+    let (big_k, big_s) = keys.pair();
+    write(
+        d,
+        "ntfs/Users/Administrator/.aws/credentials",
+        format!("[default]\r\naws_access_key_id = {k}\r\naws_secret_access_key = {s}\r\n"),
+    );
+    // Big enough to be stored outside the MFT record (non-resident, in data runs).
+    let mut log = "GET /healthz 200\n".repeat(20_000);
+    log.push_str(&format!(
+        "export AWS_ACCESS_KEY_ID={big_k} AWS_SECRET_ACCESS_KEY={big_s}\n"
+    ));
+    write(d, "ntfs/ProgramData/App Logs/deploy.log", log);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .args(["disk.img", "windows", "ntfs"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, v) = image_json(d, &["disk.img"]);
+    // The Microsoft reserved partition holds no filesystem and is not warned about.
+    assert_eq!(code, 1, "{v:#}");
+    let p = places_of(&v, &k);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(
+        p[0]["inner"],
+        serde_json::json!(["p3 (ntfs)", "/Users/Administrator/.aws/credentials"])
+    );
+    assert_eq!(p[0]["line"], 2);
+    let p = places_of(&v, &big_k);
+    assert_eq!(
+        p[0]["inner"],
+        serde_json::json!(["p3 (ntfs)", "/ProgramData/App Logs/deploy.log"])
+    );
+    assert_eq!(p[0]["line"], 20_001);
+}

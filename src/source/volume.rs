@@ -3,9 +3,10 @@
 //! and the files of the filesystems keyhound can walk, each scanned with its path:
 //! `disk.img › p1 (ext4) › /home/ec2-user/.aws/credentials`.
 //!
-//! Readers: ext4 (`ext4-view`: read-only, pure Rust, extents and htree directories) and FAT
-//! (`fatfs`: FAT12/16/32 with long names). XFS and NTFS partitions are recognised and named, and
-//! the raw pass covers their bytes, but their files are not walked yet (a warning says so).
+//! Readers: ext4 (`ext4-view`: read-only, pure Rust, extents and htree directories), FAT
+//! (`fatfs`: FAT12/16/32 with long names) and NTFS (`ntfs`: read-only, resident and
+//! non-resident data, index B-trees). XFS partitions are recognised and named, and the raw pass
+//! covers their bytes, but their files are not walked yet (a warning says so).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -105,7 +106,9 @@ pub fn partitions(path: &Path, len: u64) -> io::Result<Vec<Part>> {
                 start,
                 len: plen.min(len.saturating_sub(start)),
                 fs: sniff(&f, start),
-                expect_fs: p.part_type_guid != gpt::partition_types::BIOS,
+                // BIOS boot and Microsoft reserved partitions hold no filesystem.
+                expect_fs: p.part_type_guid != gpt::partition_types::BIOS
+                    && p.part_type_guid != gpt::partition_types::MICROSOFT_RESERVED,
             });
         }
         return Ok(parts);
@@ -247,7 +250,8 @@ pub fn walk_files<F: FnMut(Blob)>(
     let r = match part.fs {
         Some(FsKind::Ext) => walk_ext4(slice, &mut files),
         Some(FsKind::Fat) => walk_fat(slice, &mut files),
-        Some(k @ (FsKind::Xfs | FsKind::Ntfs)) => Err(format!(
+        Some(FsKind::Ntfs) => walk_ntfs(slice, &mut files),
+        Some(k @ FsKind::Xfs) => Err(format!(
             "{} files are not walked yet; its bytes are scanned by the raw pass",
             k.name()
         )),
@@ -399,6 +403,88 @@ fn walk_fat<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<
             } else {
                 let len = entry.len();
                 files.file(&shown, len, &mut entry.to_file());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
+    use ntfs::indexes::NtfsFileNameIndex;
+    use ntfs::structured_values::NtfsFileNamespace;
+    let fs = &mut slice;
+    let mut ntfs = ntfs::Ntfs::new(fs).map_err(|e| format!("ntfs: {e}"))?;
+    ntfs.read_upcase_table(fs)
+        .map_err(|e| format!("ntfs: upcase table: {e}"))?;
+    let root = ntfs.root_directory(fs).map_err(|e| format!("ntfs: {e}"))?;
+    let mut seen = std::collections::HashSet::from([root.file_record_number()]);
+    let mut dirs = vec![(String::new(), root)];
+    let warn = |files: &mut FileScanner<F>, at: &str, e: &dyn std::fmt::Display| {
+        files.stats.skip(
+            Skip::Unreadable,
+            Some(format!("{} › {} › {at}: {e}", files.base, files.label)),
+        )
+    };
+    while let Some((prefix, dir)) = dirs.pop() {
+        let index = match dir.directory_index(fs) {
+            Ok(i) => i,
+            Err(e) => {
+                warn(files, &format!("{prefix}/"), &e);
+                continue;
+            }
+        };
+        let mut entries = index.entries();
+        while let Some(entry) = entries.next(fs) {
+            let entry: ntfs::NtfsIndexEntry<NtfsFileNameIndex> = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    warn(files, &format!("{prefix}/"), &e);
+                    break;
+                }
+            };
+            let Some(Ok(name)) = entry.key() else {
+                continue;
+            };
+            // Each file is listed under its long name and, often, its 8.3 name too.
+            if name.namespace() == NtfsFileNamespace::Dos {
+                continue;
+            }
+            let n = name.name().to_string_lossy();
+            // The metadata files ($MFT, $LogFile…) hold no user data.
+            if n == "." || (prefix.is_empty() && n.starts_with('$')) {
+                continue;
+            }
+            let number = entry.file_reference().file_record_number();
+            if !seen.insert(number) {
+                continue; // a hard link, or a loop in a corrupt index
+            }
+            let shown = format!("{prefix}/{n}");
+            let file = match entry.to_file(&ntfs, fs) {
+                Ok(f) => f,
+                Err(e) => {
+                    warn(files, &shown, &e);
+                    continue;
+                }
+            };
+            if name.is_directory() {
+                dirs.push((shown, file));
+                continue;
+            }
+            // The unnamed $DATA stream (alternate streams are left to the raw pass).
+            let item = match file.data(fs, "") {
+                None => continue,
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    warn(files, &shown, &e);
+                    continue;
+                }
+            };
+            match item.to_attribute().and_then(|a| a.value(fs)) {
+                Ok(v) => {
+                    let len = v.len();
+                    files.file(&shown, len, &mut v.attach(fs));
+                }
+                Err(e) => warn(files, &shown, &e),
             }
         }
     }
