@@ -34,7 +34,11 @@ pub struct RecordOptions<'a> {
 /// Returns the lookups by key id and one warning per account that could not be reached.
 pub fn lookup(session: &Session, creds: &[Credential]) -> (HashMap<String, Lookup>, Vec<String>) {
     let mut ids: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for c in creds {
+    // Documentation examples and placeholders are nobody's keys: IAM is not asked about them.
+    for c in creds
+        .iter()
+        .filter(|c| c.class == crate::finding::Class::Secret)
+    {
         if let Some(id) = c.part(Role::KeyId) {
             ids.entry(id.to_string())
                 .or_insert_with(|| c.account_id.clone());
