@@ -338,6 +338,34 @@ fn audit_lists_every_key_with_its_action() {
     );
     assert!(md.contains("DEACTIVATE (owner left)"), "{md}");
 
+    // remediate --apply --delete carries the audit out: carol's key (owner left) deactivated,
+    // dave's Inactive key deleted; REMOVE USER and ROTATE stay with the people.
+    let (code, out, err) = exec(
+        operator(&moto, dir),
+        &[
+            "remediate",
+            "a.json",
+            "--apply",
+            "--delete",
+            "--audit-log",
+            "del.jsonl",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let status = |user: &str| query(&moto, &["key-status", user, s(&moto.setup[user], "key_id")]);
+    assert_eq!(status("carol"), "Inactive");
+    assert_eq!(status("dave"), "absent");
+    assert_eq!(status("erin"), "Inactive", "REMOVE USER is not automated");
+    assert_eq!(status("alice"), "Active", "ROTATE is not automated");
+    let log = std::fs::read_to_string(dir.join("del.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""call":"DeleteAccessKey""#)
+                && l.contains(r#""result":"ok""#)
+                && l.contains(s(&moto.setup["dave"], "key_id"))),
+        "{log}"
+    );
+
     // Without a role, another account is out of reach, and said so.
     let (code, _, err) = exec(operator(&moto, dir), &["audit", "--accounts", member]);
     assert_eq!(code, 2);
