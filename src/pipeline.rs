@@ -641,22 +641,13 @@ pub fn audit(accounts: Vec<String>, a: ActionPlan, wait: std::time::Duration) ->
     if a.reports.is_empty() {
         report::actions::markdown(&report, &mut out)?;
     } else {
-        let counts: Vec<String> = report
-            .counts()
-            .iter()
-            .map(|(k, n)| format!("{} {n}", k.label()))
-            .collect();
+        let audited = accounts.len() - report.accounts_failed.len();
         writeln!(
             out,
-            "{} keys in {} account{}: {}",
+            "{} keys in {audited} account{}: {}",
             report.keys.len(),
-            accounts.len() - report.accounts_failed.len(),
-            if accounts.len() - report.accounts_failed.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            counts.join(", ")
+            if audited == 1 { "" } else { "s" },
+            report.counts()
         )?;
     }
     Ok(if !report.accounts_failed.is_empty() || !sent {

@@ -17,27 +17,8 @@ pub type ReportRow = HashMap<String, String>;
 
 /// Parses the credential report (CSV with a header row).
 pub fn parse_report(csv_text: &[u8]) -> Result<Vec<ReportRow>, String> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(csv_text);
-    let headers: Vec<String> = r
-        .headers()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| e.to_string())?;
-        rows.push(
-            headers
-                .iter()
-                .cloned()
-                .zip(rec.iter().map(str::to_string))
-                .collect(),
-        );
-    }
-    Ok(rows)
+    let rows = super::csv_records(csv_text).map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|r| r.into_iter().collect()).collect())
 }
 
 /// A credential-report value that carries information (`N/A`, `no_information`, `not_supported`

@@ -70,7 +70,8 @@ impl Directory {
         let rows = if text.trim_start().starts_with(['[', '{']) {
             json_rows(&text).with_context(|| format!("directory {}", path.display()))?
         } else {
-            csv_rows(&text).with_context(|| format!("directory {}", path.display()))?
+            super::csv_records(text.as_bytes())
+                .with_context(|| format!("directory {}", path.display()))?
         };
         let mut d = Directory::default();
         let mut identities = 0;
@@ -118,25 +119,6 @@ impl Directory {
 }
 
 type Row = Vec<(String, String)>;
-
-fn csv_rows(text: &str) -> Result<Vec<Row>> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = r.headers()?.iter().map(str::to_string).collect();
-    let mut rows = Vec::new();
-    for rec in r.records() {
-        let rec = rec?;
-        rows.push(
-            headers
-                .iter()
-                .cloned()
-                .zip(rec.iter().map(str::to_string))
-                .collect(),
-        );
-    }
-    Ok(rows)
-}
 
 fn json_rows(text: &str) -> Result<Vec<Row>> {
     let v: serde_json::Value = serde_json::from_str(text)?;

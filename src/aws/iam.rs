@@ -55,10 +55,6 @@ where
     }
 }
 
-pub fn error_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<&str> {
-    e.code()
-}
-
 impl Session {
     /// Loads the operator's configuration and asks STS who the operator is.
     pub fn open(access: Access) -> Result<Session> {
@@ -206,56 +202,46 @@ pub async fn last_used(
     ))
 }
 
-/// `ListAccessKeys`, `ListUserTags` and `GetLoginProfile` for one user.
+/// `ListAccessKeys`, `ListUserTags` (all pages, through the SDK's paginators) and
+/// `GetLoginProfile` for one user.
 pub async fn user_facts(iam: &aws_sdk_iam::Client, user: &str) -> Result<UserFacts, String> {
     let mut facts = UserFacts::default();
-    let mut marker = None;
-    loop {
-        let out = iam
-            .list_access_keys()
-            .user_name(user)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        for k in out.access_key_metadata() {
-            facts.keys.push((
-                k.access_key_id().unwrap_or_default().to_string(),
-                match k.status() {
-                    Some(StatusType::Active) => "Active".to_string(),
-                    Some(s) => s.as_str().to_string(),
-                    None => "Unknown".to_string(),
-                },
-                k.create_date().and_then(rfc3339),
-            ));
-        }
-        match out.marker() {
-            Some(m) if out.is_truncated() => marker = Some(m.to_string()),
-            _ => break,
-        }
+    let keys = iam
+        .list_access_keys()
+        .user_name(user)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| describe(&e))?;
+    for k in keys {
+        facts.keys.push((
+            k.access_key_id().unwrap_or_default().to_string(),
+            match k.status() {
+                Some(StatusType::Active) => "Active".to_string(),
+                Some(s) => s.as_str().to_string(),
+                None => "Unknown".to_string(),
+            },
+            k.create_date().and_then(rfc3339),
+        ));
     }
-    let mut marker = None;
-    loop {
-        let out = iam
-            .list_user_tags()
-            .user_name(user)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        for t in out.tags() {
-            facts
-                .tags
-                .push((t.key().to_string(), t.value().to_string()));
-        }
-        match out.marker() {
-            Some(m) if out.is_truncated() => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
+    let tags = iam
+        .list_user_tags()
+        .user_name(user)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| describe(&e))?;
+    facts.tags = tags
+        .into_iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
     facts.has_password = match iam.get_login_profile().user_name(user).send().await {
         Ok(_) => Some(true),
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => Some(false),
+        Err(e) if e.code() == Some("NoSuchEntity") => Some(false),
         Err(_) => None,
     };
     Ok(facts)

@@ -25,3 +25,19 @@ pub fn enrich_offline(creds: &mut [Credential]) {
         c.account_id = c.part(Role::KeyId).and_then(offline::account_id);
     }
 }
+
+/// The records of a CSV file with a header row, each as (column, value) pairs in column order
+/// (rows may be shorter or longer than the header: exports are not always tidy).
+pub(crate) fn csv_records(text: &[u8]) -> Result<Vec<Vec<(String, String)>>, csv::Error> {
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text);
+    let headers: Vec<String> = r.headers()?.iter().map(str::to_string).collect();
+    r.records()
+        .map(|rec| {
+            Ok(headers
+                .iter()
+                .cloned()
+                .zip(rec?.iter().map(str::to_string))
+                .collect())
+        })
+        .collect()
+}

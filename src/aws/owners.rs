@@ -18,6 +18,8 @@ pub struct Lookup {
     pub last_used: Option<LastUsed>,
     pub facts: Option<UserFacts>,
     pub foreign: bool,
+    /// The role into the key's account could not be assumed (`error` says why).
+    pub role_failed: bool,
     pub error: Option<String>,
 }
 
@@ -57,8 +59,8 @@ pub fn lookup(session: &Session, creds: &[Credential]) -> (HashMap<String, Looku
     let mut warned = HashSet::new();
     let mut warnings = Vec::new();
     for (_, l) in &results {
-        if let (Some(a), Some(e)) = (&l.account, &l.error) {
-            if e.starts_with("cannot assume") && warned.insert(a.clone()) {
+        if let (true, Some(a), Some(e)) = (l.role_failed, &l.account, &l.error) {
+            if warned.insert(a.clone()) {
                 warnings.push(format!("account {a}: {e}"));
             }
         }
@@ -78,6 +80,7 @@ async fn one(session: &Session, key_id: &str, account: &str) -> Lookup {
             return l;
         }
         Err(Unreachable::Failed(e)) => {
+            l.role_failed = true;
             l.error = Some(e);
             return l;
         }

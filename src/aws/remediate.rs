@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use serde_json::json;
 
@@ -40,6 +41,18 @@ impl Log {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open audit log {}", path.display()))?,
+        })
+    }
+
+    /// The call's answer; a failure is logged and becomes this key's error.
+    fn checked<T, E>(&mut self, k: &KeyRecord, call: &str, r: Result<T, SdkError<E>>) -> Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        r.or_else(|e| {
+            let e = iam::describe(&e);
+            self.call(k, call, "error", &e)?;
+            anyhow::bail!("{call}: {e}")
         })
     }
 
@@ -147,27 +160,23 @@ async fn one(
             anyhow::bail!(e)
         }
     };
-    // Where the key stands now: the run is idempotent.
-    let status = match client.list_access_keys().user_name(user).send().await {
-        Ok(out) => {
-            let s = out
-                .access_key_metadata()
-                .iter()
-                .find(|m| m.access_key_id() == Some(id))
-                .map(|m| m.status().cloned());
-            let shown = match &s {
-                None => "absent".to_string(),
-                Some(st) => st.as_ref().map_or("unknown", |x| x.as_str()).to_string(),
-            };
-            log.call(k, "ListAccessKeys", "ok", &format!("key is {shown}"))?;
-            s
-        }
-        Err(e) => {
-            let e = iam::describe(&e);
-            log.call(k, "ListAccessKeys", "error", &e)?;
-            anyhow::bail!("ListAccessKeys: {e}")
-        }
+    // Where the key stands now: the run is idempotent. (One user has at most two keys: one
+    // page.)
+    let out = log.checked(
+        k,
+        "ListAccessKeys",
+        client.list_access_keys().user_name(user).send().await,
+    )?;
+    let status = out
+        .access_key_metadata()
+        .iter()
+        .find(|m| m.access_key_id() == Some(id))
+        .map(|m| m.status().cloned());
+    let shown = match &status {
+        None => "absent",
+        Some(st) => st.as_ref().map_or("unknown", |x| x.as_str()),
     };
+    log.call(k, "ListAccessKeys", "ok", &format!("key is {shown}"))?;
     let Some(status) = status else {
         println!("done  {label}: already deleted");
         log.call(k, "none", "no-op", "the key no longer exists")?;
@@ -178,44 +187,28 @@ async fn one(
             println!("done  {label}: already Inactive");
             log.call(k, "UpdateAccessKey", "no-op", "already Inactive")?;
         } else {
-            match client
+            let r = client
                 .update_access_key()
                 .user_name(user)
                 .access_key_id(id)
                 .status(StatusType::Inactive)
                 .send()
-                .await
-            {
-                Ok(_) => {
-                    println!("apply {label}: UpdateAccessKey Status=Inactive (user {user})");
-                    log.call(k, "UpdateAccessKey", "ok", "Status=Inactive")?;
-                }
-                Err(e) => {
-                    let e = iam::describe(&e);
-                    log.call(k, "UpdateAccessKey", "error", &e)?;
-                    anyhow::bail!("UpdateAccessKey: {e}")
-                }
-            }
+                .await;
+            log.checked(k, "UpdateAccessKey", r)?;
+            println!("apply {label}: UpdateAccessKey Status=Inactive (user {user})");
+            log.call(k, "UpdateAccessKey", "ok", "Status=Inactive")?;
         }
     }
     if delete {
-        match client
+        let r = client
             .delete_access_key()
             .user_name(user)
             .access_key_id(id)
             .send()
-            .await
-        {
-            Ok(_) => {
-                println!("apply {label}: DeleteAccessKey (user {user})");
-                log.call(k, "DeleteAccessKey", "ok", "")?;
-            }
-            Err(e) => {
-                let e = iam::describe(&e);
-                log.call(k, "DeleteAccessKey", "error", &e)?;
-                anyhow::bail!("DeleteAccessKey: {e}")
-            }
-        }
+            .await;
+        log.checked(k, "DeleteAccessKey", r)?;
+        println!("apply {label}: DeleteAccessKey (user {user})");
+        log.call(k, "DeleteAccessKey", "ok", "")?;
     }
     Ok(())
 }

@@ -72,18 +72,25 @@ impl ActionReport {
         }
         m.into_iter()
             .map(|((_, o), mut ks)| {
-                ks.sort_by_key(|k| (k.action, k.key_id.clone()));
+                ks.sort_by(|a, b| (a.action, &a.key_id).cmp(&(b.action, &b.key_id)));
                 (o, ks)
             })
             .collect()
     }
 
-    pub fn counts(&self) -> BTreeMap<Action, usize> {
-        let mut m = BTreeMap::new();
+    /// `DEACTIVATE NOW 1, ROTATE 3`, most urgent first; `none` for an empty report.
+    pub fn counts(&self) -> String {
+        let mut m: BTreeMap<Action, usize> = BTreeMap::new();
         for k in &self.keys {
             *m.entry(k.action).or_insert(0) += 1;
         }
-        m
+        if m.is_empty() {
+            return "none".into();
+        }
+        m.iter()
+            .map(|(a, n)| format!("{} {n}", a.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -222,21 +229,12 @@ pub fn markdown(r: &ActionReport, out: &mut dyn Write) -> Result<()> {
         r.max_age_days,
         r.max_unused_days
     )?;
-    let counts: Vec<String> = r
-        .counts()
-        .iter()
-        .map(|(a, n)| format!("{} {n}", a.label()))
-        .collect();
     writeln!(
         out,
         "{} key{}: {}.\n",
         r.keys.len(),
         if r.keys.len() == 1 { "" } else { "s" },
-        if counts.is_empty() {
-            "none".into()
-        } else {
-            counts.join(", ")
-        }
+        r.counts()
     )?;
     for e in &r.accounts_failed {
         writeln!(

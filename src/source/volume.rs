@@ -276,6 +276,14 @@ struct FileScanner<'a, F> {
 }
 
 impl<F: FnMut(Blob)> FileScanner<'_, F> {
+    /// Counts an unreadable directory or file of the walk, naming it.
+    fn warn(&self, at: &str, e: &dyn std::fmt::Display) {
+        self.stats.skip(
+            Skip::Unreadable,
+            Some(format!("{} › {} › {at}: {e}", self.base, self.label)),
+        );
+    }
+
     /// Scans one file: archives inside expanded, big files in windows.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
         let mut o = self.base.clone();
@@ -323,15 +331,7 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
         let entries = match fs.read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                files.stats.skip(
-                    Skip::Unreadable,
-                    Some(format!(
-                        "{} › {} › {}: {e}",
-                        files.base,
-                        files.label,
-                        dir.display()
-                    )),
-                );
+                files.warn(&dir.display().to_string(), &e);
                 continue;
             }
         };
@@ -339,15 +339,7 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    files.stats.skip(
-                        Skip::Unreadable,
-                        Some(format!(
-                            "{} › {} › {}: {e}",
-                            files.base,
-                            files.label,
-                            dir.display()
-                        )),
-                    );
+                    files.warn(&dir.display().to_string(), &e);
                     continue;
                 }
             };
@@ -366,10 +358,7 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
                         let len = f.metadata().len();
                         files.file(&shown, len, &mut f);
                     }
-                    Err(e) => files.stats.skip(
-                        Skip::Unreadable,
-                        Some(format!("{} › {} › {shown}: {e}", files.base, files.label)),
-                    ),
+                    Err(e) => files.warn(&shown, &e),
                 }
             }
         }
@@ -386,10 +375,7 @@ fn walk_fat<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    files.stats.skip(
-                        Skip::Unreadable,
-                        Some(format!("{} › {} › {prefix}/: {e}", files.base, files.label)),
-                    );
+                    files.warn(&format!("{prefix}/"), &e);
                     break;
                 }
             };
@@ -419,17 +405,11 @@ fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Re
     let root = ntfs.root_directory(fs).map_err(|e| format!("ntfs: {e}"))?;
     let mut seen = std::collections::HashSet::from([root.file_record_number()]);
     let mut dirs = vec![(String::new(), root)];
-    let warn = |files: &mut FileScanner<F>, at: &str, e: &dyn std::fmt::Display| {
-        files.stats.skip(
-            Skip::Unreadable,
-            Some(format!("{} › {} › {at}: {e}", files.base, files.label)),
-        )
-    };
     while let Some((prefix, dir)) = dirs.pop() {
         let index = match dir.directory_index(fs) {
             Ok(i) => i,
             Err(e) => {
-                warn(files, &format!("{prefix}/"), &e);
+                files.warn(&format!("{prefix}/"), &e);
                 continue;
             }
         };
@@ -438,7 +418,7 @@ fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Re
             let entry: ntfs::NtfsIndexEntry<NtfsFileNameIndex> = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    warn(files, &format!("{prefix}/"), &e);
+                    files.warn(&format!("{prefix}/"), &e);
                     break;
                 }
             };
@@ -462,7 +442,7 @@ fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Re
             let file = match entry.to_file(&ntfs, fs) {
                 Ok(f) => f,
                 Err(e) => {
-                    warn(files, &shown, &e);
+                    files.warn(&shown, &e);
                     continue;
                 }
             };
@@ -475,7 +455,7 @@ fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Re
                 None => continue,
                 Some(Ok(item)) => item,
                 Some(Err(e)) => {
-                    warn(files, &shown, &e);
+                    files.warn(&shown, &e);
                     continue;
                 }
             };
@@ -484,7 +464,7 @@ fn walk_ntfs<F: FnMut(Blob)>(mut slice: Slice, files: &mut FileScanner<F>) -> Re
                     let len = v.len();
                     files.file(&shown, len, &mut v.attach(fs));
                 }
-                Err(e) => warn(files, &shown, &e),
+                Err(e) => files.warn(&shown, &e),
             }
         }
     }
