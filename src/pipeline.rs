@@ -316,13 +316,8 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
             raw: true,
             ..base.clone()
         });
-        let raw: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
-        let raw_ref = &raw;
-        let r = crate::source::image::raw_pass(path, &raw_origin, &plan.options, &stats, &|| {
-            move |blob: Blob| collect(engine, &blob, raw_ref)
-        });
-        let len = match r {
-            Ok(len) => len,
+        let disk = match crate::source::disk::Disk::open(path) {
+            Ok(d) => Arc::new(d),
             Err(e) => {
                 stats.skip(
                     crate::source::Skip::Unreadable,
@@ -331,8 +326,13 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
                 continue;
             }
         };
+        let raw: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+        let raw_ref = &raw;
+        crate::source::image::raw_pass(&disk, &raw_origin, &plan.options, &stats, &|| {
+            move |blob: Blob| collect(engine, &blob, raw_ref)
+        });
         // The filesystems' files, with their paths.
-        let parts = volumes(path, len, &stats);
+        let parts = volumes(&disk, &stats);
         let mut files = Vec::new();
         let walk = crate::source::volume::WalkOptions {
             chunk: plan.options.chunk,
@@ -340,7 +340,7 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
             archives: plan.archives,
         };
         for part in &parts {
-            crate::source::volume::walk_files(path, &base, part, &walk, &stats, &mut |b: Blob| {
+            crate::source::volume::walk_files(&disk, &base, part, &walk, &stats, &mut |b: Blob| {
                 files.extend(scan_blob(engine, &b))
             });
         }
@@ -481,18 +481,19 @@ fn finish(
 }
 
 /// The partitions of an image, or the whole image when it is a bare filesystem.
-fn volumes(path: &Path, len: u64, stats: &Stats) -> Vec<crate::source::volume::Part> {
+fn volumes(
+    disk: &Arc<crate::source::disk::Disk>,
+    stats: &Stats,
+) -> Vec<crate::source::volume::Part> {
     use crate::source::volume::{self, Part};
-    match volume::partitions(path, len) {
+    match volume::partitions(disk) {
         Ok(p) if !p.is_empty() => p,
-        Ok(_) => std::fs::File::open(path)
-            .ok()
-            .and_then(|f| volume::sniff(&f, 0))
+        Ok(_) => volume::sniff(disk, 0)
             .map(|fs| {
                 vec![Part {
                     name: "disk".into(),
                     start: 0,
-                    len,
+                    len: disk.len(),
                     fs: Some(fs),
                     expect_fs: true,
                 }]
@@ -501,7 +502,7 @@ fn volumes(path: &Path, len: u64, stats: &Stats) -> Vec<crate::source::volume::P
         Err(e) => {
             stats.skip(
                 crate::source::Skip::Unreadable,
-                Some(format!("{}: partition table: {e}", path.display())),
+                Some(format!("{}: partition table: {e}", disk.path.display())),
             );
             Vec::new()
         }

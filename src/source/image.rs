@@ -7,50 +7,12 @@
 //! Partition tables and filesystems (paths inside the image) are `volume.rs`; the pipeline
 //! places each raw finding in its partition afterwards.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::io;
 use std::sync::Arc;
 
+use super::disk::{Disk, Slice};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
-
-/// Size of a regular file or block device.
-fn size(f: &mut File) -> io::Result<u64> {
-    let m = f.metadata()?;
-    if m.file_type().is_block_device() {
-        let end = f.seek(SeekFrom::End(0))?;
-        f.seek(SeekFrom::Start(0))?;
-        Ok(end)
-    } else {
-        Ok(m.len())
-    }
-}
-
-/// The next range holding data at or after `pos` (before `end`), skipping holes. Where the
-/// filesystem cannot say, everything is data.
-fn next_data(f: &File, pos: u64, end: u64) -> (u64, u64) {
-    let fd = f.as_raw_fd();
-    // SAFETY: lseek on a descriptor this File owns; only the offset changes, and every read
-    // below seeks explicitly first.
-    let start = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-    if start < 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENXIO) => (end, end), // no data after pos
-            _ => (pos, end),                 // not supported: read it all
-        };
-    }
-    let start = (start as u64).min(end);
-    let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
-    let stop = if hole < 0 {
-        end
-    } else {
-        (hole as u64).min(end)
-    };
-    (start, stop.max(start))
-}
 
 pub struct ImageOptions {
     pub threads: usize,
@@ -58,19 +20,17 @@ pub struct ImageOptions {
     pub overlap: usize,
 }
 
-/// Streams every data byte of `path` to `make()`'s handlers, one per thread. Returns the size.
+/// Streams every data byte of `disk` to `make()`'s handlers, one per thread.
 pub fn raw_pass<F>(
-    path: &Path,
+    disk: &Arc<Disk>,
     origin: &Arc<Origin>,
     opts: &ImageOptions,
     stats: &Stats,
     make: &(dyn Fn() -> F + Sync),
-) -> io::Result<u64>
-where
+) where
     F: FnMut(Blob) + Send,
 {
-    let mut f = File::open(path)?;
-    let len = size(&mut f)?;
+    let len = disk.len();
     let threads = opts.threads.max(1) as u64;
     // Regions of whole MiB, so windows stay aligned on the device's blocks.
     let region = (len.div_ceil(threads)).div_ceil(1 << 20) << 20;
@@ -82,7 +42,7 @@ where
                 continue;
             }
             s.spawn(move || {
-                if let Err(e) = region_pass(path, origin, lo, hi, len, opts, stats, make) {
+                if let Err(e) = region_pass(disk, origin, lo, hi, opts, stats, make) {
                     stats.skip(
                         Skip::Unreadable,
                         Some(format!("{origin}: bytes {lo}..{hi}: {e}")),
@@ -94,34 +54,30 @@ where
     stats
         .files
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(len)
 }
 
 /// Scans the data in `[lo, hi)`, reading `overlap` bytes of context on each side.
-#[allow(clippy::too_many_arguments)]
 fn region_pass<F: FnMut(Blob)>(
-    path: &Path,
+    disk: &Arc<Disk>,
     origin: &Arc<Origin>,
     lo: u64,
     hi: u64,
-    len: u64,
     opts: &ImageOptions,
     stats: &Stats,
     make: &(dyn Fn() -> F + Sync),
 ) -> io::Result<()> {
-    let mut f = File::open(path)?;
+    let len = disk.len();
     let mut handle = make();
     let mut buf = Vec::new();
     let ctx = opts.overlap as u64;
     let (read_lo, read_hi) = (lo.saturating_sub(ctx), (hi + ctx).min(len));
     let mut pos = read_lo;
     while pos < read_hi {
-        let (start, end) = next_data(&f, pos, read_hi);
+        let (start, end) = disk.data(pos, read_hi);
         if start >= read_hi {
             break;
         }
-        f.seek(SeekFrom::Start(start))?;
-        let mut r = (&f).take(end - start);
+        let mut r = Slice::new(disk.clone(), start, end - start);
         let n = super::fs::stream(
             &mut r,
             origin,

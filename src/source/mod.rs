@@ -1,9 +1,11 @@
 //! Sources turn a place into blobs. Each source counts what it read and what it skipped.
 
 pub mod archive;
+pub mod disk;
 pub mod fs;
 pub mod git;
 pub mod image;
+pub mod qcow2;
 pub mod volume;
 
 use std::collections::BTreeMap;

@@ -8,13 +8,11 @@
 //! non-resident data, index B-trees). XFS partitions are recognised and named, and the raw pass
 //! covers their bytes, but their files are not walked yet (a warning says so).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use super::archive::{self, Limits};
+use super::disk::{Disk, Slice};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 
@@ -64,9 +62,9 @@ impl Part {
 }
 
 /// The filesystem whose superblock is at `start`, if keyhound knows its magic.
-pub fn sniff(f: &File, start: u64) -> Option<FsKind> {
+pub fn sniff(disk: &Disk, start: u64) -> Option<FsKind> {
     let mut b = vec![0u8; 4096];
-    let n = f.read_at(&mut b, start).ok()?;
+    let n = disk.read_at(&mut b, start).ok()?;
     let b = &b[..n];
     let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
     if at(1024 + 56, &[0x53, 0xEF]) {
@@ -88,15 +86,17 @@ pub fn sniff(f: &File, start: u64) -> Option<FsKind> {
 
 /// The partitions of the image: GPT first (its protective MBR would read as one partition),
 /// then MBR; none when the image has no partition table.
-pub fn partitions(path: &Path, len: u64) -> io::Result<Vec<Part>> {
-    let f = File::open(path)?;
+pub fn partitions(disk: &Arc<Disk>) -> io::Result<Vec<Part>> {
+    let len = disk.len();
+    let f = &**disk;
     let mut parts = Vec::new();
-    if let Ok(disk) = gpt::GptConfig::new()
+    let whole = || Slice::new(disk.clone(), 0, len);
+    if let Ok(table) = gpt::GptConfig::new()
         .writable(false)
         .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .open(path)
+        .open_from_device(whole())
     {
-        for (n, p) in disk.partitions() {
+        for (n, p) in table.partitions() {
             let lb = gpt::disk::LogicalBlockSize::Lb512;
             let (Ok(start), Ok(plen)) = (p.bytes_start(lb), p.bytes_len(lb)) else {
                 continue;
@@ -105,7 +105,7 @@ pub fn partitions(path: &Path, len: u64) -> io::Result<Vec<Part>> {
                 name: format!("p{n}"),
                 start,
                 len: plen.min(len.saturating_sub(start)),
-                fs: sniff(&f, start),
+                fs: sniff(f, start),
                 // BIOS boot and Microsoft reserved partitions hold no filesystem.
                 expect_fs: p.part_type_guid != gpt::partition_types::BIOS
                     && p.part_type_guid != gpt::partition_types::MICROSOFT_RESERVED,
@@ -113,24 +113,23 @@ pub fn partitions(path: &Path, len: u64) -> io::Result<Vec<Part>> {
         }
         return Ok(parts);
     }
-    let mut r = File::open(path)?;
-    if let Ok(mbr) = mbrman::MBR::read_from(&mut r, 512) {
+    if let Ok(mbr) = mbrman::MBR::read_from(&mut whole(), 512) {
         for (n, p) in mbr.iter() {
             if !p.is_used() || p.is_extended() {
                 continue;
             }
-            parts.push(mbr_part(n, p.starting_lba, p.sectors, len, &f));
+            parts.push(mbr_part(n, p.starting_lba, p.sectors, len, f));
         }
         for (i, l) in mbr.logical_partitions.iter().enumerate() {
             // Logical partitions are numbered from 5, as Linux does.
             let p = &l.partition;
-            parts.push(mbr_part(5 + i, p.starting_lba, p.sectors, len, &f));
+            parts.push(mbr_part(5 + i, p.starting_lba, p.sectors, len, f));
         }
     }
     Ok(parts)
 }
 
-fn mbr_part(n: usize, lba: u32, sectors: u32, len: u64, f: &File) -> Part {
+fn mbr_part(n: usize, lba: u32, sectors: u32, len: u64, f: &Disk) -> Part {
     let start = lba as u64 * 512;
     Part {
         name: format!("p{n}"),
@@ -138,73 +137,6 @@ fn mbr_part(n: usize, lba: u32, sectors: u32, len: u64, f: &File) -> Part {
         len: (sectors as u64 * 512).min(len.saturating_sub(start)),
         fs: sniff(f, start),
         expect_fs: true,
-    }
-}
-
-/// A partition as a file of its own, for the filesystem readers.
-#[derive(Debug)]
-struct Slice {
-    f: File,
-    start: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl Read for Slice {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let want = (buf.len() as u64).min(left) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.f.read_at(&mut buf[..want], self.start + self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for Slice {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let p = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.len as i128 + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if p < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before start",
-            ));
-        }
-        self.pos = p as u64;
-        Ok(self.pos)
-    }
-}
-
-/// The FAT reader wants a writable disk; keyhound never writes.
-impl Write for Slice {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "read-only image",
-        ))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ext4_view::Ext4Read for Slice {
-    fn read(
-        &mut self,
-        start_byte: u64,
-        dst: &mut [u8],
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        if start_byte + dst.len() as u64 > self.len {
-            return Err(format!("read past the partition's end at byte {start_byte}").into());
-        }
-        self.f.read_exact_at(dst, self.start + start_byte)?;
-        Ok(())
     }
 }
 
@@ -219,25 +151,14 @@ pub struct WalkOptions {
 /// `base › label › /path`. Returns false when the filesystem cannot be walked (a warning
 /// says why); the raw pass covers it either way.
 pub fn walk_files<F: FnMut(Blob)>(
-    path: &Path,
+    disk: &Arc<Disk>,
     base: &Origin,
     part: &Part,
     opts: &WalkOptions,
     stats: &Stats,
     handle: &mut F,
 ) -> bool {
-    let slice = match File::open(path) {
-        Ok(f) => Slice {
-            f,
-            start: part.start,
-            len: part.len,
-            pos: 0,
-        },
-        Err(e) => {
-            stats.skip(Skip::Unreadable, Some(format!("{}: {e}", path.display())));
-            return false;
-        }
-    };
+    let slice = Slice::new(disk.clone(), part.start, part.len);
     let label = part.label();
     let mut files = FileScanner {
         base,
