@@ -286,6 +286,30 @@ impl Slice {
     }
 }
 
+impl Slice {
+    /// Reads at `off` from the slice's start; short only at its end.
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.len.saturating_sub(off)) as usize;
+        self.disk.read_at(&mut buf[..want], self.start + off)
+    }
+
+    /// Fills `buf` from `off`, or says where the slice ends.
+    pub fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let n = self.read_at(buf, off)?;
+        if n < buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "byte {} is past the end ({} bytes)",
+                    off + n as u64,
+                    self.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Read for Slice {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.len.saturating_sub(self.pos);

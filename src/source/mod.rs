@@ -7,6 +7,7 @@ pub mod git;
 pub mod image;
 pub mod qcow2;
 pub mod volume;
+pub mod xfs;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,8 +5,7 @@
 //!
 //! Readers: ext4 (`ext4-view`: read-only, pure Rust, extents and htree directories), FAT
 //! (`fatfs`: FAT12/16/32 with long names) and NTFS (`ntfs`: read-only, resident and
-//! non-resident data, index B-trees). XFS partitions are recognised and named, and the raw pass
-//! covers their bytes, but their files are not walked yet (a warning says so).
+//! non-resident data, index B-trees) and XFS (`xfs.rs`, this crate's own: see there why).
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -172,10 +171,7 @@ pub fn walk_files<F: FnMut(Blob)>(
         Some(FsKind::Ext) => walk_ext4(slice, &mut files),
         Some(FsKind::Fat) => walk_fat(slice, &mut files),
         Some(FsKind::Ntfs) => walk_ntfs(slice, &mut files),
-        Some(k @ FsKind::Xfs) => Err(format!(
-            "{} files are not walked yet; its bytes are scanned by the raw pass",
-            k.name()
-        )),
+        Some(FsKind::Xfs) => walk_xfs(slice, &mut files),
         Some(FsKind::Luks) => Err("encrypted (LUKS): only its raw bytes are scanned".into()),
         None if part.expect_fs => Err("unknown filesystem: only its raw bytes are scanned".into()),
         Some(FsKind::Swap) | None => return false,
@@ -310,6 +306,46 @@ fn walk_fat<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<
             } else {
                 let len = entry.len();
                 files.file(&shown, len, &mut entry.to_file());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn walk_xfs<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
+    let fs = super::xfs::Xfs::open(slice).map_err(|e| format!("xfs: {e}"))?;
+    let root = fs
+        .inode(fs.root)
+        .map_err(|e| format!("xfs: root directory: {e}"))?;
+    let mut seen = std::collections::HashSet::from([root.ino]);
+    let mut dirs = vec![(String::new(), root)];
+    while let Some((prefix, dir)) = dirs.pop() {
+        let entries = match fs.read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                files.warn(&format!("{prefix}/"), &e);
+                continue;
+            }
+        };
+        for entry in entries {
+            let shown = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
+            if !seen.insert(entry.ino) {
+                continue; // a hard link, or a loop in a corrupt directory
+            }
+            let inode = match fs.inode(entry.ino) {
+                Ok(i) => i,
+                Err(e) => {
+                    files.warn(&shown, &e);
+                    continue;
+                }
+            };
+            if inode.is_dir() {
+                dirs.push((shown, inode));
+            } else if inode.is_file() {
+                match fs.open_file(&inode) {
+                    Ok(mut r) => files.file(&shown, inode.size, &mut r),
+                    Err(e) => files.warn(&shown, &e),
+                }
             }
         }
     }
