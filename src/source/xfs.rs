@@ -388,7 +388,7 @@ impl Xfs {
                 .ok_or_else(|| bad("leaf count is corrupt"))?
         } else if magic == data_magic {
             b.len()
-        } else if magic == &[0; 4] {
+        } else if magic == [0; 4] {
             return Ok(()); // a hole in a sparse directory
         } else {
             return Err(bad("bad magic"));
@@ -398,7 +398,7 @@ impl Xfs {
             if be16(b, at) == Some(0xffff) {
                 // Unused space: its length follows the tag.
                 let len = be16(b, at + 2).unwrap_or(0) as usize;
-                if len < 8 || len % 8 != 0 {
+                if len < 8 || !len.is_multiple_of(8) {
                     return Err(bad("corrupt free space record"));
                 }
                 at += len;
