@@ -496,6 +496,7 @@ fn volumes(
                     len: disk.len(),
                     fs: Some(fs),
                     expect_fs: true,
+                    missing: 0,
                 }]
             })
             .unwrap_or_default(),

@@ -430,3 +430,81 @@ fn every_filesystem_in_gpt_and_mbr_as_raw_vmdk_vhd_and_qcow2() {
         }
     }
 }
+
+/// Bad images: a disk cut short inside its partition, an XFS superblock with corrupt
+/// geometry, a qcow2 cut short. Each is named in a warning, the scan goes on (the raw pass
+/// still finds the keys that are there) and ends incomplete (exit 2).
+#[test]
+fn truncated_and_corrupt_images_are_named_and_scanned_raw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(300).pair();
+    write(
+        d,
+        "root/home/ec2-user/.aws/credentials",
+        format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n"),
+    );
+    write(
+        d,
+        "root/var/lib/blob.bin",
+        "0123456789abcdef".repeat(1 << 20),
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
+    for fs in ["ext4", "xfs"] {
+        let o = Command::new("bash")
+            .arg(&script)
+            .args([&format!("{fs}.img"), "gpt", "--fs", fs, "root"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let warned = |file: &str, expect: &str| {
+        let (code, out, err) = run(d, &["image", "--format", "json", "--show-secrets", file]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains(expect), "{file}: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["summary"]["incomplete"], true);
+        v
+    };
+
+    // Cut 8 MiB into the 32 MiB ext4 partition (it starts at 18 MiB): the credentials file,
+    // written first, is still there.
+    let img = std::fs::read(d.join("ext4.img")).unwrap();
+    std::fs::write(d.join("cut.img"), &img[..26 << 20]).unwrap();
+    let v = warned(
+        "cut.img",
+        "cut.img › p1 (ext4): the image ends 25165824 bytes before this partition does",
+    );
+    assert!(!places_of(&v, &k).is_empty());
+
+    // XFS with agcount 0: named, its files not walked, its key found raw in p1.
+    let mut img = std::fs::read(d.join("xfs.img")).unwrap();
+    let sb = 36864 * 512;
+    img[sb + 88..sb + 92].copy_from_slice(&[0; 4]);
+    std::fs::write(d.join("bad-sb.img"), &img).unwrap();
+    let v = warned(
+        "bad-sb.img",
+        "bad-sb.img › p1 (xfs): xfs: superblock geometry is corrupt",
+    );
+    let p = places_of(&v, &k);
+    assert_eq!(p[0]["inner"], serde_json::json!(["p1 (xfs)"]));
+    assert_eq!(p[0]["raw"], true);
+
+    // A compressed qcow2 cut short: the clusters past the cut are named.
+    let o = Command::new("qemu-img")
+        .args(["convert", "-c", "-O", "qcow2", "ext4.img", "whole.qcow2"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q = std::fs::read(d.join("whole.qcow2")).unwrap();
+    std::fs::write(d.join("cut.qcow2"), &q[..q.len() * 2 / 3]).unwrap();
+    warned("cut.qcow2", "cut.qcow2");
+    let (_, _, err) = run(d, &["image", "cut.qcow2"]);
+    assert!(
+        err.contains("cluster at byte") || err.contains("truncated"),
+        "says which cluster: {err}"
+    );
+}

@@ -287,6 +287,11 @@ impl Slice {
 }
 
 impl Slice {
+    /// Where the next `read` starts, from the slice's start.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// Reads at `off` from the slice's start; short only at its end.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let want = (buf.len() as u64).min(self.len.saturating_sub(off)) as usize;

@@ -41,14 +41,7 @@ pub fn raw_pass<F>(
             if lo >= hi {
                 continue;
             }
-            s.spawn(move || {
-                if let Err(e) = region_pass(disk, origin, lo, hi, opts, stats, make) {
-                    stats.skip(
-                        Skip::Unreadable,
-                        Some(format!("{origin}: bytes {lo}..{hi}: {e}")),
-                    );
-                }
-            });
+            s.spawn(move || region_pass(disk, origin, lo, hi, opts, stats, make));
         }
     });
     stats
@@ -65,20 +58,21 @@ fn region_pass<F: FnMut(Blob)>(
     opts: &ImageOptions,
     stats: &Stats,
     make: &(dyn Fn() -> F + Sync),
-) -> io::Result<()> {
+) {
     let len = disk.len();
     let mut handle = make();
     let mut buf = Vec::new();
     let ctx = opts.overlap as u64;
     let (read_lo, read_hi) = (lo.saturating_sub(ctx), (hi + ctx).min(len));
     let mut pos = read_lo;
+    let mut failing = false;
     while pos < read_hi {
         let (start, end) = disk.data(pos, read_hi);
         if start >= read_hi {
             break;
         }
         let mut r = Slice::new(disk.clone(), start, end - start);
-        let n = super::fs::stream(
+        let result = super::fs::stream(
             &mut r,
             origin,
             opts.chunk,
@@ -94,19 +88,32 @@ fn region_pass<F: FnMut(Blob)>(
                     handle(b);
                 }
             },
-        )?;
+        );
+        let got = start + r.position();
         // Count each byte once, though regions read into their neighbours.
-        let counted = end.min(hi).saturating_sub(start.max(lo));
+        let counted = got.min(hi).saturating_sub(start.max(lo));
         stats
             .bytes
             .fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
-        if n < end - start {
-            return Err(io::Error::new(
+        let err = match result {
+            Err(e) => Some(e),
+            Ok(n) if n < end - start => Some(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("image ends at {} of {}", start + n, end),
-            ));
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = err {
+            // Name the first unreadable place; go on from the next MiB, counting further
+            // failures in a row without repeating the message.
+            let next = ((got >> 20) + 1) << 20;
+            let msg = (!failing).then(|| format!("{origin}: byte {got}: {e}"));
+            stats.skip(Skip::Unreadable, msg);
+            failing = true;
+            pos = next.max(pos + 1);
+            continue;
         }
+        failing = false;
         pos = end;
     }
-    Ok(())
 }

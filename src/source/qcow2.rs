@@ -37,6 +37,15 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
+/// A short read of the image file means it was cut short.
+fn eof_says_truncated(e: io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "past the end of the file (truncated?)".into()
+    } else {
+        e.to_string()
+    }
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -99,8 +108,12 @@ impl Qcow2 {
             )));
         }
         let mut raw = vec![0u8; l1_size as usize * 8];
-        f.read_exact_at(&mut raw, l1_offset)
-            .map_err(|e| invalid(format!("L1 table at byte {l1_offset}: {e}")))?;
+        f.read_exact_at(&mut raw, l1_offset).map_err(|e| {
+            invalid(format!(
+                "L1 table at byte {l1_offset}: {}",
+                eof_says_truncated(e)
+            ))
+        })?;
         let l1 = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
         Ok(Qcow2 {
             f,
@@ -134,9 +147,12 @@ impl Qcow2 {
         }
         if self.l2.as_ref().map(|(o, _)| *o) != Some(table) {
             let mut raw = vec![0u8; self.cluster_size() as usize];
-            self.f
-                .read_exact_at(&mut raw, table)
-                .map_err(|e| invalid(format!("L2 table at byte {table}: {e}")))?;
+            self.f.read_exact_at(&mut raw, table).map_err(|e| {
+                invalid(format!(
+                    "L2 table at byte {table}: {}",
+                    eof_says_truncated(e)
+                ))
+            })?;
             self.l2 = Some((table, raw.chunks_exact(8).map(|c| be64(c, 0)).collect()));
         }
         Ok(self.l2.as_ref().unwrap().1[(c % per_l2) as usize])

@@ -48,6 +48,8 @@ pub struct Part {
     pub fs: Option<FsKind>,
     /// Whether a filesystem belongs here (not a BIOS boot partition).
     pub expect_fs: bool,
+    /// Bytes of the partition past the end of the image (a truncated image).
+    pub missing: u64,
 }
 
 impl Part {
@@ -104,6 +106,7 @@ pub fn partitions(disk: &Arc<Disk>) -> io::Result<Vec<Part>> {
                 name: format!("p{n}"),
                 start,
                 len: plen.min(len.saturating_sub(start)),
+                missing: (start + plen).saturating_sub(len),
                 fs: sniff(f, start),
                 // BIOS boot and Microsoft reserved partitions hold no filesystem.
                 expect_fs: p.part_type_guid != gpt::partition_types::BIOS
@@ -134,6 +137,7 @@ fn mbr_part(n: usize, lba: u32, sectors: u32, len: u64, f: &Disk) -> Part {
         name: format!("p{n}"),
         start,
         len: (sectors as u64 * 512).min(len.saturating_sub(start)),
+        missing: (start + sectors as u64 * 512).saturating_sub(len),
         fs: sniff(f, start),
         expect_fs: true,
     }
@@ -157,6 +161,17 @@ pub fn walk_files<F: FnMut(Blob)>(
     stats: &Stats,
     handle: &mut F,
 ) -> bool {
+    if part.missing > 0 {
+        stats.skip(
+            Skip::Unreadable,
+            Some(format!(
+                "{base} › {}: the image ends {} bytes before this partition does (truncated?); \
+                 what is there is scanned",
+                part.label(),
+                part.missing
+            )),
+        );
+    }
     let slice = Slice::new(disk.clone(), part.start, part.len);
     let label = part.label();
     let mut files = FileScanner {
@@ -343,7 +358,7 @@ fn walk_xfs<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<
                 dirs.push((shown, inode));
             } else if inode.is_file() {
                 match fs.open_file(&inode) {
-                    Ok(mut r) => files.file(&shown, inode.size, &mut r),
+                    Ok(mut r) => files.file(&shown, r.len(), &mut r),
                     Err(e) => files.warn(&shown, &e),
                 }
             }

@@ -104,6 +104,8 @@ pub struct Entry {
 pub struct Xfs {
     dev: Slice,
     g: Geometry,
+    /// Size of the filesystem in bytes.
+    bytes: u64,
     pub root: u64,
 }
 
@@ -161,7 +163,13 @@ impl Xfs {
             },
         };
         let root = be64(&sb, 56).unwrap_or(0);
-        Ok(Xfs { dev, g, root })
+        let bytes = be64(&sb, 8).unwrap_or(0).saturating_mul(blocksize);
+        Ok(Xfs {
+            dev,
+            g,
+            bytes,
+            root,
+        })
     }
 
     /// Byte offset of filesystem block `fsb` (`ag << agblklog | block`).
@@ -273,6 +281,11 @@ impl Xfs {
             1 => {} // local: the data is in the inode (directories) or it is tiny
             f => return Err(bad(&format!("unknown data fork format {f}"))),
         }
+        // File offsets past 2^63 bytes cannot be (and would overflow the arithmetic).
+        let max_blocks = (i64::MAX as u64) / self.g.blocksize;
+        if out.iter().any(|e| e.off + e.count > max_blocks) {
+            return Err(bad("an extent lies past the largest possible file"));
+        }
         out.sort_by_key(|e| e.off);
         Ok(out)
     }
@@ -325,6 +338,9 @@ impl Xfs {
             for e in &extents {
                 let mut b = e.off;
                 while b < (e.off + e.count).min(leaf) {
+                    if done.len() as u64 > self.bytes / self.g.dirblksize {
+                        return Err(format!("inode {}: more directory blocks than fit", dir.ino));
+                    }
                     let first = b - b % per;
                     if done.insert(first) {
                         let block = self.dir_block(dir, &extents, first)?;
@@ -362,7 +378,7 @@ impl Xfs {
     }
 
     /// Directory block starting at directory file block `first`.
-    fn dir_block(&self, dir: &Inode, extents: &[Extent], first: u64) -> Result<Vec<u8>> {
+    fn dir_block<'a>(&'a self, dir: &Inode, extents: &'a [Extent], first: u64) -> Result<Vec<u8>> {
         let mut r = FileReader::new(self, extents, dir.size.max(DIR_LEAF_OFFSET));
         r.pos = first * self.g.blocksize;
         let mut b = vec![0u8; self.g.dirblksize as usize];
@@ -426,12 +442,23 @@ impl Xfs {
         if ino.format == 1 {
             // Tiny file data kept in the inode (rare for regular files).
             let data = ino.fork[..(ino.size as usize).min(ino.fork.len())].to_vec();
-            let mut r = FileReader::new(self, &[], ino.size);
+            let mut r = FileReader::new(self, &[][..], ino.size);
             r.inline = Some(data);
             return Ok(r);
         }
         let extents = self.extents(ino)?;
-        Ok(FileReader::new(self, &extents, ino.size))
+        // A trailing hole holds nothing; a corrupt size must not stream zeros for ever.
+        let end = extents
+            .last()
+            .map_or(0, |e| (e.off + e.count) * self.g.blocksize);
+        let len = ino.size.min(end);
+        if len > self.bytes.saturating_mul(64) {
+            return Err(format!(
+                "inode {}: {len} bytes of data in a {}-byte filesystem (corrupt extents?)",
+                ino.ino, self.bytes
+            ));
+        }
+        Ok(FileReader::new(self, extents, len))
     }
 }
 
@@ -439,21 +466,34 @@ impl Xfs {
 /// zeros.
 pub struct FileReader<'a> {
     fs: &'a Xfs,
-    extents: Vec<Extent>,
+    extents: std::borrow::Cow<'a, [Extent]>,
     size: u64,
     pos: u64,
     inline: Option<Vec<u8>>,
 }
 
 impl<'a> FileReader<'a> {
-    fn new(fs: &'a Xfs, extents: &[Extent], size: u64) -> FileReader<'a> {
+    fn new(
+        fs: &'a Xfs,
+        extents: impl Into<std::borrow::Cow<'a, [Extent]>>,
+        size: u64,
+    ) -> FileReader<'a> {
         FileReader {
             fs,
-            extents: extents.to_vec(),
+            extents: extents.into(),
             size,
             pos: 0,
             inline: None,
         }
+    }
+
+    /// The bytes the reader gives: the file's size, less a trailing hole.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
     }
 }
 
@@ -510,5 +550,162 @@ impl Read for FileReader<'_> {
         };
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::disk::Disk;
+    use super::super::volume::{walk_files, FsKind, Part, WalkOptions};
+    use super::super::Stats;
+    use crate::blob::Origin;
+    use std::os::unix::fs::FileExt;
+    use std::sync::Arc;
+
+    /// An XFS image made by mkfs.xfs (make_fs.sh) from a tree with a short-form, a block, a
+    /// leaf and a node (B+tree-mapped) directory and files of a few sizes.
+    fn image(dir: &std::path::Path) -> Vec<u8> {
+        let root = dir.join("root");
+        let write = |rel: String, data: Vec<u8>| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        write("etc/hostname".into(), b"ip-10-0-0-1\n".to_vec());
+        for i in 0..40 {
+            write(format!("block/{i}.conf"), vec![b'a' + (i % 26) as u8; 100]);
+        }
+        for i in 0..400 {
+            write(
+                format!("leaf/entry-{i:04}.txt"),
+                format!("{i}\n").into_bytes(),
+            );
+        }
+        for i in 0..3000 {
+            write(
+                format!("node/a-long-file-name-{i:05}.json"),
+                b"{}\n".to_vec(),
+            );
+        }
+        write(
+            "var/big.bin".into(),
+            (0..3_000_000u32).map(|i| i as u8).collect(),
+        );
+        let out = dir.join("xfs.img");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_fs.sh");
+        let o = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&out)
+            .arg("xfs")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    }
+
+    /// Walks the XFS image at `path`: (files read, bytes read, warnings).
+    fn walk(path: &std::path::Path) -> (usize, u64, usize) {
+        let disk = Arc::new(Disk::open(path).unwrap());
+        let part = Part {
+            name: "disk".into(),
+            start: 0,
+            len: disk.len(),
+            fs: Some(FsKind::Xfs),
+            expect_fs: true,
+            missing: 0,
+        };
+        let opts = WalkOptions {
+            chunk: 1 << 20,
+            overlap: 4096,
+            archives: Default::default(),
+        };
+        let stats = Stats::default();
+        let (mut files, mut bytes) = (0, 0);
+        walk_files(
+            &disk,
+            &Origin::file("xfs.img"),
+            &part,
+            &opts,
+            &stats,
+            &mut |b| {
+                files += usize::from(b.offset == 0);
+                bytes += b.own.len() as u64;
+            },
+        );
+        (files, bytes, stats.warnings().len())
+    }
+
+    #[test]
+    fn every_directory_form_and_file_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        image(tmp.path());
+        let (files, bytes, warnings) = walk(&tmp.path().join("xfs.img"));
+        assert_eq!(warnings, 0);
+        assert_eq!(files, 1 + 40 + 400 + 3000 + 1);
+        let expect = 12
+            + 40 * 100
+            + (0..400)
+                .map(|i: u32| i.to_string().len() as u64 + 1)
+                .sum::<u64>()
+            + 3000 * 3
+            + 3_000_000;
+        assert_eq!(bytes, expect);
+    }
+
+    /// Fuzzing with a fixed seed: bytes of the metadata blocks (superblocks, AG headers,
+    /// inodes, directory and B+tree blocks) are changed at random, 600 times; the walker must
+    /// never panic, and report what it cannot read as warnings.
+    #[test]
+    fn mutated_metadata_never_panics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = image(tmp.path());
+        let magics: [&[u8]; 12] = [
+            b"XFSB", b"XAGF", b"XAGI", b"XAFL", b"IN", b"XDB3", b"XDD3", b"XDL3", b"XDN3", b"BMA3",
+            b"IAB3", b"FIB3",
+        ];
+        // Metadata 512-byte sectors (inodes are 512 bytes; the rest starts a 4 KiB block).
+        let meta: Vec<usize> = (0..img.len() / 512)
+            .filter(|s| magics.iter().any(|m| img[s * 512..].starts_with(m)))
+            .collect();
+        assert!(meta.len() > 3000, "{} metadata sectors", meta.len());
+        let mut rng = fastrand::Rng::with_seed(4);
+        let path = tmp.path().join("mutated.img");
+        std::fs::write(&path, &img).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let (mut warned, mut read_some) = (0, 0);
+        for round in 0..600 {
+            // Change a few bytes; they are put back after the walk.
+            let mut changed = Vec::new();
+            for _ in 0..rng.usize(1..=6) {
+                let s = meta[rng.usize(..meta.len())];
+                // Mostly the headers' fields, where the structure is.
+                let at = s * 512
+                    + if rng.bool() {
+                        rng.usize(..256)
+                    } else {
+                        rng.usize(..512)
+                    };
+                let b = match rng.u8(..3) {
+                    0 => rng.u8(..),
+                    1 => img[at] ^ (1 << rng.u8(..8)),
+                    _ => 0xff,
+                };
+                f.write_all_at(&[b], at as u64).unwrap();
+                changed.push(at);
+            }
+            let r = std::panic::catch_unwind(|| walk(&path));
+            let (files, _, warnings) = r.unwrap_or_else(|_| panic!("panic in round {round}"));
+            for at in changed {
+                f.write_all_at(&img[at..at + 1], at as u64).unwrap();
+            }
+            warned += usize::from(warnings > 0);
+            read_some += usize::from(files > 0);
+        }
+        eprintln!("{warned} of 600 rounds warned; {read_some} read files");
+        // The mutations reach the parser: many rounds warn, and most still read files.
+        assert!(warned > 60, "{warned} rounds warned");
+        assert!(read_some > 300, "{read_some} rounds read files");
     }
 }
