@@ -131,18 +131,32 @@ fn a_deleted_files_key_is_found_in_an_ext4_image() {
     );
 }
 
-/// Builds `disk.img` in `d` with fixtures/images/make_disk.sh: the ext4 and FAT trees are
-/// `ext/` and `fat/`, `deleted.txt` goes into ext4 and is removed.
-fn make_disk(d: &std::path::Path, table: &str) {
+/// Runs fixtures/images/make_disk.sh in `d` with `args`, which must succeed.
+fn make_disk_with(d: &std::path::Path, args: &[&str]) {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
     let o = Command::new("bash")
         .arg(script)
-        .args(["disk.img", table, "ext", "fat", "deleted.txt"])
+        .args(args)
         .current_dir(d)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An AWS credentials file holding one pair.
+fn ini(k: &str, s: &str) -> String {
+    format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
+}
+
+/// Builds `disk.img` in `d` with fixtures/images/make_disk.sh: the ext4 and FAT trees are
+/// `ext/` and `fat/`, `deleted.txt` goes into ext4 and is removed.
+fn make_disk(d: &std::path::Path, table: &str) {
+    make_disk_with(d, &["disk.img", table, "ext", "fat", "deleted.txt"]);
 }
 
 fn places_of<'a>(v: &'a Value, key_id: &str) -> &'a Vec<Value> {
@@ -156,9 +170,6 @@ fn places_of<'a>(v: &'a Value, key_id: &str) -> &'a Vec<Value> {
 
 #[test]
 fn gpt_and_mbr_disks_ext4_and_fat_files_with_paths_deleted_by_raw_pass() {
-    let ini = |k: &str, s: &str| {
-        format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
-    };
     // (table, ext4 partition, its first sector, FAT partition)
     for (n, (table, ext_part, ext_lba, fat_part)) in [
         ("gpt", "p1 (ext4)", 36864u64, "p128 (fat)"),
@@ -274,15 +285,7 @@ fn windows_gpt_disk_ntfs_files_with_paths() {
         "export AWS_ACCESS_KEY_ID={big_k} AWS_SECRET_ACCESS_KEY={big_s}\n"
     ));
     write(d, "ntfs/ProgramData/App Logs/deploy.log", log);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
-    let o = Command::new("bash")
-        .arg(script)
-        .args(["disk.img", "windows", "ntfs"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    make_disk_with(d, &["disk.img", "windows", "ntfs"]);
     let (code, v) = image_json(d, &["disk.img"]);
     // The Microsoft reserved partition holds no filesystem and is not warned about.
     assert_eq!(code, 1, "{v:#}");
@@ -310,11 +313,6 @@ fn windows_gpt_disk_ntfs_files_with_paths() {
 /// disk; nothing is skipped.
 #[test]
 fn every_filesystem_in_gpt_and_mbr_as_raw_vmdk_vhd_and_qcow2() {
-    let ini = |k: &str, s: &str| {
-        format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
-    };
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
     for (n, fs) in ["ext4", "xfs", "fat", "ntfs"].into_iter().enumerate() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
@@ -346,17 +344,7 @@ fn every_filesystem_in_gpt_and_mbr_as_raw_vmdk_vhd_and_qcow2() {
         );
         for (table, part, lba) in [("gpt", "p1", 36864u64), ("mbr", "p5", 36864)] {
             let raw = format!("{table}.img");
-            let o = Command::new("bash")
-                .arg(&script)
-                .args([raw.as_str(), table, "--fs", fs, "root", "deleted.txt"])
-                .current_dir(d)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "{fs} {table}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            make_disk_with(d, &[raw.as_str(), table, "--fs", fs, "root", "deleted.txt"]);
             if fs == "xfs" {
                 // The log's blocks are past the first allocation group: block numbers and
                 // byte offsets differ there.
@@ -449,16 +437,8 @@ fn truncated_and_corrupt_images_are_named_and_scanned_raw() {
         "root/var/lib/blob.bin",
         "0123456789abcdef".repeat(1 << 20),
     );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
     for fs in ["ext4", "xfs"] {
-        let o = Command::new("bash")
-            .arg(&script)
-            .args([&format!("{fs}.img"), "gpt", "--fs", fs, "root"])
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        make_disk_with(d, &[&format!("{fs}.img"), "gpt", "--fs", fs, "root"]);
     }
     let warned = |file: &str, expect: &str| {
         let (code, out, err) = run(d, &["image", "--format", "json", "--show-secrets", file]);
