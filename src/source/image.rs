@@ -1,8 +1,10 @@
 //! Disk images and block devices: the raw pass. Every byte of the image is streamed through
 //! overlapping windows, so keys outside any live file — deleted files, free space, swap,
-//! journals — are found and reported with their byte offset. Holes of sparse images are skipped
-//! (`SEEK_DATA`/`SEEK_HOLE`); the image is split into one region per thread, each reading a
-//! little past its ends so that no key across a boundary is lost or reported twice.
+//! journals — are found and reported with their byte offset. What the disk knows holds no data
+//! is skipped (`Disk::data`: holes of sparse files, unallocated qcow2 clusters); the disk is
+//! split into one region per thread, each reading a little past its ends so that no key across
+//! a boundary is lost or reported twice. A read error is named once and the region goes on
+//! from the next MiB.
 //!
 //! Partition tables and filesystems (paths inside the image) are `volume.rs`; the pipeline
 //! places each raw finding in its partition afterwards.
