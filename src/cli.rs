@@ -358,6 +358,10 @@ struct ImageArgs {
     /// Window size in MiB (memory per thread is about this).
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     buffer_mib: usize,
+    /// Read raw image files with read() instead of mapping them: for a file that may shrink
+    /// while it is scanned (a mapped file cut short kills the process with SIGBUS).
+    #[arg(long)]
+    no_mmap: bool,
     #[command(flatten)]
     archives: ArchiveArgs,
     #[command(flatten)]
@@ -496,6 +500,7 @@ pub fn main() -> ExitCode {
                 threads: a.threads.unwrap_or_else(default_threads).max(1),
                 chunk: a.buffer_mib.max(1) << 20,
                 overlap: 64 << 10,
+                mmap: !a.no_mmap,
             },
             archives: a.archives.limits(a.buffer_mib.max(1) << 20),
             detect: a.detect.plan(),

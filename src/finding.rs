@@ -13,14 +13,24 @@ use crate::detect::{line_around, Decoding, Detection, Role, RuleMeta};
 pub const ALLOW_MARKER: &[u8] = b"keyhound:allow";
 
 /// Lines and columns start at 1; columns count characters; offsets count bytes of the origin.
+/// The raw bytes of a disk image have no lines (places there are byte offsets): line and column
+/// are 0, and left out of JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Location {
+    #[serde(skip_serializing_if = "is_zero")]
     pub line: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub column: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub end_line: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub end_column: u64,
     pub offset: u64,
     pub end_offset: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug)]
@@ -204,11 +214,14 @@ fn chars(b: &[u8]) -> u64 {
 
 /// Turns a blob's detections into findings, keeping those the blob owns.
 pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
-    let offsets = dets
-        .iter()
-        .flat_map(|d| d.parts.iter().flat_map(|p| [p.start, p.end]))
-        .collect();
-    let lines = Lines::new(blob.data, offsets);
+    // Raw image bytes have no lines: no need to count them.
+    let lines = (!blob.origin.raw).then(|| {
+        let offsets = dets
+            .iter()
+            .flat_map(|d| d.parts.iter().flat_map(|p| [p.start, p.end]))
+            .collect();
+        Lines::new(blob.data, offsets)
+    });
     let mut out = Vec::with_capacity(dets.len());
     for d in dets {
         if !blob.own.contains(&d.parts[0].start) {
@@ -223,8 +236,14 @@ pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
             .parts
             .iter()
             .map(|p| {
-                let (l, c) = lines.at(p.start, utf16);
-                let (el, ec) = lines.at(p.end, utf16);
+                let (line, column, end_line, end_column) = match &lines {
+                    Some(lines) => {
+                        let (l, c) = lines.at(p.start, utf16);
+                        let (el, ec) = lines.at(p.end, utf16);
+                        (blob.line + l + 1, c, blob.line + el + 1, ec)
+                    }
+                    None => (0, 0, 0, 0),
+                };
                 allowed |=
                     memchr::memmem::find(line_around(blob.data, p.start, p.end), ALLOW_MARKER)
                         .is_some();
@@ -232,10 +251,10 @@ pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
                     role: p.role,
                     value: String::from_utf8_lossy(&p.value).into_owned(),
                     location: Location {
-                        line: blob.line + l + 1,
-                        column: c,
-                        end_line: blob.line + el + 1,
-                        end_column: ec,
+                        line,
+                        column,
+                        end_line,
+                        end_column,
                         offset: blob.offset + p.start as u64,
                         end_offset: blob.offset + p.end as u64,
                     },

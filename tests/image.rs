@@ -29,8 +29,21 @@ fn sparse_image_keys_at_their_offsets_holes_skipped() {
     let size: u64 = 4 << 30; // 4 GiB, almost all hole
     let mut f = std::fs::File::create(&path).unwrap();
     f.set_len(size).unwrap();
-    // Two threads split the image at 2 GiB: one pair straddles that boundary.
-    let offsets = [4096u64, (1 << 30) + 12345, (2 << 30) - 30, size - 200];
+    // 96 MiB of dense text at 3 GiB, three of the 32 MiB units threads take in turn.
+    let dense = 3u64 << 30;
+    f.seek(SeekFrom::Start(dense)).unwrap();
+    let filler: Vec<u8> = b"lorem ipsum dolor sit amet\n".repeat(4 << 20)[..96 << 20].to_vec();
+    f.write_all(&filler).unwrap();
+    // Pairs straddle unit boundaries, in holes' data and in the dense stretch.
+    let offsets = [
+        4096u64,
+        (1 << 30) + 12345,
+        (2 << 30) - 30,
+        dense + (32 << 20) - 20,
+        dense + (64 << 20) - 45,
+        dense + (96 << 20) - 100,
+        size - 200,
+    ];
     let mut planted = Vec::new();
     for &off in &offsets {
         let (k, s) = keys.pair();
@@ -41,7 +54,7 @@ fn sparse_image_keys_at_their_offsets_holes_skipped() {
     drop(f);
     let (code, v) = image_json(tmp.path(), &["-j", "2", "disk.img"]);
     assert_eq!(code, 1);
-    assert_eq!(creds(&v).len(), 4, "{v:#}");
+    assert_eq!(creds(&v).len(), offsets.len(), "{v:#}");
     for (off, k) in &planted {
         let c = creds(&v)
             .iter()
@@ -51,13 +64,22 @@ fn sparse_image_keys_at_their_offsets_holes_skipped() {
         assert_eq!(places.len(), 1, "reported once: {c}");
         assert_eq!(places[0]["offset"].as_u64().unwrap(), *off);
         assert_eq!(c["rule"], "aws-access-key");
+        // Raw bytes have no lines.
+        assert!(places[0].get("line").is_none(), "{c}");
     }
     // Holes are skipped: far less than 4 GiB was read.
     assert!(
-        v["summary"]["bytes"].as_u64().unwrap() < 64 << 20,
+        v["summary"]["bytes"].as_u64().unwrap() < 160 << 20,
         "{}",
         v["summary"]
     );
+    // Read instead of mapped, on one thread or three: the same findings, the same bytes.
+    for args in [["-j", "1", "--no-mmap"], ["-j", "3", "--no-mmap"]] {
+        let (code, w) = image_json(tmp.path(), &[&args[..], &["disk.img"]].concat());
+        assert_eq!(code, 1);
+        assert_eq!(w["credentials"], v["credentials"], "{args:?}");
+        assert_eq!(w["summary"]["bytes"], v["summary"]["bytes"], "{args:?}");
+    }
     let (_, text, _) = run(tmp.path(), &["image", "disk.img"]);
     assert!(
         text.contains(&format!(

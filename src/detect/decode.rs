@@ -109,6 +109,21 @@ impl View {
 const MIN_UTF16_CHARS: usize = 8;
 
 #[inline]
+/// The byte order of UTF-16 text in an input: big-endian after a big-endian byte-order mark,
+/// else little-endian (what Windows writes).
+pub fn utf16_order(input: &[u8]) -> Decoding {
+    if input.starts_with(&[0xfe, 0xff]) {
+        Decoding::Utf16Be
+    } else {
+        Decoding::Utf16Le
+    }
+}
+
+/// A byte that UTF-16 text of the ASCII/Latin-1 range is made of.
+pub fn utf16_byte(b: u8) -> bool {
+    b == 0 || utf16_char(b).is_some()
+}
+
 fn utf16_char(b: u8) -> Option<u8> {
     match b {
         b'\t' | b'\n' | b'\r' | 0x20..=0x7e => Some(b),
@@ -122,12 +137,9 @@ fn utf16_char(b: u8) -> Option<u8> {
 /// binaries. Reading little-endian at every alignment also reads big-endian text (one byte
 /// later), so one pass serves both; a big-endian byte order mark only changes the label.
 /// Call only when `data` has NUL bytes.
-pub fn utf16_view(data: &[u8]) -> Option<View> {
-    let decoding = if data.starts_with(&[0xfe, 0xff]) {
-        Decoding::Utf16Be
-    } else {
-        Decoding::Utf16Le
-    };
+/// `data`'s byte order is `order` (see `utf16_order`); it may be a part of a bigger input.
+pub fn utf16_view(data: &[u8], order: Decoding) -> Option<View> {
+    let decoding = order;
     let mut view = View::new(decoding, 0);
     let mut emit = |start: usize, chars: usize| {
         if chars >= MIN_UTF16_CHARS {
@@ -287,6 +299,8 @@ pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
         runs.push((s, e));
     }
     splice(data, Decoding::Url, &runs, |tok| {
+        // Most tokens around keywords are plain URLs: nothing to decode.
+        memchr::memchr(b'%', tok)?;
         let mut pieces = Vec::new();
         let mut plain = Vec::new();
         let mut i = 0;
@@ -402,14 +416,14 @@ mod tests {
         let text = "Set-Credential -AccessKey abc";
         let mut le: Vec<u8> = vec![0xff, 0xfe];
         le.extend(text.encode_utf16().flat_map(|c| c.to_le_bytes()));
-        let v = utf16_view(&le).unwrap();
+        let v = utf16_view(&le, utf16_order(&le)).unwrap();
         assert_eq!(v.decoding, Decoding::Utf16Le);
         assert_eq!(&v.data[..text.len()], text.as_bytes());
         assert_eq!(v.map(4), 2 + 8);
         let mut be: Vec<u8> = vec![0xfe, 0xff];
         be.extend(text.encode_utf16().flat_map(|c| c.to_be_bytes()));
         be.extend([0, b'\n']);
-        let v = utf16_view(&be).unwrap();
+        let v = utf16_view(&be, utf16_order(&be)).unwrap();
         assert_eq!(v.decoding, Decoding::Utf16Be);
         assert!(v.data.starts_with(text.as_bytes()), "{:?}", v.data);
     }

@@ -5,18 +5,19 @@
 
 pub mod decode;
 pub mod examples;
+mod prefilter;
 pub mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use anyhow::Result;
 use serde::Serialize;
 
 pub use decode::Decoding;
 pub use rules::{RuleMeta, RuleSet, Severity};
 
+use prefilter::Literals;
 use rules::Rule;
 
 /// What a part of a detection is.
@@ -58,86 +59,18 @@ const MAX_DECODE_DEPTH: usize = 2;
 /// How far a window may grow to reach the edge of the token it cuts.
 const MAX_BOUNDARY_STRETCH: usize = 256;
 
-/// Teddy, aho-corasick's SIMD prefilter, slows down sharply past about two dozen patterns
-/// (measured: 20 keywords ~11 GB/s, 32 ~2 GB/s on source text), so literal sets are split into
-/// automata of at most this many patterns; a bigger rule set costs another fast pass.
-const PATTERNS_PER_AUTOMATON: usize = 24;
-
-/// A set of literals, searched with one small Teddy searcher per chunk. Teddy is used directly
-/// (`aho_corasick::packed`): the general builder may prefer a "rare byte" prefilter, which is
-/// slow when that byte is common (NUL in binaries). Where Teddy is unavailable (no SIMD), a
-/// plain Aho-Corasick automaton stands in.
-struct Literals(Vec<(Matcher, usize)>);
-
-enum Matcher {
-    Teddy(packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-impl Matcher {
-    fn find_in(&self, data: &[u8], from: usize) -> Option<aho_corasick::Match> {
-        let span = Span::from(from..data.len());
-        match self {
-            Matcher::Teddy(s) => s.find_in(data, span),
-            Matcher::Automaton(a) => a.find(Input::new(data).span(span)),
-        }
-    }
-}
-
-impl Literals {
-    fn new(lits: &[Vec<u8>]) -> Result<Literals> {
-        // Balanced chunks: 25 patterns make two searchers of 13 and 12, not 24 and a lone 1
-        // that costs a whole extra pass.
-        let n = lits.len().max(1).div_ceil(PATTERNS_PER_AUTOMATON);
-        let size = lits.len().div_ceil(n).max(1);
-        let mut v = Vec::new();
-        for (i, chunk) in lits.chunks(size).enumerate() {
-            let teddy = packed::Config::new()
-                .match_kind(packed::MatchKind::LeftmostFirst)
-                .builder()
-                .extend(chunk)
-                .build();
-            let m = match teddy {
-                Some(t) => Matcher::Teddy(t),
-                None => Matcher::Automaton(
-                    AhoCorasick::builder()
-                        .match_kind(MatchKind::LeftmostFirst)
-                        .build(chunk)?,
-                ),
-            };
-            v.push((m, i * size));
-        }
-        Ok(Literals(v))
-    }
-
-    /// Every occurrence (pattern index, start, end), overlapping ones included: a
-    /// leftmost-first search restarted one byte after each hit, so the SIMD search runs
-    /// between hits.
-    fn for_each(&self, data: &[u8], mut f: impl FnMut(usize, usize, usize)) {
-        for (m, base) in &self.0 {
-            let mut pos = 0;
-            while let Some(hit) = m.find_in(data, pos) {
-                f(base + hit.pattern().as_usize(), hit.start(), hit.end());
-                pos = hit.start() + 1;
-            }
-        }
-    }
-
-    fn any(&self, data: &[u8]) -> bool {
-        self.0.iter().any(|(m, _)| m.find_in(data, 0).is_some())
-    }
-}
-
 pub struct Engine {
     pub rules: RuleSet,
-    /// Every rule's keywords, exactly as written.
-    keywords: Literals,
+    /// One pass finds every rule's keyword, exactly as written (indices below `n_keywords`),
+    /// and the base64 forms of the rules' `base64_keywords` (where found, base64 is decoded).
+    plain: Literals,
+    /// The same, and after them the UTF-16 forms of every keyword (where found, UTF-16 text is
+    /// decoded): for bytes with a NUL, where UTF-16 text may be.
+    wide: Literals,
+    n_keywords: usize,
+    n_base64: usize,
     /// For each keyword: the rules it opens a window for.
     keyword_rules: Vec<Vec<u32>>,
-    /// The base64 forms of the rules' `base64_keywords`: where found, base64 is decoded.
-    base64_hints: Literals,
-    /// The UTF-16 forms of every keyword: where found, UTF-16 text is decoded.
-    utf16_hints: Literals,
     /// For each rule: the rules that search the pair window around its matches.
     near_rules: Vec<Vec<usize>>,
     /// For each rule: its role when reported on its own.
@@ -207,12 +140,18 @@ impl Engine {
         for r in &rules.rules {
             max_span = max_span.max(r.window.0 + r.window.1 + 2 * MAX_BOUNDARY_STRETCH);
         }
+        let (n_keywords, n_base64) = (lits.len(), b64.len());
+        lits.extend(b64);
+        let plain = Literals::new(&lits)?;
+        lits.extend(utf16);
+        let wide = Literals::new(&lits)?;
         Ok(Engine {
             rules,
-            keywords: Literals::new(&lits)?,
+            plain,
+            wide,
+            n_keywords,
+            n_base64,
             keyword_rules,
-            base64_hints: Literals::new(&b64)?,
-            utf16_hints: Literals::new(&utf16)?,
             near_rules,
             roles,
             max_span,
@@ -227,7 +166,18 @@ impl Engine {
     fn scan_view(&self, data: &[u8], depth: usize) -> Vec<Detection> {
         let mut windows: Vec<M> = Vec::new();
         let mut hits = Vec::new();
-        self.keywords.for_each(data, |p, start, end| {
+        let mut b64 = Vec::new();
+        let mut u16 = Vec::new();
+        let (nk, nb) = (self.n_keywords, self.n_base64);
+        let mut found = |p: usize, start: usize, end: usize| {
+            if p >= nk + nb {
+                u16.push(start);
+                return;
+            }
+            if p >= nk {
+                b64.push(start);
+                return;
+            }
             hits.push(start);
             for &r in &self.keyword_rules[p] {
                 let rule = &self.rules.rules[r as usize];
@@ -237,7 +187,11 @@ impl Engine {
                     end: (end + rule.window.1).min(data.len()),
                 });
             }
-        });
+        };
+        // UTF-16 text of ASCII has a NUL every other byte; decoded views are never UTF-16.
+        let wide = depth == 0 && memchr::memchr(0, data).is_some();
+        let literals = if wide { &self.wide } else { &self.plain };
+        literals.for_each(data, &mut found);
         let mut out = Vec::new();
         if !windows.is_empty() {
             let mut matches = Vec::new();
@@ -248,16 +202,14 @@ impl Engine {
             }
         }
         if depth < MAX_DECODE_DEPTH {
-            if depth == 0 && memchr::memchr(0, data).is_some() && self.utf16_hints.any(data) {
-                if let Some(v) = decode::utf16_view(data) {
-                    self.scan_child(&v, 0, depth, false, &mut out);
-                }
-            }
             // Decoded views cover only the neighbourhood of what calls for them, not the whole
             // blob: a hint in a 16 MiB window decodes and rescans kilobytes.
-            let mut b64 = Vec::new();
-            self.base64_hints
-                .for_each(data, |_, start, _| b64.push(start));
+            for (s, e) in regions(data, &u16, decode::utf16_byte) {
+                let order = decode::utf16_order(data);
+                if let Some(v) = decode::utf16_view(&data[s..e], order) {
+                    self.scan_child(&v, s, depth, false, &mut out);
+                }
+            }
             for (s, e) in regions(data, &b64, decode::is_b64) {
                 if let Some(v) = decode::base64_view(&data[s..e]) {
                     self.scan_child(&v, s, depth, true, &mut out);

@@ -144,14 +144,22 @@ pub const MAX_GZIP_BYTES: usize = 10 * 1024 * 1024;
 
 fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
     let l = &p.location;
-    let mut region = json!({
-        "startLine": l.line,
-        "startColumn": l.column,
-        "endLine": l.end_line,
-        "endColumn": l.end_column.max(if l.end_line == l.line { l.column + 1 } else { 1 }),
-        "byteOffset": l.offset,
-        "byteLength": l.end_offset - l.offset,
-    });
+    // The raw bytes of a disk image have no lines: a byte region only.
+    let mut region = if p.origin.raw {
+        json!({
+            "byteOffset": l.offset,
+            "byteLength": l.end_offset - l.offset,
+        })
+    } else {
+        json!({
+            "startLine": l.line,
+            "startColumn": l.column,
+            "endLine": l.end_line,
+            "endColumn": l.end_column.max(if l.end_line == l.line { l.column + 1 } else { 1 }),
+            "byteOffset": l.offset,
+            "byteLength": l.end_offset - l.offset,
+        })
+    };
     let snippet = r.snippet(c, p.snippet.trim());
     if snippets && !snippet.is_empty() {
         region["snippet"] = json!({"text": snippet});

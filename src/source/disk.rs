@@ -222,6 +222,30 @@ impl Disk {
         })
     }
 
+    /// A read-only map of a raw image file, for scanning it where the page cache holds it
+    /// instead of copying it out; `None` for containers, block devices and empty files, or when
+    /// the map fails (they are read instead).
+    ///
+    /// The file must not shrink while it is mapped: reading a page past a new end kills the
+    /// process with SIGBUS (`image --no-mmap` reads instead). Disk images and snapshots being
+    /// scanned do not change; that is the same bargain ripgrep makes for big files.
+    pub fn map(&self) -> Option<memmap2::Mmap> {
+        if self.format != Format::Raw || self.len == 0 {
+            return None;
+        }
+        let f = File::open(&self.path).ok()?;
+        if !f.metadata().ok()?.file_type().is_file() {
+            return None;
+        }
+        // SAFETY: read-only map of a file that is not expected to change (see above).
+        let map = unsafe { memmap2::MmapOptions::new().map(&f) }.ok()?;
+        if map.len() as u64 != self.len {
+            return None;
+        }
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Some(map)
+    }
+
     /// The next range at or after `pos` (before `end`) that may hold data: holes of sparse
     /// files and unallocated clusters of qcow2 images read as zeros and are skipped.
     pub fn data(&self, pos: u64, end: u64) -> (u64, u64) {

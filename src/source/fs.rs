@@ -193,10 +193,7 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         let own_end = if eof {
             buf.len()
         } else {
-            let cut = buf.len() - overlap;
-            // Prefer to end at a line break in the last quarter before the cut.
-            let lo = cut.saturating_sub(overlap / 4).max(own_start + 1);
-            memchr::memrchr(b'\n', &buf[lo..cut]).map_or(cut, |p| lo + p + 1)
+            own_end(buf, own_start, overlap)
         };
         handle(Blob {
             data: buf,
@@ -210,10 +207,61 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         }
         // Keep `overlap` bytes of context before the next owned range.
         let keep_from = own_end.saturating_sub(overlap);
-        line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
+        if !origin.raw {
+            line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
+        }
         offset += keep_from as u64;
         buf.drain(..keep_from);
         own_start = own_end - keep_from;
+    }
+}
+
+/// Where a full window (not the input's last) stops owning: `overlap` bytes before its end, or
+/// at a line break in the last quarter-overlap before that.
+fn own_end(window: &[u8], own_start: usize, overlap: usize) -> usize {
+    let cut = window.len() - overlap;
+    let lo = cut.saturating_sub(overlap / 4).max(own_start + 1);
+    memchr::memrchr(b'\n', &window[lo..cut]).map_or(cut, |p| lo + p + 1)
+}
+
+/// The windows `stream` would make of `data` (which starts at `offset` of its input), cut from
+/// it in place: for bytes already in memory (a mapped disk image). Lines are not counted, as
+/// `stream` does not for raw origins.
+pub fn windows<F: FnMut(Blob)>(
+    data: &[u8],
+    origin: &Arc<Origin>,
+    offset: u64,
+    chunk: usize,
+    overlap: usize,
+    handle: &mut F,
+) {
+    let chunk = chunk.max(2 * overlap);
+    let mut from = 0; // start of the window (context before what it owns)
+    let mut own_start = 0; // relative to `from`
+    loop {
+        let end = (from + overlap + chunk).min(data.len());
+        let w = &data[from..end];
+        // As `stream`: a full window is not the last, even when it ends with the input.
+        let eof = w.len() < overlap + chunk;
+        let own = own_start..if eof {
+            w.len()
+        } else {
+            own_end(w, own_start, overlap)
+        };
+        let next = from + own.end;
+        handle(Blob {
+            data: w,
+            origin: origin.clone(),
+            offset: offset + from as u64,
+            line: 0,
+            own,
+        });
+        if eof {
+            return;
+        }
+        let keep_from = next.saturating_sub(overlap);
+        own_start = next - keep_from;
+        from = keep_from;
     }
 }
 
@@ -259,5 +307,42 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
         }
         assert_eq!(owned.last().unwrap().1, data.len() as u64);
+    }
+
+    #[test]
+    fn windows_in_memory_are_the_windows_streamed() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for len in [0, 1, 10_000, 3 * 4096, 68 * 1024, 200_000, 1 << 20] {
+            let data: Vec<u8> = (0..len)
+                .map(|_| if rng.u8(..) < 8 { b'\n' } else { rng.u8(..) })
+                .collect();
+            let mut origin = Origin::file("x");
+            origin.raw = true;
+            let origin = Arc::new(origin);
+            let (mut streamed, mut mapped) = (Vec::new(), Vec::new());
+            let mut buf = Vec::new();
+            let note = |v: &mut Vec<_>, b: Blob| {
+                let o = b.offset as usize;
+                assert_eq!(b.data, &data[o..o + b.data.len()]);
+                if !b.own.is_empty() {
+                    v.push((o + b.own.start, o + b.own.end));
+                }
+            };
+            stream(
+                &mut &data[..],
+                &origin,
+                64 << 10,
+                4096,
+                &mut buf,
+                &mut |b| note(&mut streamed, b),
+            )
+            .unwrap();
+            windows(&data, &origin, 0, 64 << 10, 4096, &mut |b| {
+                note(&mut mapped, b)
+            });
+            assert_eq!(streamed, mapped, "{len}");
+            let covered: usize = mapped.iter().map(|(s, e)| e - s).sum();
+            assert_eq!(covered, len);
+        }
     }
 }
