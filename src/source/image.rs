@@ -129,10 +129,10 @@ fn unit_pass<F: FnMut(Blob)>(
                 &mut |b: Blob| {
                     let next = b.offset + b.own.end.saturating_sub(opts.overlap) as u64;
                     own(b);
-                    release(map, &mut done, next);
+                    release(map, &mut done, next, false);
                 },
             );
-            release(map, &mut done, end);
+            release(map, &mut done, end, true);
             count(start, end);
             pos = end;
             continue;
@@ -174,14 +174,21 @@ fn unit_pass<F: FnMut(Blob)>(
     }
 }
 
-/// Unmaps the pages of `map` in `[*done, to)` (whole 2 MiB steps), which the scan has passed:
-/// without this, every page of a mapped image read so far would count in the process's
-/// resident memory. The page cache keeps them; a later read would map them again.
-fn release(map: &Mmap, done: &mut u64, to: u64) {
-    const STEP: u64 = 2 << 20;
-    let from = *done & !(STEP - 1);
-    let to = to & !(STEP - 1);
-    if to > from {
+/// Unmaps the pages of `map` in `[*done, to)` that the scan has passed (at least 2 MiB at a
+/// time, all of them when `last`): without this, every page of a mapped image read so far would
+/// count in the process's resident memory. The page cache keeps them; a later read (a
+/// neighbouring unit's context) maps them again.
+fn release(map: &Mmap, done: &mut u64, to: u64, last: bool) {
+    // SAFETY: sysconf has no preconditions.
+    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
+    let from = *done & !(page - 1);
+    let to = if last {
+        to.div_ceil(page) * page
+    } else {
+        to & !(page - 1)
+    }
+    .min(map.len() as u64);
+    if to > from && (last || to - from >= 2 << 20) {
         // SAFETY: the map is read-only and shared, so dropping its pages loses nothing: the
         // next access maps the same page-cache page again. No reference into the range is used
         // after this (blobs before `to` are done), and one would read the same bytes anyway.
