@@ -104,6 +104,40 @@ fn sparse_image_keys_at_their_offsets_holes_skipped() {
 }
 
 #[test]
+fn utf16_keys_deep_in_binary_bytes_are_found_at_their_offsets() {
+    // 48 MiB of binary-looking bytes (NULs everywhere) with UTF-16LE strings in them, as a
+    // Windows volume holds: the decoding covers the places its hints point at, wherever they are.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut data: Vec<u8> = (0..48 << 20)
+        .map(|i| if i % 3 == 0 { 0 } else { rng.u8(..) })
+        .collect();
+    let mut keys = Keys::new(72);
+    let mut planted = Vec::new();
+    for off in [1000usize, (17 << 20) + 3, (32 << 20) - 40, (47 << 20) + 999] {
+        let (k, s) = keys.pair();
+        let text = format!("aws_access_key_id = {k}\r\naws_secret_access_key = {s}\r\n");
+        let wide: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        data[off..off + wide.len()].copy_from_slice(&wide);
+        // The key id starts 20 characters in.
+        planted.push((off as u64 + 40, k));
+    }
+    std::fs::write(tmp.path().join("win.img"), &data).unwrap();
+    let (code, v) = image_json(tmp.path(), &["win.img"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(creds(&v).len(), planted.len(), "{v:#}");
+    for (off, k) in &planted {
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == k.as_str())
+            .unwrap_or_else(|| panic!("{k} not found: {v:#}"));
+        assert_eq!(c["places"][0]["offset"].as_u64().unwrap(), *off, "{c}");
+        assert!(c["parts"]["secret"].is_string(), "paired: {c}");
+        assert_eq!(c["places"][0]["decoded"][0], "utf-16le", "{c}");
+    }
+}
+
+#[test]
 fn a_deleted_files_key_is_found_in_an_ext4_image() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
