@@ -108,7 +108,6 @@ impl View {
 
 const MIN_UTF16_CHARS: usize = 8;
 
-#[inline]
 /// The byte order of UTF-16 text in an input: big-endian after a big-endian byte-order mark,
 /// else little-endian (what Windows writes).
 pub fn utf16_order(input: &[u8]) -> Decoding {
@@ -124,6 +123,7 @@ pub fn utf16_byte(b: u8) -> bool {
     b == 0 || utf16_char(b).is_some()
 }
 
+#[inline]
 fn utf16_char(b: u8) -> Option<u8> {
     match b {
         b'\t' | b'\n' | b'\r' | 0x20..=0x7e => Some(b),
@@ -137,9 +137,8 @@ fn utf16_char(b: u8) -> Option<u8> {
 /// binaries. Reading little-endian at every alignment also reads big-endian text (one byte
 /// later), so one pass serves both; a big-endian byte order mark only changes the label.
 /// Call only when `data` has NUL bytes.
-/// `data`'s byte order is `order` (see `utf16_order`); it may be a part of a bigger input.
-pub fn utf16_view(data: &[u8], order: Decoding) -> Option<View> {
-    let decoding = order;
+/// `data` may be a part of a bigger input, whose byte order (`utf16_order`) labels the view.
+pub fn utf16_view(data: &[u8], decoding: Decoding) -> Option<View> {
     let mut view = View::new(decoding, 0);
     let mut emit = |start: usize, chars: usize| {
         if chars >= MIN_UTF16_CHARS {

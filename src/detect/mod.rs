@@ -1,7 +1,7 @@
-//! Detection: one Aho-Corasick automaton over every rule's keywords (plus the base64 forms of
-//! those keywords and the URL escapes that start the decoding passes), `regex::bytes`
-//! confirmation in a bounded window around each hit, then pairing of key ids with secrets.
-//! Works on raw bytes and knows nothing of where they came from.
+//! Detection: one prefilter pass (`prefilter.rs`) over every rule's keywords plus the base64 and
+//! UTF-16 forms that start the decoding passes, `regex::bytes` confirmation in a bounded window
+//! around each hit, then pairing of key ids with secrets. Works on raw bytes and knows nothing
+//! of where they came from.
 
 pub mod decode;
 pub mod examples;
@@ -204,8 +204,8 @@ impl Engine {
         if depth < MAX_DECODE_DEPTH {
             // Decoded views cover only the neighbourhood of what calls for them, not the whole
             // blob: a hint in a 16 MiB window decodes and rescans kilobytes.
+            let order = decode::utf16_order(data);
             for (s, e) in regions(data, &u16, decode::utf16_byte) {
-                let order = decode::utf16_order(data);
                 if let Some(v) = decode::utf16_view(&data[s..e], order) {
                     self.scan_child(&v, s, depth, false, &mut out);
                 }

@@ -1,7 +1,7 @@
 //! The prefilter: every occurrence of a set of literals (rule keywords, the base64 and UTF-16
 //! forms that start decoding) in one pass over the bytes, which is most of a scan's time.
 //!
-//! Measured on bench/image.sh's dense image (2 GiB of source text and binaries), one core:
+//! Measured on the text image of bench/image.sh (2 GiB of source files), one core:
 //!
 //! | literals | searcher | GB/s |
 //! |---|---|---|
