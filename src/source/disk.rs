@@ -164,6 +164,9 @@ pub struct Disk {
     pub format: Format,
     len: u64,
     pool: Mutex<Vec<Box<dyn Backend>>>,
+    /// For sparse VMDKs: the allocated byte ranges, sorted and merged (read once at open, from
+    /// the grain tables); everything else reads as zeros and is skipped.
+    allocated: Option<Vec<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Disk {
@@ -178,11 +181,16 @@ impl Disk {
         let format = sniff(path)?;
         let first = open_backend(path, format)?;
         let len = first.1;
+        let allocated = match format {
+            Format::Vmdk => vmdk_allocated(path, len),
+            _ => None,
+        };
         Ok(Disk {
             path: path.to_path_buf(),
             format,
             len,
             pool: Mutex::new(vec![first.0]),
+            allocated,
         })
     }
 
@@ -247,10 +255,45 @@ impl Disk {
     }
 
     /// The next range at or after `pos` (before `end`) that may hold data: holes of sparse
-    /// files and unallocated clusters of qcow2 images read as zeros and are skipped.
+    /// files, unallocated VMDK grains and qcow2 clusters read as zeros and are skipped.
     pub fn data(&self, pos: u64, end: u64) -> (u64, u64) {
+        if let Some(ranges) = &self.allocated {
+            let i = ranges.partition_point(|r| r.1 <= pos);
+            return match ranges.get(i) {
+                Some(&(s, e)) if s < end => (s.max(pos), e.min(end)),
+                _ => (end, end),
+            };
+        }
         self.with(|b| Ok(b.data(pos, end))).unwrap_or((pos, end))
     }
+}
+
+/// The allocated ranges of a sparse VMDK (monolithicSparse, streamOptimized), merged; `None`
+/// for a flat one, a huge one, or when the grain tables cannot be read (the whole disk is read
+/// then).
+fn vmdk_allocated(path: &Path, len: u64) -> Option<Vec<(u64, u64)>> {
+    let mut r = vmdk::VmdkFileReader::open_path(path).ok()?;
+    // The crate lists every grain at once (16 bytes each): past 4 Mi grains (256 GiB of 64 KiB
+    // grains) that list would outweigh a scan's memory, and the whole disk is read instead.
+    let grain = r.info().grain_size_bytes;
+    if grain == 0 || len / grain > 4 << 20 {
+        return None;
+    }
+    let grains = r.iter_allocated_grains().ok()?;
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for g in grains {
+        let s = g.start_lba.saturating_mul(512);
+        let e = s
+            .saturating_add(g.sector_count.saturating_mul(512))
+            .min(len);
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ if s < e => out.push((s, e)),
+            _ => {}
+        }
+    }
+    // Flat extents come back as one grain over the whole disk: nothing to skip.
+    (out != [(0, len)]).then_some(out)
 }
 
 fn open_backend(path: &Path, format: Format) -> io::Result<(Box<dyn Backend>, u64)> {
@@ -491,6 +534,20 @@ mod tests {
             let off = (9 << 20) - 1000;
             assert_eq!(disk.read_at(&mut mid, off).unwrap(), mid.len());
             assert_eq!(mid[..], data[off as usize..off as usize + 70_000], "{name}");
+        }
+        // Sparse VMDKs: the grains before the first data are skipped, and the zero stretch
+        // between the incompressible and the text regions.
+        for name in ["mono.vmdk", "stream.vmdk"] {
+            let v = Disk::open(&tmp.path().join(name)).unwrap();
+            let (start, stop) = v.data(0, v.len());
+            assert_eq!(start, 1 << 20, "{name}");
+            assert_eq!(stop, 5 << 20, "{name}");
+            assert_eq!(v.data(stop, v.len()).0, 9 << 20, "{name}");
+            assert_eq!(
+                v.data(v.len() - 10, v.len()),
+                (v.len() - 10, v.len()),
+                "{name}"
+            );
         }
         // qcow2: the unallocated clusters before the first data are skipped.
         let q = Disk::open(&tmp.path().join("p.qcow2")).unwrap();

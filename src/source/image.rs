@@ -1,7 +1,7 @@
 //! Disk images and block devices: the raw pass. Every byte of the image is streamed through
 //! overlapping windows, so keys outside any live file — deleted files, free space, swap,
 //! journals — are found and reported with their byte offset. What the disk knows holds no data
-//! is skipped (`Disk::data`: holes of sparse files, unallocated qcow2 clusters). The disk is cut
+//! is skipped (`Disk::data`: holes of sparse files, unallocated VMDK grains and qcow2 clusters). The disk is cut
 //! into units of `UNIT` bytes that the threads take in turn as they become free (so a thread
 //! with easy bytes does not sit idle while another finishes a hard half), each unit read a
 //! little past its ends so that no key across a boundary is lost or reported twice. A read
