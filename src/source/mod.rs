@@ -6,6 +6,7 @@ pub mod fs;
 pub mod git;
 pub mod image;
 pub mod qcow2;
+pub mod vhd;
 pub mod volume;
 pub mod xfs;
 

@@ -30,15 +30,15 @@ pub struct Qcow2 {
     cluster: Option<(u64, Vec<u8>)>,
 }
 
-fn be64(b: &[u8], at: usize) -> u64 {
+pub(super) fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
 }
-fn be32(b: &[u8], at: usize) -> u32 {
+pub(super) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
 /// A short read of the image file means it was cut short.
-fn eof_says_truncated(e: io::Error) -> String {
+pub(super) fn eof_says_truncated(e: io::Error) -> String {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         "past the end of the file (truncated?)".into()
     } else {
@@ -46,7 +46,7 @@ fn eof_says_truncated(e: io::Error) -> String {
     }
 }
 
-fn invalid(msg: String) -> io::Error {
+pub(super) fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
