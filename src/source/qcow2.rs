@@ -46,6 +46,14 @@ pub(super) fn eof_says_truncated(e: io::Error) -> String {
     }
 }
 
+/// Reads `len` bytes of a table at `at`; an error names the table and where it is.
+pub(super) fn read_table(f: &File, what: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut raw = vec![0u8; len];
+    f.read_exact_at(&mut raw, at)
+        .map_err(|e| invalid(format!("{what} at byte {at}: {}", eof_says_truncated(e))))?;
+    Ok(raw)
+}
+
 pub(super) fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -107,13 +115,7 @@ impl Qcow2 {
                 "L1 table of {l1_size} entries for a {size}-byte disk"
             )));
         }
-        let mut raw = vec![0u8; l1_size as usize * 8];
-        f.read_exact_at(&mut raw, l1_offset).map_err(|e| {
-            invalid(format!(
-                "L1 table at byte {l1_offset}: {}",
-                eof_says_truncated(e)
-            ))
-        })?;
+        let raw = read_table(&f, "L1 table", l1_offset, l1_size as usize * 8)?;
         let l1 = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
         Ok(Qcow2 {
             f,

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::qcow2::{be32, be64, eof_says_truncated, invalid};
+use super::qcow2::{be32, be64, eof_says_truncated, invalid, read_table};
 
 const UNUSED: u32 = 0xffff_ffff;
 /// Block allocation tables past this many entries (256 MiB of table) are refused.
@@ -94,13 +94,7 @@ impl Vhd {
                 "VHD block table has {entries} entries for a disk of {needed} blocks"
             )));
         }
-        let mut raw = vec![0u8; needed as usize * 4];
-        f.read_exact_at(&mut raw, table_at).map_err(|e| {
-            invalid(format!(
-                "block table at byte {table_at}: {}",
-                eof_says_truncated(e)
-            ))
-        })?;
+        let raw = read_table(f, "block table", table_at, needed as usize * 4)?;
         let bat = raw.chunks_exact(4).map(|c| be32(c, 0)).collect();
         // One bit a sector, in whole sectors.
         let bitmap = (block / 512).div_ceil(8).div_ceil(512) * 512;
