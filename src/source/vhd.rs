@@ -20,8 +20,9 @@ use std::os::unix::fs::FileExt;
 use super::qcow2::{be32, be64, eof_says_truncated, invalid, read_table};
 
 const UNUSED: u32 = 0xffff_ffff;
-/// Block allocation tables past this many entries (256 MiB of table) are refused.
-const MAX_BLOCKS: u64 = 64 << 20;
+/// Block allocation tables past this many entries (16 MiB of table; with the usual 2 MiB blocks,
+/// 8 TiB, four times the largest VHD) are refused: a corrupt size must not cost a huge table.
+const MAX_BLOCKS: u64 = 4 << 20;
 
 #[derive(Debug)]
 pub struct Vhd {
