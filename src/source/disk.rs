@@ -289,7 +289,9 @@ fn vmdk_allocated(path: &Path, len: u64) -> Option<Vec<(u64, u64)>> {
     if grain == 0 || len / grain > 4 << 20 {
         return None;
     }
-    let grains = r.iter_allocated_grains().ok()?;
+    let mut grains = r.iter_allocated_grains().ok()?;
+    // Documented as in order; merging relies on it, and a grain skipped is a key missed.
+    grains.sort_unstable_by_key(|g| g.start_lba);
     let mut out: Vec<(u64, u64)> = Vec::new();
     for g in grains {
         let s = g.start_lba.saturating_mul(512);
