@@ -227,6 +227,21 @@ fn ini(k: &str, s: &str) -> String {
 
 /// Builds `disk.img` in `d` with fixtures/images/make_disk.sh: the ext4 and FAT trees are
 /// `ext/` and `fat/`, `deleted.txt` goes into ext4 and is removed.
+/// `key` was found once, by the raw pass only, in partition `part` (first sector `lba`), at an
+/// offset from the partition's start that points at the key in the raw disk `disk`.
+fn raw_place_in(v: &Value, key: &str, part: &str, lba: u64, disk: &[u8], what: &str) {
+    let p = places_of(v, key);
+    assert_eq!(p.len(), 1, "{what}: {p:#?}");
+    assert_eq!(p[0]["inner"], serde_json::json!([part]), "{what}");
+    assert_eq!(p[0]["raw"], true, "{what}");
+    let off = (p[0]["offset"].as_u64().unwrap() + lba * 512) as usize;
+    assert_eq!(
+        &disk[off..off + key.len()],
+        key.as_bytes(),
+        "{what}: the offset points at the deleted key"
+    );
+}
+
 fn make_disk(d: &std::path::Path, table: &str) {
     make_disk_with(d, &["disk.img", table, "ext", "fat", "deleted.txt"]);
 }
@@ -285,12 +300,8 @@ fn gpt_and_mbr_disks_ext4_and_fat_files_with_paths_deleted_by_raw_pass() {
             "{table}"
         );
         // The deleted file: only the raw pass, in its partition, at its offset there.
-        let p = places_of(&v, &gone_k);
-        assert_eq!(p[0]["inner"], serde_json::json!([ext_part]), "{table}");
-        assert_eq!(p[0]["raw"], true);
-        let off = p[0]["offset"].as_u64().unwrap() + ext_lba * 512;
         let img = std::fs::read(d.join("disk.img")).unwrap();
-        assert_eq!(&img[off as usize..off as usize + 20], gone_k.as_bytes());
+        raw_place_in(&v, &gone_k, ext_part, ext_lba, &img, table);
 
         let (_, text, _) = run(d, &["image", "disk.img"]);
         assert!(
@@ -469,16 +480,7 @@ fn every_filesystem_in_gpt_and_mbr_as_raw_vmdk_vhd_and_qcow2() {
                     serde_json::json!([label, "/var/log/app.log"]),
                     "{what}"
                 );
-                let p = places_of(&v, &gone_k);
-                assert_eq!(p.len(), 1, "{what}: {p:#?}");
-                assert_eq!(p[0]["inner"], serde_json::json!([label]), "{what}");
-                assert_eq!(p[0]["raw"], true, "{what}");
-                let off = (p[0]["offset"].as_u64().unwrap() + lba * 512) as usize;
-                assert_eq!(
-                    &raw_bytes[off..off + 20],
-                    gone_k.as_bytes(),
-                    "{what}: the offset points at the deleted key"
-                );
+                raw_place_in(&v, &gone_k, &label, lba, &raw_bytes, &what);
             }
         }
     }

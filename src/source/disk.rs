@@ -531,6 +531,8 @@ mod tests {
             assert!(st.success(), "qemu-img convert {args:?}");
             let disk = Arc::new(Disk::open(&out).unwrap_or_else(|e| panic!("{name}: {e}")));
             assert_eq!(disk.format, *format, "{name}");
+            // Only raw files are mapped; containers are decoded.
+            assert!(disk.map().is_none(), "{name}");
             assert!(disk.len() >= data.len() as u64, "{name}: {}", disk.len());
             let mut back = Vec::new();
             Slice::new(disk.clone(), 0, disk.len())
@@ -547,6 +549,12 @@ mod tests {
             assert_eq!(disk.read_at(&mut mid, off).unwrap(), mid.len());
             assert_eq!(mid[..], data[off as usize..off as usize + 70_000], "{name}");
         }
+        // The raw file itself is mapped, whole, with the same bytes.
+        let map = Disk::open(&raw)
+            .unwrap()
+            .map()
+            .expect("a raw file is mapped");
+        assert_eq!(map[..], data[..]);
         // Sparse VMDKs: the grains before the first data are skipped, and the zero stretch
         // between the incompressible and the text regions.
         for name in ["mono.vmdk", "stream.vmdk"] {
