@@ -800,16 +800,46 @@ pub fn check_rules(engine: &Engine) -> Vec<String> {
                             break;
                         }
                     };
-                    let creds = scan_text(engine, text.as_bytes());
-                    let hit = creds.iter().any(|c| ids.contains(&c.rule.id.as_str()));
-                    if hit != want {
-                        failures.push(format!(
-                            "{}: {} example (seed {seed}) {}: {:?}",
-                            meta.id,
-                            if want { "positive" } else { "negative" },
-                            if want { "not found" } else { "reported" },
-                            text
-                        ));
+                    // A positive example is also looked for in UTF-16 (little-endian, and
+                    // big-endian after its byte order mark), where the prefilter sees only a
+                    // short hint of each keyword.
+                    let units: Vec<u16> = text.encode_utf16().collect();
+                    let encodings = [
+                        ("", text.as_bytes().to_vec()),
+                        (
+                            " in UTF-16LE",
+                            units.iter().flat_map(|u| u.to_le_bytes()).collect(),
+                        ),
+                        (
+                            " in UTF-16BE",
+                            [0xfe, 0xff]
+                                .into_iter()
+                                .chain(units.iter().flat_map(|u| u.to_be_bytes()))
+                                .collect(),
+                        ),
+                    ];
+                    let tried = if want {
+                        &encodings[..]
+                    } else {
+                        &encodings[..1]
+                    };
+                    for (how, bytes) in tried {
+                        let creds = scan_text(engine, bytes);
+                        let hit = creds.iter().any(|c| ids.contains(&c.rule.id.as_str()));
+                        if hit != want {
+                            failures.push(format!(
+                                "{}: {} example (seed {seed}){how} {}: {:?}",
+                                meta.id,
+                                if want { "positive" } else { "negative" },
+                                if want { "not found" } else { "reported" },
+                                text
+                            ));
+                        }
+                    }
+                    if failures
+                        .last()
+                        .is_some_and(|f| f.starts_with(&format!("{}:", meta.id)))
+                    {
                         break;
                     }
                 }

@@ -141,12 +141,25 @@ fn utf16_char(b: u8) -> Option<u8> {
 pub fn utf16_view(data: &[u8], decoding: Decoding) -> Option<View> {
     let mut view = View::new(decoding, 0);
     let mut emit = |start: usize, chars: usize| {
-        if chars >= MIN_UTF16_CHARS {
+        // Big-endian text read from its second byte has each character followed by the NUL of
+        // the next, so its last character is followed by none: in a big-endian input (a byte
+        // order mark says so) that character ends the run too. (In little-endian text the byte
+        // there belongs to whatever follows, so it is not taken.)
+        let tail =
+            (decoding == Decoding::Utf16Be && chars > 0 && start > 0 && data[start - 1] == 0)
+                .then(|| data.get(start + 2 * chars).copied().and_then(utf16_char))
+                .flatten();
+        if chars + usize::from(tail.is_some()) >= MIN_UTF16_CHARS {
             let run: Vec<u8> = (0..chars)
                 .map(|k| utf16_char(data[start + 2 * k]).unwrap_or(b'?'))
                 .collect();
             view.push(&run, start, 2 * chars, true);
-            view.push(b"\n", start + 2 * chars, 0, true);
+            let mut end = start + 2 * chars;
+            if let Some(c) = tail {
+                view.push(&[c], end, 1, true);
+                end += 1;
+            }
+            view.push(b"\n", end, 0, true);
         }
     };
     // Walk the NUL bytes: a run is NULs two apart, each after a text character.

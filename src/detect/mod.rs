@@ -56,6 +56,8 @@ pub struct Detection {
 
 /// Depth of nested decoding (a base64 value inside a UTF-16 file is depth 2).
 const MAX_DECODE_DEPTH: usize = 2;
+/// Characters of a keyword whose UTF-16 form is a hint (keywords are at least 3 bytes long).
+const UTF16_HINT_CHARS: usize = 3;
 /// How far a window may grow to reach the edge of the token it cuts.
 const MAX_BOUNDARY_STRETCH: usize = 256;
 
@@ -64,8 +66,8 @@ pub struct Engine {
     /// One pass finds every rule's keyword, exactly as written (indices below `n_keywords`),
     /// and the base64 forms of the rules' `base64_keywords` (where found, base64 is decoded).
     plain: Literals,
-    /// The same, and after them the UTF-16 forms of every keyword (where found, UTF-16 text is
-    /// decoded): for bytes with a NUL, where UTF-16 text may be.
+    /// The same, and after them the UTF-16 forms of the keywords' first characters (where found,
+    /// UTF-16 text is decoded): for blobs, which may hold UTF-16 text (decoded views never do).
     wide: Literals,
     n_keywords: usize,
     n_base64: usize,
@@ -107,16 +109,22 @@ impl Engine {
         }
         b64.sort();
         b64.dedup();
-        // "A\0K\0I\0A": found in little-endian text, and in big-endian text one byte later.
-        let utf16: Vec<Vec<u8>> = lits
+        // "A\0K\0I": found in little-endian text, and in big-endian text one byte later. A
+        // hint only says where to decode, and the decoded view is searched for every keyword,
+        // so the first three characters of a keyword are enough: keywords that share them
+        // (`xoxa-`, `xoxb-`...) share one hint, and the prefilter has fewer literals.
+        let mut utf16: Vec<Vec<u8>> = lits
             .iter()
             .map(|l| {
                 l.iter()
+                    .take(UTF16_HINT_CHARS)
                     .flat_map(|&b| [b, 0])
-                    .take(2 * l.len() - 1)
+                    .take(2 * l.len().min(UTF16_HINT_CHARS) - 1)
                     .collect()
             })
             .collect();
+        utf16.sort();
+        utf16.dedup();
 
         let n = rules.rules.len();
         let mut near_rules = vec![Vec::new(); n];
@@ -188,9 +196,10 @@ impl Engine {
                 });
             }
         };
-        // UTF-16 text of ASCII has a NUL every other byte; decoded views are never UTF-16.
-        let wide = depth == 0 && memchr::memchr(0, data).is_some();
-        let literals = if wide { &self.wide } else { &self.plain };
+        // Decoded views are never UTF-16. Blobs are searched for the UTF-16 hints as well even
+        // where they hold no NUL: with its buckets ordered, the larger set runs as fast as the
+        // smaller (both are "fat" Teddy), and looking for a NUL first cost a pass over the blob.
+        let literals = if depth == 0 { &self.wide } else { &self.plain };
         literals.for_each(data, &mut found);
         let mut out = Vec::new();
         if !windows.is_empty() {
@@ -217,12 +226,18 @@ impl Engine {
             }
             // Keywords are never percent-encoded, so URL-encoded secrets sit in a token that
             // also holds a keyword: decode the tokens around keyword hits.
+            // Most regions hold no '%' at all (a plain URL, a `secret` in code): one memchr
+            // rules them out before any token is cut.
+            hits.sort_unstable();
             for (s, e) in regions(data, &hits, decode::url_token_byte) {
-                let local: Vec<usize> = hits
-                    .iter()
-                    .filter(|&&h| h >= s && h < e)
-                    .map(|h| h - s)
-                    .collect();
+                if memchr::memchr(b'%', &data[s..e]).is_none() {
+                    continue;
+                }
+                let (a, b) = (
+                    hits.partition_point(|&h| h < s),
+                    hits.partition_point(|&h| h < e),
+                );
+                let local: Vec<usize> = hits[a..b].iter().map(|h| h - s).collect();
                 if let Some(v) = decode::url_view(&data[s..e], &local) {
                     self.scan_child(&v, s, depth, true, &mut out);
                 }
@@ -486,8 +501,9 @@ fn dedup(out: &mut Vec<Detection>) {
         if d.parts.len() == 1 && covered.contains(&(d.parts[0].start, d.parts[0].value.clone())) {
             return false;
         }
-        let key: Vec<(usize, &[u8])> = d.parts.iter().map(|p| (p.start, &p.value[..])).collect();
-        seen.insert((d.rule.id.clone(), format!("{key:?}")))
+        let key: Vec<(usize, Vec<u8>)> =
+            d.parts.iter().map(|p| (p.start, p.value.clone())).collect();
+        seen.insert((d.rule.id.clone(), key))
     });
 }
 
