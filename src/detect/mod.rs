@@ -56,8 +56,6 @@ pub struct Detection {
 
 /// Depth of nested decoding (a base64 value inside a UTF-16 file is depth 2).
 const MAX_DECODE_DEPTH: usize = 2;
-/// Characters of a keyword whose UTF-16 form is a hint (keywords are at least 3 bytes long).
-const UTF16_HINT_CHARS: usize = 3;
 /// How far a window may grow to reach the edge of the token it cuts.
 const MAX_BOUNDARY_STRETCH: usize = 256;
 
@@ -66,8 +64,8 @@ pub struct Engine {
     /// One pass finds every rule's keyword, exactly as written (indices below `n_keywords`),
     /// and the base64 forms of the rules' `base64_keywords` (where found, base64 is decoded).
     plain: Literals,
-    /// The same, and after them the UTF-16 forms of the keywords' first characters (where found,
-    /// UTF-16 text is decoded): for blobs, which may hold UTF-16 text (decoded views never do).
+    /// The same, and after them the UTF-16 forms of the keywords (where found, UTF-16 text is
+    /// decoded): for blobs, which may hold UTF-16 text (decoded views never do).
     wide: Literals,
     n_keywords: usize,
     n_base64: usize,
@@ -109,17 +107,25 @@ impl Engine {
         }
         b64.sort();
         b64.dedup();
-        // "A\0K\0I": found in little-endian text, and in big-endian text one byte later. A
-        // hint only says where to decode, and the decoded view is searched for every keyword,
-        // so the first three characters of a keyword are enough: keywords that share them
-        // (`xoxa-`, `xoxb-`...) share one hint, and the prefilter has fewer literals.
+        // "A\0K\0I\0A": found in little-endian text, and in big-endian text one byte later.
+        // A hint only says where to decode, and the decoded view is searched for every keyword,
+        // so keywords that share three characters or more (`xoxa-`, `xoxb-`...) share one hint,
+        // their common start: fewer literals for the prefilter. Other keywords keep their
+        // whole form, so that binary bytes rarely match a hint by chance.
         let mut utf16: Vec<Vec<u8>> = lits
             .iter()
             .map(|l| {
-                l.iter()
-                    .take(UTF16_HINT_CHARS)
+                let shared = lits
+                    .iter()
+                    .filter(|o| *o != l)
+                    .map(|o| l.iter().zip(o).take_while(|(a, b)| a == b).count())
+                    .max()
+                    .unwrap_or(0);
+                let chars = if shared >= 3 { shared } else { l.len() };
+                l[..chars]
+                    .iter()
                     .flat_map(|&b| [b, 0])
-                    .take(2 * l.len().min(UTF16_HINT_CHARS) - 1)
+                    .take(2 * chars - 1)
                     .collect()
             })
             .collect();

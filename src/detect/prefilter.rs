@@ -120,13 +120,12 @@ impl Literals {
         }
         let (short, long): (Vec<usize>, Vec<usize>) =
             (0..uniq.len()).partition(|&u| uniq[u].len() < SHORT);
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut groups = balanced(long);
         if short.len() <= MAX_SHORT_FINDERS {
             groups.extend(short.into_iter().map(|u| vec![u]));
         } else {
             groups.extend(balanced(short));
         }
-        groups.extend(balanced(long));
 
         let mut shadowed = vec![Vec::new(); uniq.len()];
         let mut searchers = Vec::with_capacity(groups.len());
