@@ -187,6 +187,66 @@ fn a_deleted_files_key_is_found_in_an_ext4_image() {
     );
 }
 
+#[test]
+fn every_file_of_a_3000_entry_ext4_directory_is_opened_with_its_path() {
+    // `mkfs.ext4 -d` writes directories without htree indexes: files are opened from their
+    // directory entries (by inode), not by resolving each path again, which scanned such a
+    // directory entry by entry for every file in it.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(73);
+    let mut planted = Vec::new();
+    for i in 0..3000 {
+        let name = format!("root/var/big/f{i:04}.conf");
+        if i % 1000 == 0 || i == 2999 {
+            let (k, s) = keys.pair();
+            write(
+                d,
+                &name,
+                format!("aws_access_key_id = {k}\naws_secret_access_key = {s}\n"),
+            );
+            planted.push((k, name["root".len()..].to_string()));
+        } else {
+            write(d, &name, format!("setting = {i}\n"));
+        }
+    }
+    let (k, s) = keys.pair();
+    write(
+        d,
+        "root/var/big/sub/deeper/last.env",
+        format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
+    );
+    planted.push((k, "/var/big/sub/deeper/last.env".to_string()));
+    let o = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d", "root", "ext4.img", "32M"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let (code, v) = image_json(d, &["ext4.img"]);
+    assert_eq!(code, 1, "{v:#}");
+    for (k, path) in &planted {
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == k.as_str())
+            .unwrap_or_else(|| panic!("{path}: {k} not found"));
+        let inner: Vec<&str> = c["places"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                p["inner"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|x| x.as_str())
+            })
+            .collect();
+        assert!(inner.contains(&path.as_str()), "{path} not in {c:#}");
+    }
+}
+
 /// Runs fixtures/images/make_disk.sh in `d` with `args`, which must succeed.
 fn make_disk_with(d: &std::path::Path, args: &[&str]) {
     let script =

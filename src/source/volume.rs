@@ -285,7 +285,8 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
                 dirs.push(p);
             } else if ft.is_regular_file() {
                 let shown = p.display().to_string();
-                match fs.open(&p) {
+                // By inode: `fs.open(path)` would resolve the path from the root again.
+                match entry.open() {
                     Ok(mut f) => {
                         let len = f.metadata().len();
                         files.file(&shown, len, &mut f);
