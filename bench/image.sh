@@ -5,13 +5,16 @@
 #           worst case, dense with keyword hits ("://", "secret");
 #   binary  2 GiB of this machine's programs, libraries and data (/usr) with 50 planted pairs:
 #           what most of a system volume holds;
-#   sparse  a 20 GiB sparse image holding the text image at its middle.
+#   sparse  a 20 GiB sparse image holding the text image at its middle;
+#   ext4    a 2 GiB ext4 filesystem (`mkfs.ext4 -d`) of /usr/share and /usr/include with 50
+#           planted pairs in files of their own: a volume, walked file by file (paths) and
+#           then read byte by byte (the raw pass), as `keyhound image` does with one.
 #
 #   bench/image.sh [DIR] [RUNS]   (default bench/out/images and 5; images built on first use)
 #
 # Each time is the best of RUNS runs, cat's and keyhound's taken in turn (shared machines are
 # noisy). Prints both, keyhound's share of cat's throughput (target >= 70%) and its peak RSS
-# (target < 256 MB). Needs python3, GNU time, bc.
+# (target < 256 MB). Needs python3, GNU time, bc, and mkfs.ext4 (e2fsprogs) for the ext4 image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-bench/out/images}
@@ -66,6 +69,32 @@ if [ ! -f "$dir/.complete-v2" ]; then
   touch "$dir/.complete-v2"
 fi
 
+ext4=$dir/ext4.img
+if [ ! -f "$dir/.complete-ext4" ]; then
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"' EXIT
+  mkdir -p "$stage/usr"
+  cp -a /usr/share /usr/include "$stage/usr/" 2>/dev/null || true
+  python3 - "$stage" <<'PY'
+import os, random, sys
+rng = random.Random(4)
+B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+for i in range(50):
+    d = os.path.join(sys.argv[1], "home", f"user{i:02}", ".aws")
+    os.makedirs(d, exist_ok=True)
+    k = "AKIA" + "".join(rng.choice(B32) for _ in range(16))
+    s = "".join(rng.choice(B64) for _ in range(40))
+    with open(os.path.join(d, "credentials"), "w") as f:
+        f.write(f"[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
+PY
+  rm -f "$ext4"
+  dd if=/dev/zero of="$ext4" bs=16M count=128 status=none
+  mkfs.ext4 -q -F -d "$stage" "$ext4"
+  rm -rf "$stage"
+  touch "$dir/.complete-ext4"
+fi
+
 cargo build --release --quiet
 kh=target/release/keyhound
 
@@ -76,7 +105,7 @@ secs() {
 }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
 
-for img in "$text" "$binary" "$sparse"; do
+for img in "$text" "$binary" "$sparse" "$ext4"; do
   cat "$img" >/dev/null # warm
   t_cat=() t_kh=()
   for _ in $(seq "$runs"); do
