@@ -823,6 +823,7 @@ pub fn check_rules(engine: &Engine) -> Vec<String> {
                     } else {
                         &encodings[..1]
                     };
+                    let before = failures.len();
                     for (how, bytes) in tried {
                         let creds = scan_text(engine, bytes);
                         let hit = creds.iter().any(|c| ids.contains(&c.rule.id.as_str()));
@@ -836,10 +837,7 @@ pub fn check_rules(engine: &Engine) -> Vec<String> {
                             ));
                         }
                     }
-                    if failures
-                        .last()
-                        .is_some_and(|f| f.starts_with(&format!("{}:", meta.id)))
-                    {
+                    if failures.len() > before {
                         break;
                     }
                 }
