@@ -328,10 +328,6 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
         };
         let raw: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
         let raw_ref = &raw;
-        crate::source::image::raw_pass(&disk, &raw_origin, &plan.options, &stats, &|| {
-            move |blob: Blob| collect(engine, &blob, raw_ref)
-        });
-        // The filesystems' files, with their paths.
         let parts = volumes(&disk, &stats);
         let mut files = Vec::new();
         let walk = crate::source::volume::WalkOptions {
@@ -339,11 +335,28 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
             overlap: plan.options.overlap,
             archives: plan.archives,
         };
-        for part in &parts {
-            crate::source::volume::walk_files(&disk, &base, part, &walk, &stats, &mut |b: Blob| {
-                files.extend(scan_blob(engine, &b))
+        // The raw pass and the walk of the filesystems' files (with their paths) run at once.
+        // A filesystem reader is not shared between threads, so the walk is one thread; the raw
+        // pass's threads share the cores with it. A 2 GiB ext4 volume on two cores: 1.85 s one
+        // after the other, 1.70 s at once. (Handing copies of the files' bytes from the walk to
+        // scanning threads measured slower, 1.97 s: the walk itself is the longest path.)
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::source::image::raw_pass(&disk, &raw_origin, &plan.options, &stats, &|| {
+                    move |blob: Blob| collect(engine, &blob, raw_ref)
+                })
             });
-        }
+            for part in &parts {
+                crate::source::volume::walk_files(
+                    &disk,
+                    &base,
+                    part,
+                    &walk,
+                    &stats,
+                    &mut |b: Blob| files.extend(scan_blob(engine, &b)),
+                );
+            }
+        });
         found.extend(place_raw(raw.into_inner().unwrap(), &files, &parts, &base));
         found.extend(files);
     }
