@@ -250,11 +250,15 @@ fn teddy_order(lits: &[&[u8]]) -> Vec<usize> {
     };
     // Units: literals sharing the low nibbles of their first m bytes.
     let mut units: Vec<Vec<usize>> = Vec::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
     for (i, l) in lits.iter().enumerate() {
-        let key = |x: &[u8]| x[..m].iter().map(|b| b & 15).collect::<Vec<u8>>();
-        match units.iter_mut().find(|u| key(lits[u[0]]) == key(l)) {
-            Some(u) => u.push(i),
-            None => units.push(vec![i]),
+        let key: Vec<u8> = l[..m].iter().map(|b| b & 15).collect();
+        match keys.iter().position(|k| *k == key) {
+            Some(u) => units[u].push(i),
+            None => {
+                keys.push(key);
+                units.push(vec![i]);
+            }
         }
     }
     // Unit k (its first literal at index k) lands in bucket B-1 - k % B.

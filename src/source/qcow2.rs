@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
+use super::disk::{be32, be64, eof_says_truncated, invalid, read_table};
+
 const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
@@ -28,34 +30,6 @@ pub struct Qcow2 {
     l2: Option<(u64, Vec<u64>)>,
     /// The last compressed cluster decoded: (its virtual cluster index, its bytes).
     cluster: Option<(u64, Vec<u8>)>,
-}
-
-pub(super) fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
-}
-pub(super) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-/// A short read of the image file means it was cut short.
-pub(super) fn eof_says_truncated(e: io::Error) -> String {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        "past the end of the file (truncated?)".into()
-    } else {
-        e.to_string()
-    }
-}
-
-/// Reads `len` bytes of a table at `at`; an error names the table and where it is.
-pub(super) fn read_table(f: &File, what: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut raw = vec![0u8; len];
-    f.read_exact_at(&mut raw, at)
-        .map_err(|e| invalid(format!("{what} at byte {at}: {}", eof_says_truncated(e))))?;
-    Ok(raw)
-}
-
-pub(super) fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 impl Qcow2 {

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::qcow2::{be32, be64, eof_says_truncated, invalid, read_table};
+use super::disk::{be32, be64, eof_says_truncated, invalid, read_table};
 
 const UNUSED: u32 = 0xffff_ffff;
 /// Block allocation tables past this many entries (16 MiB of table; with the usual 2 MiB blocks,
@@ -67,13 +67,7 @@ impl Vhd {
 
     /// Reads a dynamic disk's header at `at` and its block allocation table.
     fn table(f: &File, at: u64, size: u64) -> io::Result<(u64, u64, Vec<u32>)> {
-        let mut h = [0u8; 40];
-        f.read_exact_at(&mut h, at).map_err(|e| {
-            invalid(format!(
-                "dynamic header at byte {at}: {}",
-                eof_says_truncated(e)
-            ))
-        })?;
+        let h = read_table(f, "dynamic header", at, 40)?;
         if &h[..8] != b"cxsparse" {
             return Err(invalid(format!(
                 "no dynamic header (cxsparse) at byte {at}"
