@@ -75,3 +75,67 @@ fn broken_rule_files_are_named() {
         "{err}"
     );
 }
+
+/// `follows` runs a rule's regex only in the windows of keyword hits it matches right after (a
+/// window that reaches another hit searches it too: here they are kept apart);
+/// `url_decode = false` keeps a rule's keyword hits from asking for URL decoding.
+#[test]
+fn follows_and_url_decode_gate_keyword_hits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rule = |id: &str, extra: &str| {
+        format!(
+            r#"
+[[rule]]
+id = "{id}"
+name = "ACME key"
+description = "An ACME key."
+severity = "high"
+keywords = ["acme_"]
+regex = 'acme_(?:live_|test_)?[A-Za-z0-9/]{{32}}'
+not_after = '[A-Za-z0-9/]'
+window = [0, 40]
+{extra}
+"#
+        )
+    };
+    let mut keys = Keys::new(5);
+    let live = keys.gen("acme_live_{{alnum:32}}");
+    let test = keys.gen("acme_test_{{alnum:32}}");
+    let (a, b) = (keys.gen("{{alnum:16}}"), keys.gen("{{alnum:15}}"));
+    // Only in its percent-decoded form is this a key: `/` is escaped.
+    let escaped = format!("https://api.example.com/?k=acme_{a}%2F{b}&x=1");
+    // Windows end in the padding, so each searches only its own line.
+    let pad = " ".repeat(64);
+    write(
+        tmp.path(),
+        "src/app.env",
+        format!("LIVE={live}\n{pad}\nTEST={test}\n{pad}\nURL={escaped}\n"),
+    );
+    let found = |rules: &str| {
+        write(tmp.path(), "rules/acme.toml", rules);
+        let (code, v) = json(tmp.path(), &["--rules", "rules", "src"]);
+        assert!(code <= 1, "{v}");
+        let mut lines: Vec<u64> = creds(&v)
+            .iter()
+            .filter(|c| c["rule"] == "acme")
+            .map(|c| c["places"][0]["line"].as_u64().unwrap())
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(found(&rule("acme", "")), [1, 3, 5]);
+    assert_eq!(found(&rule("acme", "follows = 'live_'")), [1]);
+    assert_eq!(found(&rule("acme", "url_decode = false")), [1, 3]);
+
+    // A bad `follows`, or one on a rule without keywords, is an error naming the rule.
+    write(tmp.path(), "bad/a.toml", rule("acme", "follows = '('"));
+    let (code, _, err) = run(tmp.path(), &["scan", "--rules", "bad", "src"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("acme") && err.contains("follows"), "{err}");
+    let near = rule("acme", "follows = 'x'")
+        .replace(r#"keywords = ["acme_"]"#, r#"near = "aws-access-key-id""#);
+    write(tmp.path(), "bad/a.toml", near);
+    let (code, _, err) = run(tmp.path(), &["scan", "--rules", "bad", "src"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("follows needs keywords"), "{err}");
+}

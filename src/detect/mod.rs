@@ -71,6 +71,8 @@ pub struct Engine {
     n_base64: usize,
     /// For each keyword: the rules it opens a window for.
     keyword_rules: Vec<Vec<u32>>,
+    /// Per keyword: its hits ask for URL decoding (a rule of it has `url_decode`).
+    url_hint: Vec<bool>,
     /// For each rule: the rules that search the pair window around its matches.
     near_rules: Vec<Vec<usize>>,
     /// For each rule: its role when reported on its own.
@@ -154,6 +156,10 @@ impl Engine {
         for r in &rules.rules {
             max_span = max_span.max(r.window.0 + r.window.1 + 2 * MAX_BOUNDARY_STRETCH);
         }
+        let url_hint = keyword_rules
+            .iter()
+            .map(|rs| rs.iter().any(|&r| rules.rules[r as usize].url_decode))
+            .collect();
         let (n_keywords, n_base64) = (lits.len(), b64.len());
         lits.extend(b64);
         let plain = Literals::new(&lits)?;
@@ -166,6 +172,7 @@ impl Engine {
             n_keywords,
             n_base64,
             keyword_rules,
+            url_hint,
             near_rules,
             roles,
             max_span,
@@ -192,9 +199,19 @@ impl Engine {
                 b64.push(start);
                 return;
             }
-            hits.push(start);
+            if self.url_hint[p] {
+                hits.push(start);
+            }
             for &r in &self.keyword_rules[p] {
                 let rule = &self.rules.rules[r as usize];
+                let after = (end + rule.window.1).min(data.len());
+                if rule
+                    .follows
+                    .as_ref()
+                    .is_some_and(|f| !f.is_match(&data[end..after]))
+                {
+                    continue;
+                }
                 windows.push(M {
                     rule: r as usize,
                     start: start.saturating_sub(rule.window.0),
@@ -231,7 +248,8 @@ impl Engine {
                 }
             }
             // Keywords are never percent-encoded, so URL-encoded secrets sit in a token that
-            // also holds a keyword: decode the tokens around keyword hits.
+            // also holds a keyword: decode the tokens around keyword hits (of the keywords whose
+            // rules ask for it: a URL's own "://" does not, see `url_decode`).
             // Most regions hold no '%' at all (a plain URL, a `secret` in code): one memchr
             // rules them out before any token is cut.
             hits.sort_unstable();

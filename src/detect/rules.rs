@@ -80,6 +80,12 @@ struct RuleSpec {
     #[serde(default)]
     near: Option<String>,
     regex: String,
+    /// What must come right after a keyword hit (a regex, anchored there) for the window
+    /// around the hit to be searched: a cheap test that drops most hits of a common keyword
+    /// (`://`, `secret`) before the rule's regex runs. It must follow from the regex: a match
+    /// of the regex that this rejects after its keyword is never found.
+    #[serde(default)]
+    follows: Option<String>,
     /// Bytes searched before and after each keyword hit.
     #[serde(default = "default_window")]
     window: [usize; 2],
@@ -100,6 +106,11 @@ struct RuleSpec {
     /// `false`: reported only as part of a pair.
     #[serde(default = "yes")]
     standalone: bool,
+    /// `false`: hits of this rule's keywords do not ask for the URL token around them to be
+    /// percent-decoded and searched again, because the regex reads escapes as they are (a URL's
+    /// own password). A keyword asks if any of its rules does.
+    #[serde(default = "yes")]
+    url_decode: bool,
     #[serde(default)]
     examples: Vec<String>,
     #[serde(default)]
@@ -154,6 +165,8 @@ pub struct Rule {
     pub base64_keywords: Vec<String>,
     pub near: Option<usize>,
     pub regex: Regex,
+    /// `follows`, anchored at its start.
+    pub follows: Option<Regex>,
     pub secret_group: usize,
     pub window: (usize, usize),
     pub entropy: Option<f64>,
@@ -162,6 +175,7 @@ pub struct Rule {
     pub reject: Vec<Regex>,
     pub require: Vec<Regex>,
     pub standalone: bool,
+    pub url_decode: bool,
     pub examples: Vec<String>,
     pub negative_examples: Vec<String>,
 }
@@ -275,6 +289,19 @@ impl RuleSet {
             if s.keywords.is_empty() == near.is_none() {
                 bail!("rule {} ({src}) needs keywords or near (one of them)", s.id);
             }
+            if s.follows.is_some() && s.keywords.is_empty() {
+                bail!("rule {} ({src}): follows needs keywords", s.id);
+            }
+            let follows = s
+                .follows
+                .as_deref()
+                .map(|f| {
+                    RegexBuilder::new(&format!("^(?:{f})"))
+                        .size_limit(1 << 24)
+                        .build()
+                        .with_context(|| ctx("follows"))
+                })
+                .transpose()?;
             if let Some(k) = s.keywords.iter().find(|k| k.len() < 3) {
                 bail!(
                     "rule {} ({src}): keyword {k:?} is shorter than 3 bytes",
@@ -295,6 +322,7 @@ impl RuleSet {
                 base64_keywords: s.base64_keywords.clone(),
                 near,
                 regex,
+                follows,
                 secret_group,
                 window: (s.window[0], s.window[1]),
                 entropy: s.entropy,
@@ -303,6 +331,7 @@ impl RuleSet {
                 reject: compile_all(&s.reject, "reject")?,
                 require: compile_all(&s.require, "require")?,
                 standalone: s.standalone,
+                url_decode: s.url_decode,
                 examples: s.examples.clone(),
                 negative_examples: s.negative_examples.clone(),
             });
