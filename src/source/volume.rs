@@ -8,7 +8,9 @@
 //! non-resident data, index B-trees) and XFS (`xfs.rs`, this crate's own: see there why).
 
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use super::archive::{self, Limits};
 use super::disk::{Disk, Slice};
@@ -148,19 +150,29 @@ pub struct WalkOptions {
     pub chunk: usize,
     pub overlap: usize,
     pub archives: Limits,
+    /// Threads that scan the files the walk reads (the walk itself is one more).
+    pub threads: usize,
 }
 
-/// Walks the files of `part`'s filesystem, handing each file's bytes to `handle` with origin
-/// `base › label › /path`. Returns false when the filesystem cannot be walked (a warning
-/// says why); the raw pass covers it either way.
-pub fn walk_files<F: FnMut(Blob)>(
+/// Walks the files of `part`'s filesystem, handing each file's bytes to a handler from `make`
+/// (one per scanning thread) with origin `base › label › /path`. Returns false when the
+/// filesystem cannot be walked (a warning says why); the raw pass covers it either way.
+///
+/// A filesystem reader is not shared between threads (ext4-view's is not `Send`), so one thread
+/// walks and reads; the files' bytes go to `opts.threads` scanning threads, which also expand
+/// archives (gzip'd man pages and changelogs are much of a system volume's files). At most
+/// `IN_FLIGHT` bytes wait for them; past that the walking thread scans the file itself.
+pub fn walk_files<F>(
     disk: &Arc<Disk>,
     base: &Origin,
     part: &Part,
     opts: &WalkOptions,
     stats: &Stats,
-    handle: &mut F,
-) -> bool {
+    make: &(dyn Fn() -> F + Sync),
+) -> bool
+where
+    F: FnMut(Blob) + Send,
+{
     if part.missing > 0 {
         stats.skip(
             Skip::Unreadable,
@@ -172,25 +184,55 @@ pub fn walk_files<F: FnMut(Blob)>(
             )),
         );
     }
-    let slice = Slice::new(disk.clone(), part.start, part.len);
     let label = part.label();
-    let mut files = FileScanner {
-        base,
-        label: &label,
-        opts,
-        stats,
-        handle,
-        buf: Vec::new(),
-    };
-    let r = match part.fs {
-        Some(FsKind::Ext) => walk_ext4(slice, &mut files),
-        Some(FsKind::Fat) => walk_fat(slice, &mut files),
-        Some(FsKind::Ntfs) => walk_ntfs(slice, &mut files),
-        Some(FsKind::Xfs) => walk_xfs(slice, &mut files),
-        Some(FsKind::Luks) => Err("encrypted (LUKS): only its raw bytes are scanned".into()),
-        None if part.expect_fs => Err("unknown filesystem: only its raw bytes are scanned".into()),
+    let walk: fn(Slice, &mut FileScanner<F>) -> Result<(), String> = match part.fs {
+        Some(FsKind::Ext) => walk_ext4,
+        Some(FsKind::Fat) => walk_fat,
+        Some(FsKind::Ntfs) => walk_ntfs,
+        Some(FsKind::Xfs) => walk_xfs,
+        Some(FsKind::Luks) => {
+            let e = "encrypted (LUKS): only its raw bytes are scanned";
+            stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+            return false;
+        }
+        None if part.expect_fs => {
+            let e = "unknown filesystem: only its raw bytes are scanned";
+            stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+            return false;
+        }
         Some(FsKind::Swap) | None => return false,
     };
+    let slice = Slice::new(disk.clone(), part.start, part.len);
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Mutex::new(rx);
+    let in_flight = AtomicUsize::new(0);
+    let r = std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                let mut handle = make();
+                loop {
+                    // The lock is held only while waiting for the next job, never while scanning.
+                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { break };
+                    let n = job.data.len();
+                    job.scan(opts, stats, &mut handle);
+                    in_flight.fetch_sub(n, Ordering::Release);
+                }
+            });
+        }
+        let mut files = FileScanner {
+            base,
+            label: &label,
+            opts,
+            stats,
+            queue: tx,
+            in_flight: &in_flight,
+            own: make(),
+            buf: Vec::new(),
+        };
+        walk(slice, &mut files)
+        // `files` (the sender) is dropped here: the scanning threads finish the queue and end.
+    });
     if let Err(e) = r {
         stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
         return false;
@@ -198,12 +240,51 @@ pub fn walk_files<F: FnMut(Blob)>(
     true
 }
 
+/// Bytes of files read by the walk and waiting for a scanning thread, at most.
+const IN_FLIGHT: usize = 32 << 20;
+
+/// A file's bytes, or a window of a big file's, on their way from the walk to a scanning thread.
+struct Job {
+    origin: Arc<Origin>,
+    data: Vec<u8>,
+    offset: u64,
+    line: u64,
+    own: Range<usize>,
+    /// The whole file: look inside it if it is an archive.
+    whole: bool,
+}
+
+impl Job {
+    fn scan<F: FnMut(Blob)>(self, opts: &WalkOptions, stats: &Stats, handle: &mut F) {
+        if self.whole && opts.archives.max_depth > 0 {
+            if let Some(kind) = archive::sniff(&self.data) {
+                let len = self.data.len() as u64;
+                let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+                if ex.bytes(&self.data, kind, &self.origin) {
+                    return;
+                }
+            }
+        }
+        handle(Blob {
+            data: &self.data,
+            origin: self.origin,
+            offset: self.offset,
+            line: self.line,
+            own: self.own,
+        });
+    }
+}
+
 struct FileScanner<'a, F> {
     base: &'a Origin,
     label: &'a str,
     opts: &'a WalkOptions,
     stats: &'a Stats,
-    handle: &'a mut F,
+    queue: mpsc::Sender<Job>,
+    /// Bytes queued and not yet scanned (`IN_FLIGHT` at most).
+    in_flight: &'a AtomicUsize,
+    /// The walking thread's own handler, for jobs the queue has no room for.
+    own: F,
     buf: Vec<u8>,
 }
 
@@ -216,38 +297,65 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         );
     }
 
-    /// Scans one file: archives inside expanded, big files in windows.
+    /// Queues a job for the scanning threads, or scans it here if the queue is full.
+    fn send(&mut self, job: Job) {
+        let n = job.data.len();
+        let queued = self
+            .in_flight
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |used| {
+                (used == 0 || used + n <= IN_FLIGHT).then_some(used + n)
+            })
+            .is_ok();
+        let job = if queued {
+            match self.queue.send(job) {
+                Ok(()) => return,
+                // Every scanning thread is gone (one panicked): scan here.
+                Err(mpsc::SendError(job)) => {
+                    self.in_flight.fetch_sub(n, Ordering::Release);
+                    job
+                }
+            }
+        } else {
+            job
+        };
+        job.scan(self.opts, self.stats, &mut self.own);
+    }
+
+    /// Reads one file for scanning: whole (archives inside expanded), big ones in windows.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
         let mut o = self.base.clone();
         o.inner.push(self.label.to_string());
         o.inner.push(name.to_string());
         let origin = Arc::new(o);
         let result = if len <= self.opts.chunk as u64 {
-            self.buf.clear();
-            r.read_to_end(&mut self.buf).map(|n| {
+            // The length is the filesystem's word, and at most `chunk`.
+            let mut data = Vec::with_capacity(len as usize);
+            r.read_to_end(&mut data).map(|n| {
                 self.stats.read(n as u64);
-                let handle = &mut *self.handle;
-                if let Some(kind) =
-                    archive::sniff(&self.buf).filter(|_| self.opts.archives.max_depth > 0)
-                {
-                    let mut ex =
-                        archive::Expander::new(self.opts.archives, self.stats, len, handle);
-                    if ex.bytes(&self.buf, kind, &origin) {
-                        return;
-                    }
-                }
-                handle(Blob::whole(&self.buf, origin.clone()));
+                self.send(Job {
+                    origin: origin.clone(),
+                    own: 0..data.len(),
+                    data,
+                    offset: 0,
+                    line: 0,
+                    whole: true,
+                });
             })
         } else {
-            super::fs::stream(
-                r,
-                &origin,
-                self.opts.chunk,
-                self.opts.overlap,
-                &mut self.buf,
-                self.handle,
-            )
-            .map(|n| self.stats.read(n))
+            let mut buf = std::mem::take(&mut self.buf);
+            let (chunk, overlap) = (self.opts.chunk, self.opts.overlap);
+            let n = super::fs::stream(r, &origin, chunk, overlap, &mut buf, &mut |b: Blob| {
+                self.send(Job {
+                    origin: b.origin,
+                    data: b.data.to_vec(),
+                    offset: b.offset,
+                    line: b.line,
+                    own: b.own,
+                    whole: false,
+                })
+            });
+            self.buf = buf;
+            n.map(|n| self.stats.read(n))
         };
         if let Err(e) = result {
             self.stats
@@ -258,12 +366,20 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
 
 fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
     let fs = ext4_view::Ext4::load(Box::new(slice)).map_err(|e| format!("ext4: {e}"))?;
-    let mut dirs = vec![ext4_view::PathBuf::new("/")];
+    // Directories and files are opened from their entries (by inode): `fs.read_dir(path)` and
+    // `fs.open(path)` would resolve the path from the root again, reading every directory on the
+    // way, entry by entry where it has no htree index.
+    // `None` is the root.
+    let mut dirs: Vec<Option<ext4_view::DirEntry>> = vec![None];
     while let Some(dir) = dirs.pop() {
-        let entries = match fs.read_dir(&dir) {
+        let (shown, entries) = match &dir {
+            None => ("/".to_string(), fs.read_dir("/")),
+            Some(d) => (d.path().display().to_string(), d.read_dir()),
+        };
+        let entries = match entries {
             Ok(e) => e,
             Err(e) => {
-                files.warn(&dir.display().to_string(), &e);
+                files.warn(&shown, &e);
                 continue;
             }
         };
@@ -271,7 +387,7 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    files.warn(&dir.display().to_string(), &e);
+                    files.warn(&shown, &e);
                     continue;
                 }
             };
@@ -279,13 +395,11 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
             if name.as_ref() == b"." || name.as_ref() == b".." {
                 continue;
             }
-            let p = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                dirs.push(p);
+                dirs.push(Some(entry));
             } else if ft.is_regular_file() {
-                let shown = p.display().to_string();
-                // By inode: `fs.open(path)` would resolve the path from the root again.
+                let shown = entry.path().display().to_string();
                 match entry.open() {
                     Ok(mut f) => {
                         let len = f.metadata().len();

@@ -558,8 +558,9 @@ mod tests {
     use super::super::disk::Disk;
     use super::super::volume::{walk_files, FsKind, Part, WalkOptions};
     use super::super::Stats;
-    use crate::blob::Origin;
+    use crate::blob::{Blob, Origin};
     use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     /// An XFS image made by mkfs.xfs (make_fs.sh) from a tree with a short-form, a block, a
@@ -620,21 +621,28 @@ mod tests {
             chunk: 1 << 20,
             overlap: 4096,
             archives: Default::default(),
+            threads: 2,
         };
         let stats = Stats::default();
-        let (mut files, mut bytes) = (0, 0);
+        let (files, bytes) = (AtomicUsize::new(0), AtomicU64::new(0));
         walk_files(
             &disk,
             &Origin::file("xfs.img"),
             &part,
             &opts,
             &stats,
-            &mut |b| {
-                files += usize::from(b.offset == 0);
-                bytes += b.own.len() as u64;
+            &|| {
+                |b: Blob| {
+                    files.fetch_add(usize::from(b.offset == 0), Ordering::Relaxed);
+                    bytes.fetch_add(b.own.len() as u64, Ordering::Relaxed);
+                }
             },
         );
-        (files, bytes, stats.warnings().len())
+        (
+            files.into_inner(),
+            bytes.into_inner(),
+            stats.warnings().len(),
+        )
     }
 
     #[test]
