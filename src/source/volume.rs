@@ -203,7 +203,7 @@ where
         Some(FsKind::Swap) | None => return false,
     };
     let slice = Slice::new(disk.clone(), part.start, part.len);
-    let (tx, rx) = mpsc::channel::<Job>();
+    let (tx, rx) = mpsc::channel::<Vec<Job>>();
     let rx = Mutex::new(rx);
     let in_flight = AtomicUsize::new(0);
     let r = std::thread::scope(|s| {
@@ -212,10 +212,12 @@ where
                 let mut handle = make();
                 loop {
                     // The lock is held only while waiting for the next job, never while scanning.
-                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(job) = job else { break };
-                    let n = job.data.len();
-                    job.scan(opts, stats, &mut handle);
+                    let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(batch) = batch else { break };
+                    let n = batch.iter().map(|j| j.data.len()).sum::<usize>();
+                    for job in batch {
+                        job.scan(opts, stats, &mut handle);
+                    }
                     in_flight.fetch_sub(n, Ordering::Release);
                 }
             });
@@ -229,8 +231,12 @@ where
             in_flight: &in_flight,
             own: make(),
             buf: Vec::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
         };
-        walk(slice, &mut files)
+        let r = walk(slice, &mut files);
+        files.flush();
+        r
         // `files` (the sender) is dropped here: the scanning threads finish the queue and end.
     });
     if let Err(e) = r {
@@ -242,6 +248,12 @@ where
 
 /// Bytes of files read by the walk and waiting for a scanning thread, at most.
 const IN_FLIGHT: usize = 32 << 20;
+
+/// Files go to the scanning threads in batches of about this many bytes (or `BATCH_FILES`
+/// files): one hand-over per small file costs a thread wake-up each, 13% of the time on a
+/// volume of 50,000 files.
+const BATCH_BYTES: usize = 1 << 20;
+const BATCH_FILES: usize = 256;
 
 /// A file's bytes, or a window of a big file's, on their way from the walk to a scanning thread.
 struct Job {
@@ -280,12 +292,15 @@ struct FileScanner<'a, F> {
     label: &'a str,
     opts: &'a WalkOptions,
     stats: &'a Stats,
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Vec<Job>>,
     /// Bytes queued and not yet scanned (`IN_FLIGHT` at most).
     in_flight: &'a AtomicUsize,
     /// The walking thread's own handler, for jobs the queue has no room for.
     own: F,
     buf: Vec<u8>,
+    /// Jobs not yet handed over, and their bytes.
+    batch: Vec<Job>,
+    batch_bytes: usize,
 }
 
 impl<F: FnMut(Blob)> FileScanner<'_, F> {
@@ -297,28 +312,43 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         );
     }
 
-    /// Queues a job for the scanning threads, or scans it here if the queue is full.
+    /// Adds a job to the batch, handing the batch over when it is big enough.
     fn send(&mut self, job: Job) {
-        let n = job.data.len();
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_FILES {
+            self.flush();
+        }
+    }
+
+    /// Queues the batch for the scanning threads, or scans it here if the queue is full.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let n = std::mem::take(&mut self.batch_bytes);
+        if batch.is_empty() {
+            return;
+        }
         let queued = self
             .in_flight
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |used| {
                 (used == 0 || used + n <= IN_FLIGHT).then_some(used + n)
             })
             .is_ok();
-        let job = if queued {
-            match self.queue.send(job) {
+        let batch = if queued {
+            match self.queue.send(batch) {
                 Ok(()) => return,
                 // Every scanning thread is gone (one panicked): scan here.
-                Err(mpsc::SendError(job)) => {
+                Err(mpsc::SendError(batch)) => {
                     self.in_flight.fetch_sub(n, Ordering::Release);
-                    job
+                    batch
                 }
             }
         } else {
-            job
+            batch
         };
-        job.scan(self.opts, self.stats, &mut self.own);
+        for job in batch {
+            job.scan(self.opts, self.stats, &mut self.own);
+        }
     }
 
     /// Reads one file for scanning: whole (archives inside expanded), big ones in windows.
@@ -365,7 +395,8 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
 }
 
 fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
-    let fs = ext4_view::Ext4::load(Box::new(slice)).map_err(|e| format!("ext4: {e}"))?;
+    let fs = ext4_view::Ext4::load(Box::new(super::disk::ReadAhead::new(slice)))
+        .map_err(|e| format!("ext4: {e}"))?;
     // Directories and files are opened from their entries (by inode): `fs.read_dir(path)` and
     // `fs.open(path)` would resolve the path from the root again, reading every directory on the
     // way, entry by entry where it has no htree index.
