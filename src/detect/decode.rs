@@ -291,6 +291,19 @@ pub fn url_token_byte(b: u8) -> bool {
 
 const MAX_URL_TOKEN: usize = 8192;
 
+/// The token (run of URL characters, `MAX_URL_TOKEN` at most each way) around `data[h]`.
+pub fn url_token(data: &[u8], h: usize) -> (usize, usize) {
+    let mut s = h;
+    while s > 0 && h - s < MAX_URL_TOKEN && url_token_byte(data[s - 1]) {
+        s -= 1;
+    }
+    let mut e = h;
+    while e < data.len() && e - h < MAX_URL_TOKEN && url_token_byte(data[e]) {
+        e += 1;
+    }
+    (s, e)
+}
+
 /// A view of `data` where the tokens (runs of URL characters) around `hits` are percent-decoded,
 /// escape by escape, so offsets map back exactly. Only tokens that escape a character of the
 /// base64 alphabet (`%2F`, `%2B`, `%3D`) are decoded: others cannot hide a key.
@@ -300,15 +313,7 @@ pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
         if runs.last().is_some_and(|&(_, e)| h < e) {
             continue;
         }
-        let mut s = h;
-        while s > 0 && h - s < MAX_URL_TOKEN && url_token_byte(data[s - 1]) {
-            s -= 1;
-        }
-        let mut e = h;
-        while e < data.len() && e - h < MAX_URL_TOKEN && url_token_byte(data[e]) {
-            e += 1;
-        }
-        runs.push((s, e));
+        runs.push(url_token(data, h));
     }
     splice(data, Decoding::Url, &runs, |tok| {
         // Most tokens around keywords are plain URLs: nothing to decode.

@@ -249,14 +249,15 @@ impl Engine {
             }
             // Keywords are never percent-encoded, so URL-encoded secrets sit in a token that
             // also holds a keyword: decode the tokens around keyword hits (of the keywords whose
-            // rules ask for it: a URL's own "://" does not, see `url_decode`).
-            // Most regions hold no '%' at all (a plain URL, a `secret` in code): one memchr
-            // rules them out before any token is cut.
+            // rules ask for it: a URL's own "://" does not, see `url_decode`). Most tokens hold
+            // no '%' at all (a plain URL, a `secret` in code): their hits are dropped first,
+            // looking at the token only, not at the whole region a view would cover.
+            hits.retain(|&h| {
+                let (s, e) = decode::url_token(data, h);
+                memchr::memchr(b'%', &data[s..e]).is_some()
+            });
             hits.sort_unstable();
             for (s, e) in regions(data, &hits, decode::url_token_byte) {
-                if memchr::memchr(b'%', &data[s..e]).is_none() {
-                    continue;
-                }
                 let (a, b) = (
                     hits.partition_point(|&h| h < s),
                     hits.partition_point(|&h| h < e),
