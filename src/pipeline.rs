@@ -811,8 +811,8 @@ pub fn check_rules(engine: &Engine) -> Vec<String> {
                         }
                     };
                     // A positive example is also looked for in UTF-16 (little-endian, and
-                    // big-endian after its byte order mark), where the prefilter sees only a
-                    // short hint of each keyword.
+                    // big-endian with and without its byte order mark), where the prefilter
+                    // sees only a short hint of each keyword.
                     let units: Vec<u16> = text.encode_utf16().collect();
                     let encodings = [
                         ("", text.as_bytes().to_vec()),
@@ -826,6 +826,10 @@ pub fn check_rules(engine: &Engine) -> Vec<String> {
                                 .into_iter()
                                 .chain(units.iter().flat_map(|u| u.to_be_bytes()))
                                 .collect(),
+                        ),
+                        (
+                            " in UTF-16BE without a byte order mark",
+                            units.iter().flat_map(|u| u.to_be_bytes()).collect(),
                         ),
                     ];
                     let tried = if want {

@@ -142,17 +142,21 @@ pub fn utf16_view(data: &[u8], decoding: Decoding) -> Option<View> {
     let mut view = View::new(decoding, 0);
     let mut emit = |start: usize, chars: usize| {
         // Big-endian text read from its second byte has each character followed by the NUL of
-        // the next, so its last character is followed by none: in a big-endian input (a byte
-        // order mark says so) that character ends the run too. (In little-endian text the byte
-        // there belongs to whatever follows, so it is not taken.)
-        let tail =
-            (decoding == Decoding::Utf16Be && chars > 0 && start > 0 && data[start - 1] == 0)
-                .then(|| data.get(start + 2 * chars).copied().and_then(utf16_char))
-                .flatten();
-        if chars + usize::from(tail.is_some()) >= MIN_UTF16_CHARS {
-            let run: Vec<u8> = (0..chars)
-                .map(|k| utf16_char(data[start + 2 * k]).unwrap_or(b'?'))
-                .collect();
+        // the next, so its last character is followed by none: `tail` is that character, when
+        // the run starts after a NUL (as big-endian text does) and a text byte follows it. In a
+        // big-endian input (a byte order mark says so) it ends the run. Without a mark it may
+        // instead be the first byte of whatever follows little-endian text, so the run is given
+        // both ways, without and with it (what both find is reported once).
+        let tail = (chars > 0 && start > 0 && data[start - 1] == 0)
+            .then(|| data.get(start + 2 * chars).copied().and_then(utf16_char))
+            .flatten();
+        let run: Vec<u8> = (0..chars)
+            .map(|k| utf16_char(data[start + 2 * k]).unwrap_or(b'?'))
+            .collect();
+        let mut push = |tail: Option<u8>| {
+            if chars + usize::from(tail.is_some()) < MIN_UTF16_CHARS {
+                return;
+            }
             view.push(&run, start, 2 * chars, true);
             let mut end = start + 2 * chars;
             if let Some(c) = tail {
@@ -160,6 +164,14 @@ pub fn utf16_view(data: &[u8], decoding: Decoding) -> Option<View> {
                 end += 1;
             }
             view.push(b"\n", end, 0, true);
+        };
+        match tail {
+            Some(_) if decoding == Decoding::Utf16Be => push(tail),
+            Some(_) => {
+                push(None);
+                push(tail);
+            }
+            None => push(None),
         }
     };
     // Walk the NUL bytes: a run is NULs two apart, each after a text character.
@@ -443,5 +455,12 @@ mod tests {
         let v = utf16_view(&be, utf16_order(&be)).unwrap();
         assert_eq!(v.decoding, Decoding::Utf16Be);
         assert!(v.data.starts_with(text.as_bytes()), "{:?}", v.data);
+        // Big-endian without a byte order mark, ending at the input's end: the last character
+        // has no NUL after it, and is kept in the second reading of the run.
+        let be: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_be_bytes()).collect();
+        let v = utf16_view(&be, utf16_order(&be)).unwrap();
+        let want = format!("{}\n{text}\n", &text[..text.len() - 1]);
+        assert_eq!(String::from_utf8_lossy(&v.data), want);
+        assert_eq!(v.map_end(v.data.len() - 1), be.len());
     }
 }
