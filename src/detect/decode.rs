@@ -305,12 +305,24 @@ const MAX_URL_TOKEN: usize = 8192;
 
 /// The token (run of URL characters, `MAX_URL_TOKEN` at most each way) around `data[h]`.
 pub fn url_token(data: &[u8], h: usize) -> (usize, usize) {
-    let mut s = h;
-    while s > 0 && h - s < MAX_URL_TOKEN && url_token_byte(data[s - 1]) {
+    widen(data, h, h, MAX_URL_TOKEN, url_token_byte)
+}
+
+/// `data[start..end]` widened over the bytes `keep` accepts on each side, `limit` at most each
+/// way: the edges of the tokens a range cuts.
+pub fn widen(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    limit: usize,
+    keep: impl Fn(u8) -> bool,
+) -> (usize, usize) {
+    let mut s = start;
+    while s > 0 && start - s < limit && keep(data[s - 1]) {
         s -= 1;
     }
-    let mut e = h;
-    while e < data.len() && e - h < MAX_URL_TOKEN && url_token_byte(data[e]) {
+    let mut e = end;
+    while e < data.len() && e - end < limit && keep(data[e]) {
         e += 1;
     }
     (s, e)

@@ -324,14 +324,7 @@ impl Engine {
         let rule = &self.rules.rules[ri];
         // Stretch the window to the edges of the tokens it cuts, so `^`/`$` and the
         // boundary classes see real boundaries.
-        let mut s = start;
-        while s > 0 && start - s < MAX_BOUNDARY_STRETCH && is_token_byte(data[s - 1]) {
-            s -= 1;
-        }
-        let mut e = end;
-        while e < data.len() && e - end < MAX_BOUNDARY_STRETCH && is_token_byte(data[e]) {
-            e += 1;
-        }
+        let (s, e) = decode::widen(data, start, end, MAX_BOUNDARY_STRETCH, is_token_byte);
         let hay = &data[s..e];
         if rule.secret_group == 0 {
             for m in rule.regex.find_iter(hay) {
@@ -558,14 +551,7 @@ fn regions(data: &[u8], hits: &[usize], token: fn(u8) -> bool) -> Vec<(usize, us
         }
     }
     for r in &mut out {
-        let limit = 1 << 20;
-        let (s0, e0) = *r;
-        while r.0 > 0 && s0 - r.0 < limit && token(data[r.0 - 1]) {
-            r.0 -= 1;
-        }
-        while r.1 < data.len() && r.1 - e0 < limit && token(data[r.1]) {
-            r.1 += 1;
-        }
+        *r = decode::widen(data, r.0, r.1, 1 << 20, token);
     }
     // Widening may make neighbours overlap again.
     out.dedup_by(|b, a| {
