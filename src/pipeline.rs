@@ -336,6 +336,7 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
             overlap: plan.options.overlap,
             archives: plan.archives,
             threads: plan.options.threads,
+            queue_bytes: crate::source::volume::QUEUE_BYTES,
         };
         // The raw pass and the walk of the filesystems' files (with their paths) run at once;
         // the walk reads files on one thread and scans them on others (`walk_files`). A 2 GiB

@@ -556,7 +556,7 @@ impl Read for FileReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::disk::Disk;
-    use super::super::volume::{walk_files, FsKind, Part, WalkOptions};
+    use super::super::volume::{walk_files, FsKind, Part, WalkOptions, QUEUE_BYTES};
     use super::super::Stats;
     use crate::blob::{Blob, Origin};
     use std::os::unix::fs::FileExt;
@@ -606,8 +606,9 @@ mod tests {
         std::fs::read(out).unwrap()
     }
 
-    /// Walks the XFS image at `path`: (files read, bytes read, warnings).
-    fn walk(path: &std::path::Path) -> (usize, u64, usize) {
+    /// Walks the XFS image at `path`, with at most `queue_bytes` of files waiting for the
+    /// scanning threads: (files read, bytes read, warnings).
+    fn walk(path: &std::path::Path, queue_bytes: usize) -> (usize, u64, usize) {
         let disk = Arc::new(Disk::open(path).unwrap());
         let part = Part {
             name: "disk".into(),
@@ -622,6 +623,7 @@ mod tests {
             overlap: 4096,
             archives: Default::default(),
             threads: 2,
+            queue_bytes,
         };
         let stats = Stats::default();
         let (files, bytes) = (AtomicUsize::new(0), AtomicU64::new(0));
@@ -649,7 +651,11 @@ mod tests {
     fn every_directory_form_and_file_is_read() {
         let tmp = tempfile::tempdir().unwrap();
         image(tmp.path());
-        let (files, bytes, warnings) = walk(&tmp.path().join("xfs.img"));
+        let path = tmp.path().join("xfs.img");
+        let (files, bytes, warnings) = walk(&path, QUEUE_BYTES);
+        // With a 1-byte queue, the walking thread scans all but one batch at a time itself:
+        // the same files and bytes either way.
+        assert_eq!(walk(&path, 1), (files, bytes, warnings));
         assert_eq!(warnings, 0);
         assert_eq!(files, 1 + 40 + 400 + 3000 + 1);
         let expect = 12
@@ -703,7 +709,7 @@ mod tests {
                 f.write_all_at(&[b], at as u64).unwrap();
                 changed.push(at);
             }
-            let r = std::panic::catch_unwind(|| walk(&path));
+            let r = std::panic::catch_unwind(|| walk(&path, QUEUE_BYTES));
             let (files, _, warnings) = r.unwrap_or_else(|_| panic!("panic in round {round}"));
             for at in changed {
                 f.write_all_at(&img[at..at + 1], at as u64).unwrap();
