@@ -82,8 +82,9 @@ struct RuleSpec {
     regex: String,
     /// What must come right after a keyword hit (a regex, anchored there) for the window
     /// around the hit to be searched: a cheap test that drops most hits of a common keyword
-    /// (`://`, `secret`) before the rule's regex runs. It must follow from the regex: a match
-    /// of the regex that this rejects after its keyword is never found.
+    /// (`://`, `secret`) before the rule's regex runs. It sees the hit's window (`window[1]`
+    /// bytes). It must follow from the regex: a match of the regex that this rejects after its
+    /// keyword is not found (unless another hit's window holds it).
     #[serde(default)]
     follows: Option<String>,
     /// Bytes searched before and after each keyword hit.
