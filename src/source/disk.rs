@@ -455,10 +455,11 @@ impl ext4_view::Ext4Read for Slice {
     }
 }
 
-/// A slice for ext4-view, which reads a file a block at a time: on an image each read would be a
-/// system call (about 400,000 for a 2 GiB volume). A read that starts where the last one ended
-/// is served from a buffer filled `READ_AHEAD` bytes at a time; scattered reads (inodes,
-/// directory blocks) are made as asked, so they do not pull in bytes nobody wants.
+/// A slice for ext4-view, whose block cache reads a file a few blocks at a time: on an image
+/// each read is a system call (53,000 of 28 KiB on average for the 1.5 GB of files of a 2 GiB
+/// volume). A read that starts where the last one ended is served from a buffer filled
+/// `READ_AHEAD` bytes at a time (10,400 reads); scattered reads (inodes, directory blocks) are
+/// made as asked, so they do not pull in bytes nobody wants.
 pub struct ReadAhead {
     slice: Slice,
     buf: Vec<u8>,
