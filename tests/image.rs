@@ -247,6 +247,35 @@ fn every_file_of_a_3000_entry_ext4_directory_is_opened_with_its_path() {
     }
 }
 
+#[test]
+fn an_ext4_directory_linked_into_itself_is_walked_once() {
+    // debugfs links /a into /a/b: a loop no kernel would make, as a corrupt or crafted volume
+    // has. The walk must end (its paths would otherwise grow without end) and find the key.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(79).pair();
+    write(d, "root/a/b/.env", ini(&k, &s));
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "8M"]);
+    run(&["debugfs", "-w", "-R", "ln /a /a/b/loop", "ext4.img"]);
+    let (code, v) = image_json(d, &["ext4.img"]);
+    assert_eq!(code, 1, "{v:#}");
+    let file_places: Vec<&Value> = places_of(&v, &k)
+        .iter()
+        .filter(|p| p["raw"] != true)
+        .collect();
+    assert_eq!(file_places.len(), 1, "{v:#}");
+    let inner = file_places[0]["inner"].as_array().unwrap();
+    assert!(inner.iter().any(|x| x == "/a/b/.env"), "{v:#}");
+}
+
 /// Runs fixtures/images/make_disk.sh in `d` with `args`, which must succeed.
 fn make_disk_with(d: &std::path::Path, args: &[&str]) {
     let script =

@@ -399,14 +399,19 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
     }
 }
 
+/// The inode of an ext4 filesystem's root directory.
+const EXT4_ROOT_INODE: u32 = 2;
+
 fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
     let fs = ext4_view::Ext4::load(Box::new(super::disk::ReadAhead::new(slice)))
         .map_err(|e| format!("ext4: {e}"))?;
     // Directories and files are opened from their entries (by inode): `fs.read_dir(path)` and
     // `fs.open(path)` would resolve the path from the root again, reading every directory on the
     // way, entry by entry where it has no htree index.
-    // `None` is the root.
+    // `None` is the root. A directory is walked once: a corrupt or crafted filesystem can link
+    // a directory into itself, and its paths would grow without end.
     let mut dirs: Vec<Option<ext4_view::DirEntry>> = vec![None];
+    let mut seen = std::collections::HashSet::from([EXT4_ROOT_INODE]);
     while let Some(dir) = dirs.pop() {
         let (shown, entries) = match &dir {
             None => ("/".to_string(), fs.read_dir("/")),
@@ -433,7 +438,11 @@ fn walk_ext4<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result
             }
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                dirs.push(Some(entry));
+                // Not a second time: a loop in a corrupt directory tree (as the XFS and NTFS
+                // walks do; what it holds was walked under its first path).
+                if seen.insert(entry.inode()) {
+                    dirs.push(Some(entry));
+                }
             } else if ft.is_regular_file() {
                 let shown = entry.path().display().to_string();
                 match entry.open() {

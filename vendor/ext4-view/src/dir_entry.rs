@@ -366,6 +366,16 @@ impl DirEntry {
         File::open_inode(&self.fs, inode)
     }
 
+    /// The number of the inode the entry points to: two entries of the
+    /// same directory (a cycle made by a corrupt or crafted filesystem)
+    /// share it.
+    ///
+    /// keyhound's addition to ext4-view 1.0.0 (see `vendor/README.md`).
+    #[must_use]
+    pub fn inode(&self) -> u32 {
+        self.inode.get()
+    }
+
     /// Read the entry as a directory, from its inode rather than by
     /// resolving its path again from the root (see [`DirEntry::open`]).
     ///
