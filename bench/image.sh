@@ -14,7 +14,8 @@
 #
 # Each image is first dropped from the page cache and read once (`warm`). Each time is the best
 # of RUNS runs, cat's and keyhound's taken in turn (shared machines are noisy). Prints both,
-# keyhound's share of cat's throughput (target >= 70%) and its peak RSS (target < 256 MB). Needs python3, GNU time, bc, and mkfs.ext4 (e2fsprogs) for the ext4 image.
+# keyhound's share of cat's throughput (target >= 70%) and its peak RSS (target < 256 MB).
+# Needs python3, GNU time, bc, and mkfs.ext4 (e2fsprogs) for the ext4 image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-bench/out/images}

@@ -340,8 +340,9 @@ pub fn image(plan: ImagePlan) -> Result<u8> {
         };
         // The raw pass and the walk of the filesystems' files (with their paths) run at once;
         // the walk reads files on one thread and scans them on others (`walk_files`). A 2 GiB
-        // ext4 volume of /usr/share on two cores: 1.85 s one after the other; 1.30 s at once
-        // with the walk scanning on its own thread; see the README for the figure now.
+        // ext4 volume of /usr/share on two cores: 1.85 s one after the other, 1.30 s at once
+        // with the walk scanning on its own thread, 0.84–0.93 s with its files scanned on
+        // other threads.
         std::thread::scope(|s| {
             s.spawn(|| {
                 crate::source::image::raw_pass(&disk, &raw_origin, &plan.options, &stats, &|| {

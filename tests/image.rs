@@ -148,22 +148,20 @@ fn a_deleted_files_key_is_found_in_an_ext4_image() {
         format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n"),
     );
     write(d, "root/etc/motd", "hello\n");
-    let ok = |c: &mut Command| {
-        let o = c.current_dir(d).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{:?}: {}",
-            c,
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    ok(Command::new("mkfs.ext4").args(["-q", "-F", "-d", "root", "ext4.img", "16M"]));
-    ok(Command::new("debugfs").args([
-        "-w",
-        "-R",
-        "rm /home/ec2-user/.aws/credentials",
-        "ext4.img",
-    ]));
+    tool(
+        d,
+        &["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "16M"],
+    );
+    tool(
+        d,
+        &[
+            "debugfs",
+            "-w",
+            "-R",
+            "rm /home/ec2-user/.aws/credentials",
+            "ext4.img",
+        ],
+    );
     // debugfs really removed it: the directory no longer lists the file.
     let ls = Command::new("debugfs")
         .args(["-R", "ls -l /home/ec2-user/.aws", "ext4.img"])
@@ -217,12 +215,10 @@ fn every_file_of_a_3000_entry_ext4_directory_is_opened_with_its_path() {
         format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
     );
     planted.push((k, "/var/big/sub/deeper/last.env".to_string()));
-    let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d", "root", "ext4.img", "32M"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tool(
+        d,
+        &["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "32M"],
+    );
 
     let (code, v) = image_json(d, &["ext4.img"]);
     assert_eq!(code, 1, "{v:#}");
@@ -255,18 +251,32 @@ fn an_ext4_directory_linked_into_itself_is_walked_once() {
     let d = tmp.path();
     let (k, s) = Keys::new(79).pair();
     write(d, "root/a/b/.env", ini(&k, &s));
-    let run = |args: &[&str]| {
-        let o = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    run(&["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "8M"]);
-    run(&["debugfs", "-w", "-R", "ln /a /a/b/loop", "ext4.img"]);
-    let (code, v) = image_json(d, &["ext4.img"]);
-    assert_eq!(code, 1, "{v:#}");
+    tool(
+        d,
+        &["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "8M"],
+    );
+    tool(d, &["debugfs", "-w", "-R", "ln /a /a/b/loop", "ext4.img"]);
+    // Under `timeout`: a walk that loops fails the test instead of hanging it.
+    let o = Command::new("timeout")
+        .args([
+            "120",
+            env!("CARGO_BIN_EXE_keyhound"),
+            "image",
+            "--format",
+            "json",
+        ])
+        .args(["--show-secrets", "ext4.img"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
     let file_places: Vec<&Value> = places_of(&v, &k)
         .iter()
         .filter(|p| p["raw"] != true)
@@ -276,37 +286,29 @@ fn an_ext4_directory_linked_into_itself_is_walked_once() {
     assert!(inner.iter().any(|x| x == "/a/b/.env"), "{v:#}");
 }
 
-/// Runs fixtures/images/make_disk.sh in `d` with `args`, which must succeed.
-fn make_disk_with(d: &std::path::Path, args: &[&str]) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/make_disk.sh");
-    let o = Command::new("bash")
-        .arg(script)
-        .args(args)
+/// Runs the tool `cmd[0]` with the rest of `cmd` as arguments in `d`, which must succeed.
+fn tool(d: &std::path::Path, cmd: &[&str]) {
+    let o = Command::new(cmd[0])
+        .args(&cmd[1..])
         .current_dir(d)
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{}: {e}", cmd[0]));
     assert!(
         o.status.success(),
-        "{args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
 
+/// Runs fixtures/images/make_disk.sh in `d` with `args`, which must succeed.
+fn make_disk_with(d: &std::path::Path, args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_disk.sh");
+    tool(d, &[&["bash", script], args].concat());
+}
+
 /// `qemu-img convert ARGS SRC DST` in `d`, which must succeed.
 fn qemu_convert(d: &std::path::Path, args: &[&str], src: &str, dst: &str) {
-    let o = Command::new("qemu-img")
-        .arg("convert")
-        .args(args)
-        .args([src, dst])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    tool(d, &[&["qemu-img", "convert"], args, &[src, dst]].concat());
 }
 
 /// An AWS credentials file holding one pair.

@@ -237,12 +237,12 @@ impl Engine {
             // Decoded views cover only the neighbourhood of what calls for them, not the whole
             // blob: a hint in a 16 MiB window decodes and rescans kilobytes.
             let order = decode::utf16_order(data);
-            for (s, e) in regions(data, &u16, decode::utf16_byte) {
+            for (s, e) in regions(data, &mut u16, decode::utf16_byte) {
                 if let Some(v) = decode::utf16_view(&data[s..e], order) {
                     self.scan_child(&v, s, depth, false, &mut out);
                 }
             }
-            for (s, e) in regions(data, &b64, decode::is_b64) {
+            for (s, e) in regions(data, &mut b64, decode::is_b64) {
                 if let Some(v) = decode::base64_view(&data[s..e]) {
                     self.scan_child(&v, s, depth, true, &mut out);
                 }
@@ -256,8 +256,7 @@ impl Engine {
                 let (s, e) = decode::url_token(data, h);
                 memchr::memchr(b'%', &data[s..e]).is_some()
             });
-            hits.sort_unstable();
-            for (s, e) in regions(data, &hits, decode::url_token_byte) {
+            for (s, e) in regions(data, &mut hits, decode::url_token_byte) {
                 let (a, b) = (
                     hits.partition_point(|&h| h < s),
                     hits.partition_point(|&h| h < e),
@@ -535,12 +534,11 @@ fn is_token_byte(b: u8) -> bool {
 const VIEW_REACH: usize = 16 << 10;
 
 /// Merged regions of `VIEW_REACH` around `hits`, widened to the edges of the tokens (`token`
-/// bytes) they would cut.
-fn regions(data: &[u8], hits: &[usize], token: fn(u8) -> bool) -> Vec<(usize, usize)> {
+/// bytes) they would cut. Sorts `hits` (the prefilter gives them in order per searcher only).
+fn regions(data: &[u8], hits: &mut [usize], token: fn(u8) -> bool) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
-    let mut sorted = hits.to_vec();
-    sorted.sort_unstable();
-    for h in sorted {
+    hits.sort_unstable();
+    for &h in &*hits {
         let (s, e) = (
             h.saturating_sub(VIEW_REACH),
             (h + VIEW_REACH).min(data.len()),
@@ -625,7 +623,7 @@ mod tests {
     fn regions_merge_and_reach_token_edges() {
         let mut data = vec![b' '; 100_000];
         data[42_300..42_500].fill(b'A'); // a token across the reach of the first hits
-        let r = regions(&data, &[24_000, 90_000, 26_000], decode::is_b64);
+        let r = regions(&data, &mut [24_000, 90_000, 26_000], decode::is_b64);
         assert_eq!(
             r,
             vec![

@@ -274,24 +274,20 @@ impl RuleSet {
             // classes are byte classes, and every rule compiles to a far smaller automaton.
             // Starting a scan took 28–31 ms, of which compiling Unicode classes (`[^\s…]`,
             // `(?i)`) was most; now 16 ms (a pre-commit hook pays it on every commit).
-            let regex = RegexBuilder::new(&s.regex)
-                .unicode(false)
-                .size_limit(1 << 24)
-                .build()
-                .with_context(|| ctx("regex"))?;
+            let compile = |pattern: &str, what: &str| -> Result<Regex> {
+                RegexBuilder::new(pattern)
+                    .unicode(false)
+                    .size_limit(1 << 24)
+                    .build()
+                    .with_context(|| ctx(what))
+            };
+            let regex = compile(&s.regex, "regex")?;
             let secret_group = regex
                 .capture_names()
                 .position(|n| n == Some("secret"))
                 .unwrap_or(if regex.captures_len() > 1 { 1 } else { 0 });
             let compile_all = |v: &[String], what: &str| -> Result<Vec<Regex>> {
-                v.iter()
-                    .map(|r| {
-                        RegexBuilder::new(r)
-                            .unicode(false)
-                            .build()
-                            .with_context(|| ctx(what))
-                    })
-                    .collect()
+                v.iter().map(|r| compile(r, what)).collect()
             };
             let near = match &s.near {
                 Some(n) => Some(lookup(n, "near", &s.id)?),
@@ -306,13 +302,7 @@ impl RuleSet {
             let follows = s
                 .follows
                 .as_deref()
-                .map(|f| {
-                    RegexBuilder::new(&format!("^(?:{f})"))
-                        .unicode(false)
-                        .size_limit(1 << 24)
-                        .build()
-                        .with_context(|| ctx("follows"))
-                })
+                .map(|f| compile(&format!("^(?:{f})"), "follows"))
                 .transpose()?;
             if let Some(k) = s.keywords.iter().find(|k| k.len() < 3) {
                 bail!(
