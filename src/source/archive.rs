@@ -120,9 +120,38 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
     pub fn bytes(&mut self, data: &[u8], kind: Kind, origin: &Arc<Origin>) -> bool {
         let r = match kind {
             Kind::Zip => self.zip(Cursor::new(data), origin, 1),
+            Kind::Gzip => match self.inflate_whole(data) {
+                Some(out) => self.inflated(&out, origin, 1),
+                None => self.stream(kind, &mut { data }, origin, 1),
+            },
             k => self.stream(k, &mut { data }, origin, 1),
         };
         self.finish(r, kind, origin)
+    }
+
+    /// `data` inflated in one call, when it is exactly one whole gzip member whose stated size
+    /// (its last four bytes) is within the budgets. `None` sends it down the streaming path
+    /// (flate2), which reads several members, damaged ones and bombs, with its warnings.
+    fn inflate_whole(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let tail = data.get(data.len().checked_sub(4)?..)?;
+        let size = u32::from_le_bytes(tail.try_into().ok()?) as u64;
+        let l = &self.limits;
+        let after = self.expanded + size;
+        if size > l.max_buffer as u64
+            || after > l.max_bytes
+            || (after > l.ratio_after && after / self.input_len > l.max_ratio)
+        {
+            return None;
+        }
+        thread_local! {
+            static INFLATER: std::cell::RefCell<Option<Inflater>> = const { std::cell::RefCell::new(None) };
+        }
+        INFLATER.with_borrow_mut(|i| {
+            if i.is_none() {
+                *i = Inflater::new();
+            }
+            i.as_mut()?.gzip_member(data, size as usize)
+        })
     }
 
     /// Expands an archive file; a zip is read through its `Seek`.
@@ -257,6 +286,34 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
         self.member(&mut r, &child(origin, &name), depth)
     }
 
+    /// `decompressed` for bytes in memory: the leaf member is scanned where it lies, not
+    /// copied window by window.
+    fn inflated(&mut self, data: &[u8], origin: &Arc<Origin>, depth: usize) -> Result<(), Stop> {
+        if sniff(data) == Some(Kind::Tar) {
+            return self.tar(&mut { data }, origin, depth);
+        }
+        let origin = child(origin, &decompressed_name(origin));
+        self.entries += 1;
+        self.budget()?;
+        let cap = self.limits.max_bytes.saturating_sub(self.expanded) + 1;
+        let data = &data[..data.len().min(usize::try_from(cap).unwrap_or(usize::MAX))];
+        let result = match (depth < self.limits.max_depth)
+            .then(|| sniff(data))
+            .flatten()
+        {
+            Some(Kind::Zip) => self.zip(Cursor::new(data), &origin, depth + 1),
+            Some(k) => self.stream(k, &mut { data }, &origin, depth + 1),
+            None => {
+                let l = &self.limits;
+                super::fs::windows(data, &origin, 0, l.chunk, l.overlap, &mut *self.f);
+                Ok(())
+            }
+        };
+        self.expanded += data.len() as u64;
+        result?;
+        self.budget()
+    }
+
     fn tar(&mut self, r: &mut dyn Read, origin: &Arc<Origin>, depth: usize) -> Result<(), Stop> {
         let mut a = tar::Archive::new(r);
         for entry in a.entries()? {
@@ -307,6 +364,53 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
         self.expanded += counted.n;
         result?;
         self.budget()
+    }
+}
+
+/// libdeflate's decompressor (see Cargo.toml for why): a whole gzip member in, all its bytes out.
+struct Inflater(std::ptr::NonNull<libdeflate_sys::libdeflate_decompressor>);
+
+impl Inflater {
+    fn new() -> Option<Inflater> {
+        // SAFETY: no preconditions; NULL (out of memory) is checked.
+        std::ptr::NonNull::new(unsafe { libdeflate_sys::libdeflate_alloc_decompressor() })
+            .map(Inflater)
+    }
+
+    /// The bytes of the gzip member that is all of `data`, if it inflates to at most `cap`
+    /// bytes. `None` if `data` is damaged, holds more than one member or trailing bytes, or
+    /// inflates to more.
+    fn gzip_member(&mut self, data: &[u8], cap: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::<u8>::with_capacity(cap);
+        let (mut used, mut wrote) = (0usize, 0usize);
+        // SAFETY: the decompressor is live and used by this thread only (`&mut self`); the
+        // input is `data.len()` readable bytes; the output is `out`'s capacity of writable
+        // bytes, which libdeflate writes only within; both counts are written before return.
+        let r = unsafe {
+            libdeflate_sys::libdeflate_gzip_decompress_ex(
+                self.0.as_ptr(),
+                data.as_ptr().cast(),
+                data.len(),
+                out.as_mut_ptr().cast(),
+                out.capacity(),
+                &mut used,
+                &mut wrote,
+            )
+        };
+        if r != libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS || used != data.len() {
+            return None;
+        }
+        // SAFETY: on success libdeflate has written `wrote` (at most the capacity) bytes from
+        // the start of `out`.
+        unsafe { out.set_len(wrote.min(out.capacity())) };
+        Some(out)
+    }
+}
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0.as_ptr()) }
     }
 }
 
@@ -405,6 +509,76 @@ mod tests {
         assert!(w[0].contains("zeros.gz") && w[0].contains("200×"), "{w:?}");
         assert!(stats.incomplete());
         assert!(windows > 0, "what was expanded before the stop was scanned");
+    }
+
+    /// The blobs an input gives, as (origin, offset, line, owned bytes), and the warnings.
+    fn expand(data: &[u8], limits: Limits, whole: bool) -> (Vec<String>, Vec<String>) {
+        let stats = Stats::default();
+        let mut seen = Vec::new();
+        let mut f = |b: Blob| {
+            let own = String::from_utf8_lossy(&b.data[b.own.clone()]).into_owned();
+            seen.push(format!("{} @{} l{} {own}", b.origin, b.offset, b.line));
+        };
+        let origin = Arc::new(Origin::file("logs/app.log.gz"));
+        let mut ex = Expander::new(limits, &stats, data.len() as u64, &mut f);
+        let r = if whole {
+            ex.bytes(data, Kind::Gzip, &origin)
+        } else {
+            let r = ex.stream(Kind::Gzip, &mut { data }, &origin, 1);
+            ex.finish(r, Kind::Gzip, &origin)
+        };
+        assert!(r);
+        (seen, stats.warnings())
+    }
+
+    #[test]
+    fn gzip_in_memory_is_inflated_whole_as_the_stream_reads_it() {
+        use std::io::Write;
+        let gz = |text: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        };
+        let lines = |from: u32| -> Vec<u8> {
+            (from..from + 40_000)
+                .flat_map(|i| format!("line {i}\n").into_bytes())
+                .collect()
+        };
+        let one = gz(&lines(0));
+        let two = [gz(&lines(0)), gz(&lines(40_000))].concat();
+        let mut padded = one.clone();
+        padded.extend([0u8; 512]);
+        let mut lying = one.clone();
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        let mut inflater = Inflater::new().unwrap();
+        assert_eq!(inflater.gzip_member(&one, 1 << 20), Some(lines(0)));
+        for (name, data) in [
+            ("one", &one),
+            ("two", &two),
+            ("padded", &padded),
+            ("lying", &lying),
+        ] {
+            if name != "one" {
+                assert_eq!(inflater.gzip_member(data, 1 << 20), None, "{name}");
+            }
+            // Small windows, so that lines are counted across several.
+            let limits = Limits {
+                chunk: 64 << 10,
+                overlap: 4 << 10,
+                ..Limits::default()
+            };
+            let fast = expand(data, limits, true);
+            assert_eq!(fast, expand(data, limits, false), "{name}");
+            let fast = fast.0;
+            assert!(fast.len() > 3, "{name}: {fast:?}");
+            assert!(fast
+                .iter()
+                .all(|b| b.starts_with("logs/app.log.gz › app.log @")));
+        }
+        // The second member is read.
+        let (blobs, _) = expand(&two, Limits::default(), true);
+        assert!(blobs.concat().contains("line 79999"));
     }
 
     #[test]

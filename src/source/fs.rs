@@ -225,8 +225,8 @@ fn own_end(window: &[u8], own_start: usize, overlap: usize) -> usize {
 }
 
 /// The windows `stream` would make of `data` (which starts at `offset` of its input), cut from
-/// it in place: for bytes already in memory (a mapped disk image). Lines are not counted, as
-/// `stream` does not for raw origins.
+/// it in place: for bytes already in memory (a mapped disk image, an inflated file). Lines are
+/// counted as `stream` counts them: not for raw origins.
 pub fn windows<F: FnMut(Blob)>(
     data: &[u8],
     origin: &Arc<Origin>,
@@ -238,6 +238,7 @@ pub fn windows<F: FnMut(Blob)>(
     let chunk = chunk.max(2 * overlap);
     let mut from = 0; // start of the window (context before what it owns)
     let mut own_start = 0; // relative to `from`
+    let mut line = 0u64; // newlines before `from`
     loop {
         let end = (from + overlap + chunk).min(data.len());
         let w = &data[from..end];
@@ -253,13 +254,16 @@ pub fn windows<F: FnMut(Blob)>(
             data: w,
             origin: origin.clone(),
             offset: offset + from as u64,
-            line: 0,
+            line,
             own,
         });
         if eof {
             return;
         }
         let keep_from = next.saturating_sub(overlap);
+        if !origin.raw {
+            line += memchr::memchr_iter(b'\n', &data[from..keep_from]).count() as u64;
+        }
         own_start = next - keep_from;
         from = keep_from;
     }
@@ -316,33 +320,38 @@ mod tests {
             let data: Vec<u8> = (0..len)
                 .map(|_| if rng.u8(..) < 8 { b'\n' } else { rng.u8(..) })
                 .collect();
-            let mut origin = Origin::file("x");
-            origin.raw = true;
-            let origin = Arc::new(origin);
-            let (mut streamed, mut mapped) = (Vec::new(), Vec::new());
-            let mut buf = Vec::new();
-            let note = |v: &mut Vec<_>, b: Blob| {
-                let o = b.offset as usize;
-                assert_eq!(b.data, &data[o..o + b.data.len()]);
-                if !b.own.is_empty() {
-                    v.push((o + b.own.start, o + b.own.end));
-                }
-            };
-            stream(
-                &mut &data[..],
-                &origin,
-                64 << 10,
-                4096,
-                &mut buf,
-                &mut |b| note(&mut streamed, b),
-            )
-            .unwrap();
-            windows(&data, &origin, 0, 64 << 10, 4096, &mut |b| {
-                note(&mut mapped, b)
-            });
-            assert_eq!(streamed, mapped, "{len}");
-            let covered: usize = mapped.iter().map(|(s, e)| e - s).sum();
-            assert_eq!(covered, len);
+            // Lines are counted for files, not for raw origins (image bytes).
+            for raw in [true, false] {
+                let mut origin = Origin::file("x");
+                origin.raw = raw;
+                let origin = Arc::new(origin);
+                let (mut streamed, mut mapped) = (Vec::new(), Vec::new());
+                let mut buf = Vec::new();
+                let note = |v: &mut Vec<_>, b: Blob| {
+                    let o = b.offset as usize;
+                    assert_eq!(b.data, &data[o..o + b.data.len()]);
+                    let nl = memchr::memchr_iter(b'\n', &data[..o]).count() as u64;
+                    assert_eq!(b.line, if raw { 0 } else { nl });
+                    if !b.own.is_empty() {
+                        v.push((o + b.own.start, o + b.own.end, b.line));
+                    }
+                };
+                stream(
+                    &mut &data[..],
+                    &origin,
+                    64 << 10,
+                    4096,
+                    &mut buf,
+                    &mut |b| note(&mut streamed, b),
+                )
+                .unwrap();
+                windows(&data, &origin, 0, 64 << 10, 4096, &mut |b| {
+                    note(&mut mapped, b)
+                });
+                assert_eq!(streamed, mapped, "{len}");
+                let covered: usize = mapped.iter().map(|(s, e, _)| e - s).sum();
+                assert_eq!(covered, len);
+            }
         }
     }
 }
