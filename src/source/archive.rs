@@ -2,6 +2,9 @@
 //! by content, not by name: zip (jar, war, whl, docx…), tar, gzip, bzip2, xz and zstd, nested to
 //! a configurable depth. Streams (tar and the compressions) are read without buffering; a zip is
 //! opened through `Seek` — the file itself, or, nested, a buffer of at most `max_buffer` bytes.
+//! Two common cases are inflated whole instead, in one libdeflate call each (`Inflater`): a gzip
+//! file already in memory and a zip's deflated members, when their stated size is within the
+//! budgets (and `max_buffer`); anything they cannot read whole goes down the streaming path.
 //!
 //! Budgets against bombs, per outermost input: expanded bytes, expansion ratio and entries.
 //! Over budget the expansion stops with a warning naming the archive; what was found stays.
@@ -135,23 +138,43 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
     fn inflate_whole(&self, data: &[u8]) -> Option<Vec<u8>> {
         let tail = data.get(data.len().checked_sub(4)?..)?;
         let size = u32::from_le_bytes(tail.try_into().ok()?) as u64;
+        if !self.fits(size) {
+            return None;
+        }
+        Inflater::with(|i| i.inflate(Format::Gzip, data, size as usize))
+    }
+
+    /// Whether `size` more bytes, held in memory at once, stay within the budgets.
+    fn fits(&self, size: u64) -> bool {
         let l = &self.limits;
         let after = self.expanded + size;
-        if size > l.max_buffer as u64
-            || after > l.max_bytes
-            || (after > l.ratio_after && after / self.input_len > l.max_ratio)
+        size <= l.max_buffer as u64
+            && after <= l.max_bytes
+            && (after <= l.ratio_after || after / self.input_len <= l.max_ratio)
+    }
+
+    /// Member `i` of a zip, named and inflated in one call, when it is deflated, not encrypted
+    /// and within the budgets, and its checksum holds. `None` leaves it to the zip crate's
+    /// reader (zlib-rs, a buffer at a time), which says what is wrong with it, if anything.
+    fn inflate_zip_member<R: Read + Seek>(
+        &self,
+        z: &mut zip::ZipArchive<R>,
+        i: usize,
+    ) -> Option<(String, Vec<u8>)> {
+        let mut m = z.by_index_raw(i).ok()?;
+        if m.compression() != zip::CompressionMethod::Deflated
+            || m.encrypted()
+            || m.is_dir()
+            || !self.fits(m.size())
         {
             return None;
         }
-        thread_local! {
-            static INFLATER: std::cell::RefCell<Option<Inflater>> = const { std::cell::RefCell::new(None) };
-        }
-        INFLATER.with_borrow_mut(|i| {
-            if i.is_none() {
-                *i = Inflater::new();
-            }
-            i.as_mut()?.gzip_member(data, size as usize)
-        })
+        let (size, crc) = (m.size() as usize, m.crc32());
+        let name = m.name().ok()?.into_owned();
+        let mut packed = Vec::new();
+        m.read_to_end(&mut packed).ok()?;
+        let out = Inflater::with(|i| i.inflate(Format::Deflate, &packed, size))?;
+        (out.len() == size && crc32fast::hash(&out) == crc).then_some((name, out))
     }
 
     /// Expands an archive file; a zip is read through its `Seek`.
@@ -216,6 +239,10 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
     ) -> Result<(), Stop> {
         let mut z = zip::ZipArchive::new(r)?;
         for i in 0..z.len() {
+            if let Some((name, data)) = self.inflate_zip_member(&mut z, i) {
+                self.member_bytes(&data, &child(origin, &name), depth)?;
+                continue;
+            }
             let m = match z.by_index(i) {
                 Ok(m) => m,
                 Err(zip::result::ZipError::UnsupportedArchive(why)) => {
@@ -292,7 +319,16 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
         if sniff(data) == Some(Kind::Tar) {
             return self.tar(&mut { data }, origin, depth);
         }
-        let origin = child(origin, &decompressed_name(origin));
+        self.member_bytes(data, &child(origin, &decompressed_name(origin)), depth)
+    }
+
+    /// `member` for bytes in memory.
+    fn member_bytes(
+        &mut self,
+        data: &[u8],
+        origin: &Arc<Origin>,
+        depth: usize,
+    ) -> Result<(), Stop> {
         self.entries += 1;
         self.budget()?;
         let cap = self.limits.max_bytes.saturating_sub(self.expanded) + 1;
@@ -301,11 +337,11 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             .then(|| sniff(data))
             .flatten()
         {
-            Some(Kind::Zip) => self.zip(Cursor::new(data), &origin, depth + 1),
-            Some(k) => self.stream(k, &mut { data }, &origin, depth + 1),
+            Some(Kind::Zip) => self.zip(Cursor::new(data), origin, depth + 1),
+            Some(k) => self.stream(k, &mut { data }, origin, depth + 1),
             None => {
                 let l = &self.limits;
-                super::fs::windows(data, &origin, 0, l.chunk, l.overlap, &mut *self.f);
+                super::fs::windows(data, origin, 0, l.chunk, l.overlap, &mut *self.f);
                 Ok(())
             }
         };
@@ -367,7 +403,15 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
     }
 }
 
-/// libdeflate's decompressor (see Cargo.toml for why): a whole gzip member in, all its bytes out.
+/// What `Inflater::inflate` reads: a gzip member (header, deflate stream, checksum and size) or
+/// a bare deflate stream (a zip member).
+#[derive(Clone, Copy)]
+enum Format {
+    Gzip,
+    Deflate,
+}
+
+/// libdeflate's decompressor (see Cargo.toml for why): a whole stream in, all its bytes out.
 struct Inflater(std::ptr::NonNull<libdeflate_sys::libdeflate_decompressor>);
 
 impl Inflater {
@@ -377,17 +421,34 @@ impl Inflater {
             .map(Inflater)
     }
 
-    /// The bytes of the gzip member that is all of `data`, if it inflates to at most `cap`
-    /// bytes. `None` if `data` is damaged, holds more than one member or trailing bytes, or
-    /// inflates to more.
-    fn gzip_member(&mut self, data: &[u8], cap: usize) -> Option<Vec<u8>> {
+    /// Runs `f` with this thread's decompressor (made on first use).
+    fn with<T>(f: impl FnOnce(&mut Inflater) -> Option<T>) -> Option<T> {
+        thread_local! {
+            static INFLATER: std::cell::RefCell<Option<Inflater>> = const { std::cell::RefCell::new(None) };
+        }
+        INFLATER.with_borrow_mut(|i| {
+            if i.is_none() {
+                *i = Inflater::new();
+            }
+            f(i.as_mut()?)
+        })
+    }
+
+    /// The bytes of the one stream that is all of `data`, if it inflates to at most `cap`
+    /// bytes. `None` if `data` is damaged, holds more than one gzip member or trailing bytes,
+    /// or inflates to more.
+    fn inflate(&mut self, format: Format, data: &[u8], cap: usize) -> Option<Vec<u8>> {
         let mut out = Vec::<u8>::with_capacity(cap);
         let (mut used, mut wrote) = (0usize, 0usize);
+        let call = match format {
+            Format::Gzip => libdeflate_sys::libdeflate_gzip_decompress_ex,
+            Format::Deflate => libdeflate_sys::libdeflate_deflate_decompress_ex,
+        };
         // SAFETY: the decompressor is live and used by this thread only (`&mut self`); the
         // input is `data.len()` readable bytes; the output is `out`'s capacity of writable
         // bytes, which libdeflate writes only within; both counts are written before return.
         let r = unsafe {
-            libdeflate_sys::libdeflate_gzip_decompress_ex(
+            call(
                 self.0.as_ptr(),
                 data.as_ptr().cast(),
                 data.len(),
@@ -552,7 +613,10 @@ mod tests {
         let n = lying.len();
         lying[n - 4..].copy_from_slice(&10u32.to_le_bytes());
         let mut inflater = Inflater::new().unwrap();
-        assert_eq!(inflater.gzip_member(&one, 1 << 20), Some(lines(0)));
+        assert_eq!(
+            inflater.inflate(Format::Gzip, &one, 1 << 20),
+            Some(lines(0))
+        );
         for (name, data) in [
             ("one", &one),
             ("two", &two),
@@ -560,7 +624,11 @@ mod tests {
             ("lying", &lying),
         ] {
             if name != "one" {
-                assert_eq!(inflater.gzip_member(data, 1 << 20), None, "{name}");
+                assert_eq!(
+                    inflater.inflate(Format::Gzip, data, 1 << 20),
+                    None,
+                    "{name}"
+                );
             }
             // Small windows, so that lines are counted across several.
             let limits = Limits {
@@ -579,6 +647,70 @@ mod tests {
         // The second member is read.
         let (blobs, _) = expand(&two, Limits::default(), true);
         assert!(blobs.concat().contains("line 79999"));
+    }
+
+    #[test]
+    fn zip_members_inflated_whole_are_the_members_the_zip_crate_reads() {
+        use std::io::Write;
+        use zip::write::SimpleFileOptions;
+        let text: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = |m| SimpleFileOptions::default().compression_method(m);
+        w.start_file("a.txt", opts(zip::CompressionMethod::Deflated))
+            .unwrap();
+        w.write_all(&text).unwrap();
+        w.start_file("b.txt", opts(zip::CompressionMethod::Stored))
+            .unwrap();
+        w.write_all(b"stored\n").unwrap();
+        w.add_directory("d/", opts(zip::CompressionMethod::Stored))
+            .unwrap();
+        w.start_file("d/empty", opts(zip::CompressionMethod::Deflated))
+            .unwrap();
+        let zipped = w.finish().unwrap().into_inner();
+
+        let stats = Stats::default();
+        let mut f = |_: Blob| {};
+        let ex = Expander::new(Limits::default(), &stats, zipped.len() as u64, &mut f);
+        let mut z = zip::ZipArchive::new(Cursor::new(&zipped[..])).unwrap();
+        let mut fast_ones = 0;
+        for i in 0..z.len() {
+            let fast = ex.inflate_zip_member(&mut z, i);
+            let mut m = z.by_index(i).unwrap();
+            let mut slow = Vec::new();
+            m.read_to_end(&mut slow).unwrap();
+            if m.compression() == zip::CompressionMethod::Deflated && !m.is_dir() {
+                assert_eq!(fast, Some((m.name().unwrap().into_owned(), slow)));
+                fast_ones += 1;
+            } else {
+                assert_eq!(fast, None, "{}", m.name().unwrap());
+            }
+        }
+        assert_eq!(fast_ones, 2);
+
+        // A wrong checksum: the zip crate's reader reads the member and says so.
+        let crc = crc32fast::hash(&text).to_le_bytes();
+        let at = zipped.windows(4).rposition(|w| w == crc).unwrap();
+        let mut bad = zipped.clone();
+        bad[at] ^= 1;
+        let mut z = zip::ZipArchive::new(Cursor::new(&bad[..])).unwrap();
+        assert_eq!(ex.inflate_zip_member(&mut z, 0), None);
+        let stats = Stats::default();
+        let mut lines = 0;
+        let mut f = |b: Blob| lines += b.data[b.own].iter().filter(|&&c| c == b'\n').count();
+        let origin = Arc::new(Origin::file("x.zip"));
+        Expander::new(Limits::default(), &stats, bad.len() as u64, &mut f).bytes(
+            &bad,
+            Kind::Zip,
+            &origin,
+        );
+        let w = stats.warnings();
+        assert_eq!(lines, 40_000, "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains("x.zip") && w[0].contains("checksum"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -185,10 +185,14 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         // archive member must not cost a 16 MiB memset).
         let want = overlap + chunk;
         let before = buf.len();
-        Read::take(&mut *r, (want - before) as u64).read_to_end(buf)?;
+        // On a read error (a damaged archive member, a bad checksum at its end), what was read
+        // is still scanned, then the error returned.
+        let failed = Read::take(&mut *r, (want - before) as u64)
+            .read_to_end(buf)
+            .err();
         let filled = buf.len();
         total += (filled - before) as u64;
-        let eof = filled < want;
+        let eof = failed.is_some() || filled < want;
         // This window owns detections starting in [own_start, own_end).
         let own_end = if eof {
             buf.len()
@@ -203,7 +207,7 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
             own: own_start..own_end,
         });
         if eof {
-            return Ok(total);
+            return failed.map_or(Ok(total), Err);
         }
         // Keep `overlap` bytes of context before the next owned range.
         let keep_from = own_end.saturating_sub(overlap);
