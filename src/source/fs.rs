@@ -199,13 +199,15 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         } else {
             own_end(buf, own_start, overlap)
         };
-        handle(Blob {
-            data: buf,
-            origin: origin.clone(),
-            offset,
-            line,
-            own: own_start..own_end,
-        });
+        if failed.is_none() || own_end > own_start {
+            handle(Blob {
+                data: buf,
+                origin: origin.clone(),
+                offset,
+                line,
+                own: own_start..own_end,
+            });
+        }
         if eof {
             return failed.map_or(Ok(total), Err);
         }
