@@ -121,15 +121,27 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
     /// Expands an archive held in memory. Returns false if it could not be expanded at all (the
     /// caller then scans its raw bytes).
     pub fn bytes(&mut self, data: &[u8], kind: Kind, origin: &Arc<Origin>) -> bool {
-        let r = match kind {
-            Kind::Zip => self.zip(Cursor::new(data), origin, 1),
-            Kind::Gzip => match self.inflate_whole(data) {
-                Some(out) => self.inflated(&out, origin, 1),
-                None => self.stream(kind, &mut { data }, origin, 1),
-            },
-            k => self.stream(k, &mut { data }, origin, 1),
-        };
+        let r = self.archive_bytes(data, kind, origin, 1);
         self.finish(r, kind, origin)
+    }
+
+    /// An archive in memory, outermost or nested in one: a zip is opened where it lies, a gzip
+    /// inflated whole when it can be, anything else streamed.
+    fn archive_bytes(
+        &mut self,
+        data: &[u8],
+        kind: Kind,
+        origin: &Arc<Origin>,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        match kind {
+            Kind::Zip => self.zip(Cursor::new(data), origin, depth),
+            Kind::Gzip => match self.inflate_whole(data) {
+                Some(out) => self.inflated(&out, origin, depth),
+                None => self.stream(kind, &mut { data }, origin, depth),
+            },
+            k => self.stream(k, &mut { data }, origin, depth),
+        }
     }
 
     /// `data` inflated in one call, when it is exactly one whole gzip member whose stated size
@@ -337,8 +349,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             .then(|| sniff(data))
             .flatten()
         {
-            Some(Kind::Zip) => self.zip(Cursor::new(data), origin, depth + 1),
-            Some(k) => self.stream(k, &mut { data }, origin, depth + 1),
+            Some(k) => self.archive_bytes(data, k, origin, depth + 1),
             None => {
                 let l = &self.limits;
                 super::fs::windows(data, origin, 0, l.chunk, l.overlap, &mut *self.f);
@@ -630,6 +641,11 @@ mod tests {
                     "{name}"
                 );
             }
+            // `bytes` takes the whole-file path for one member, and only then.
+            let stats = Stats::default();
+            let mut f = |_: Blob| {};
+            let ex = Expander::new(Limits::default(), &stats, data.len() as u64, &mut f);
+            assert_eq!(ex.inflate_whole(data).is_some(), name == "one", "{name}");
             // Small windows, so that lines are counted across several.
             let limits = Limits {
                 chunk: 64 << 10,
