@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Where bytes came from: an outer place (a file path, relative to where the scan started when
 /// it can be), the places inside it, outermost first (archive members, partitions…), and for
@@ -19,6 +20,9 @@ pub struct Origin {
     /// The raw bytes of a disk image or partition, not a file: places are byte offsets.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub raw: bool,
+    /// An EBS snapshot the bytes were read from (`path` is its `place()`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Arc<SnapshotInfo>>,
 }
 
 impl Origin {
@@ -28,7 +32,55 @@ impl Origin {
             inner: Vec::new(),
             git: None,
             raw: false,
+            snapshot: None,
         }
+    }
+}
+
+/// Everything known of one snapshot: where it is and whose machine it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SnapshotInfo {
+    pub snapshot_id: String,
+    pub account: String,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The instance's `Name` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
+    /// GiB.
+    pub size_gib: u64,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    pub state: String,
+    pub encrypted: bool,
+    /// The snapshot's tags.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_tags: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_tags: BTreeMap<String, String>,
+}
+
+impl SnapshotInfo {
+    /// `snap-0abc… (vol-0def…, i-0123… "web-1", us-east-1, 123456789012)`.
+    pub fn place(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.volume_id {
+            parts.push(v.clone());
+        }
+        match (&self.instance_id, &self.instance_name) {
+            (Some(i), Some(n)) => parts.push(format!("{i} \"{n}\"")),
+            (Some(i), None) => parts.push(i.clone()),
+            _ => {}
+        }
+        parts.push(self.region.clone());
+        parts.push(self.account.clone());
+        format!("{} ({})", self.snapshot_id, parts.join(", "))
     }
 }
 

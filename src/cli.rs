@@ -1,14 +1,15 @@
-//! Command line: clap derive parses arguments into a plan for `pipeline`.
+//! Command line: clap derive parses arguments into a plan for the command's file in `command/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pipeline::{self, DetectPlan, GitPlan, OutputPlan, ScanPlan, EXIT_ERROR};
+use crate::command::{self, git::GitPlan, image::ImagePlan, scan::ScanPlan};
+use crate::pipeline::{self, DetectPlan, OutputPlan, EXIT_ERROR};
 use crate::report::Format;
-use crate::source::fs::WalkOptions;
 use crate::source::git::HistoryOptions;
+use crate::source::tree::WalkOptions;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,10 @@ enum Command {
     /// Scan disk images or block devices byte by byte (raw images, EBS snapshots, /dev/…):
     /// deleted files, free space and swap included; findings carry byte offsets.
     Image(ImageArgs),
+    /// Scan EBS snapshots in place through the EBS direct APIs (no volume created, nothing
+    /// copied): snapshot ids, volume ids (their latest completed snapshot), instance ids (the
+    /// latest snapshot of each attached volume), or --all; across accounts and regions.
+    Snapshot(SnapshotArgs),
     /// The action report for whole accounts, without scanning: every access key from IAM's
     /// credential report, with owner, age, last use and what to do.
     Audit(AuditArgs),
@@ -202,10 +207,113 @@ impl ActionArgs {
 }
 
 #[derive(Args)]
+struct SnapshotArgs {
+    /// Snapshot ids (snap-…), volume ids (vol-…: the latest completed snapshot) or instance ids
+    /// (i-…: the latest completed snapshot of each attached volume).
+    #[arg(required_unless_present = "all")]
+    ids: Vec<String>,
+    /// Every completed snapshot the accounts own (the latest per volume unless
+    /// --every-snapshot).
+    #[arg(long, help_heading = "Discovery")]
+    all: bool,
+    /// Every snapshot of each volume, not only its latest.
+    #[arg(long, help_heading = "Discovery")]
+    every_snapshot: bool,
+    /// Only snapshots with this tag (tag:KEY=VALUE). Repeatable.
+    #[arg(long, value_name = "tag:KEY=VALUE", value_parser = parse_tag_filter, help_heading = "Discovery")]
+    filter: Vec<(String, String)>,
+    /// Only snapshots started on or after this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE", value_parser = parse_date, help_heading = "Discovery")]
+    created_after: Option<jiff::Timestamp>,
+    /// Regions to look in, or `all` (every region enabled for the account) [default: the
+    /// configured region].
+    #[arg(
+        long,
+        value_name = "R,...|all",
+        value_delimiter = ',',
+        help_heading = "Discovery"
+    )]
+    regions: Option<Vec<String>>,
+    /// Accounts to look in [default: the operator's]; others are reached with --assume-role.
+    #[arg(
+        long,
+        value_name = "ID,...",
+        value_delimiter = ',',
+        conflicts_with = "organization",
+        help_heading = "Discovery"
+    )]
+    accounts: Vec<String>,
+    /// Every active account of the organization (Organizations ListAccounts, from the
+    /// management or a delegated administrator account), reached with --assume-role.
+    #[arg(long, help_heading = "Discovery")]
+    organization: bool,
+    /// Print the snapshots that would be scanned (text, or --format json/jsonl) and stop.
+    #[arg(long, help_heading = "Discovery")]
+    list: bool,
+    /// Print how many blocks and GiB would be read and what the calls cost, and stop.
+    #[arg(long, conflicts_with = "list", help_heading = "Discovery")]
+    plan: bool,
+    /// Refuse to read more than this many GiB of written blocks.
+    #[arg(long, value_name = "GIB", help_heading = "Discovery")]
+    max_gib: Option<f64>,
+    /// GetSnapshotBlock requests in flight per snapshot.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    ebs_concurrency: usize,
+    /// Blocks kept for the filesystem walk, in MiB (each written block is fetched once; one
+    /// the walk needs again after the cache let it go is fetched again, and counted).
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    cache_mib: u64,
+    /// Worker threads [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    threads: Option<usize>,
+    /// Window size in MiB (memory per thread is about this).
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    buffer_mib: usize,
+    #[command(flatten)]
+    archives: ArchiveArgs,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn parse_tag_filter(s: &str) -> Result<(String, String), String> {
+    let rest = s
+        .strip_prefix("tag:")
+        .ok_or_else(|| format!("{s}: expected tag:KEY=VALUE"))?;
+    let (k, v) = rest
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected tag:KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_date(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    s.parse::<jiff::civil::Date>()
+        .map_err(|e| format!("{s}: {e}"))
+        .and_then(|d| {
+            d.to_zoned(jiff::tz::TimeZone::UTC)
+                .map(|z| z.timestamp())
+                .map_err(|e| format!("{s}: {e}"))
+        })
+}
+
+#[derive(Args)]
 struct AuditArgs {
     /// Accounts to audit [default: the operator's]; others are reached with --assume-role.
-    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "ID,...",
+        value_delimiter = ',',
+        conflicts_with = "organization"
+    )]
     accounts: Vec<String>,
+    /// Every active account of the organization (Organizations ListAccounts), reached with
+    /// --assume-role.
+    #[arg(long)]
+    organization: bool,
     #[command(flatten)]
     access: AccessArgs,
     #[command(flatten)]
@@ -409,6 +517,14 @@ enum RulesAction {
 }
 
 impl DetectArgs {
+    /// The operator's access (--profile, --assume-role), for commands that read AWS.
+    fn access_plan(&self) -> crate::aws::iam::Access {
+        crate::aws::iam::Access {
+            profile: self.access.profile.clone(),
+            assume_role: self.access.assume_role.clone(),
+        }
+    }
+
     fn plan(self) -> DetectPlan {
         let options = self.verify.then(|| crate::aws::verify::VerifyOptions {
             concurrency: self.verify_concurrency.max(1),
@@ -459,7 +575,7 @@ fn default_threads() -> usize {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(a) => pipeline::scan(ScanPlan {
+        Command::Scan(a) => command::scan::run(ScanPlan {
             roots: a.paths,
             walk: WalkOptions {
                 no_ignore: a.no_ignore,
@@ -472,7 +588,7 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
-        Command::Git(a) => pipeline::git(GitPlan {
+        Command::Git(a) => command::git::run(GitPlan {
             repo: a.repo,
             history: HistoryOptions {
                 all_objects: a.all_objects,
@@ -486,7 +602,7 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
-        Command::Protect(a) => pipeline::git(GitPlan {
+        Command::Protect(a) => command::git::run(GitPlan {
             repo: a.repo,
             history: HistoryOptions::default(),
             staged: true,
@@ -494,24 +610,59 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
-        Command::Image(a) => pipeline::image(pipeline::ImagePlan {
+        Command::Image(a) => command::image::run(ImagePlan {
             images: a.images,
             options: crate::source::image::ImageOptions {
                 threads: a.threads.unwrap_or_else(default_threads).max(1),
                 chunk: a.buffer_mib.max(1) << 20,
                 overlap: 64 << 10,
                 mmap: !a.no_mmap,
+                archives: a.archives.limits(a.buffer_mib.max(1) << 20),
             },
-            archives: a.archives.limits(a.buffer_mib.max(1) << 20),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
-        Command::Audit(a) => pipeline::audit(
+        Command::Snapshot(a) => {
+            let threads = a.threads.unwrap_or_else(default_threads).max(1);
+            let chunk = a.buffer_mib.max(1) << 20;
+            let access = a.detect.access_plan();
+            command::snapshot::run(command::snapshot::SnapshotPlan {
+                query: crate::source::snapshot::Query {
+                    ids: a.ids,
+                    all: a.all,
+                    every_snapshot: a.every_snapshot,
+                    tags: a.filter,
+                    created_after: a.created_after,
+                },
+                regions: a.regions,
+                accounts: a.accounts,
+                organization: a.organization,
+                access,
+                list: a.list,
+                plan_only: a.plan,
+                max_gib: a.max_gib,
+                remote: crate::source::block::remote::Options {
+                    concurrency: a.ebs_concurrency.max(1),
+                    cache_bytes: a.cache_mib << 20,
+                },
+                options: crate::source::image::ImageOptions {
+                    threads,
+                    chunk,
+                    overlap: 64 << 10,
+                    mmap: false,
+                    archives: a.archives.limits(chunk),
+                },
+                detect: a.detect.plan(),
+                output: a.output.plan(),
+            })
+        }
+        Command::Audit(a) => command::audit::run(
             a.accounts,
+            a.organization,
             a.actions.plan(true, a.access.plan()),
             std::time::Duration::from_secs(a.report_wait),
         ),
-        Command::Remediate(a) => pipeline::remediate(
+        Command::Remediate(a) => command::remediate::run(
             &a.plan,
             a.access.plan(),
             crate::aws::remediate::Options {
@@ -520,8 +671,10 @@ pub fn main() -> ExitCode {
             },
             &a.audit_log,
         ),
-        Command::InstallHook(a) => install_hook(a),
-        Command::Rules(a) => rules(a),
+        Command::InstallHook(a) => command::hook::run(&a.repo, a.force),
+        Command::Rules(a) => {
+            command::rules::run(&a.rules, matches!(a.action, Some(RulesAction::Check)))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -530,67 +683,4 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-fn rules(a: RulesArgs) -> anyhow::Result<u8> {
-    let engine = pipeline::load_engine(&a.rules, None)?;
-    match a.action.unwrap_or(RulesAction::List) {
-        RulesAction::List => {
-            for m in engine.rules.metas() {
-                println!(
-                    "{:<36} {:<9} {:<22} {}",
-                    m.id,
-                    m.severity.as_str(),
-                    m.source,
-                    m.name
-                );
-            }
-            Ok(0)
-        }
-        RulesAction::Check => {
-            let failures = pipeline::check_rules(&engine);
-            for f in &failures {
-                eprintln!("FAIL {f}");
-            }
-            let n = engine.rules.rules.len() + engine.rules.pairs.len();
-            println!("{} rules checked, {} failures", n, failures.len());
-            Ok(if failures.is_empty() { 0 } else { 1 })
-        }
-    }
-}
-
-/// The first lines of every hook keyhound writes: how it knows a hook is its own.
-const HOOK_MARKER: &str = "# keyhound pre-commit hook";
-
-fn install_hook(a: InstallHookArgs) -> anyhow::Result<u8> {
-    use anyhow::Context;
-    let repo = crate::source::git::open(&a.repo)?;
-    let dir = crate::source::git::hooks_dir(&repo)?;
-    let hook = dir.join("pre-commit");
-    if let Ok(existing) = std::fs::read_to_string(&hook) {
-        if !existing.contains(HOOK_MARKER) && !a.force {
-            anyhow::bail!(
-                "{} exists and was not written by keyhound; add `keyhound git --staged` to it, \
-                 or pass --force to replace it",
-                hook.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let exe = std::env::current_exe()?;
-    let script = format!(
-        "#!/bin/sh\n{HOOK_MARKER} (keyhound install-hook): blocks commits that add secrets.\n\
-         # Skip once with `git commit --no-verify`.\n\
-         if command -v keyhound >/dev/null 2>&1; then exec keyhound git --staged; fi\n\
-         exec '{}' git --staged\n",
-        exe.display()
-    );
-    std::fs::write(&hook, script).with_context(|| format!("cannot write {}", hook.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
-    }
-    println!("installed {}", hook.display());
-    Ok(0)
 }

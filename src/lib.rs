@@ -1,11 +1,13 @@
 //! keyhound: find leaked AWS access keys (and other secrets), prove which are live, say whose
 //! they are and what to do. The pipeline runs one way, a module per stage:
 //! `source` → `blob` → `detect` → `finding` (+ `suppress`) → `aws` (enrich) → `report`.
-//! `pipeline` wires the stages together for each command; `cli` parses arguments into a plan.
+//! Each command's file in `command` wires its source to the shared stages in `pipeline`; `cli`
+//! parses arguments into a plan.
 
 pub mod aws;
 pub mod blob;
 pub mod cli;
+pub mod command;
 pub mod detect;
 pub mod finding;
 pub mod pipeline;

@@ -6,8 +6,8 @@ use common::*;
 
 #[test]
 fn every_embedded_rule_passes_its_examples() {
-    let engine = keyhound::pipeline::load_engine(&[], None).unwrap();
-    let failures = keyhound::pipeline::check_rules(&engine);
+    let engine = keyhound::command::rules::load_engine(&[], None).unwrap();
+    let failures = keyhound::command::rules::check_rules(&engine);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every reportable rule has positive and negative examples.
     for r in engine.rules.rules.iter().filter(|r| r.standalone) {

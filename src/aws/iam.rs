@@ -38,7 +38,7 @@ pub struct Session {
     pub operator_account: String,
     pub operator_arn: String,
     pub access: Access,
-    clients: tokio::sync::Mutex<HashMap<String, Result<aws_sdk_iam::Client, Unreachable>>>,
+    configs: tokio::sync::Mutex<HashMap<String, Result<SdkConfig, Unreachable>>>,
 }
 
 /// `code: message` of an SDK error, or its whole chain when the service said nothing.
@@ -96,24 +96,30 @@ impl Session {
             operator_account: account,
             operator_arn: arn,
             access,
-            clients: Default::default(),
+            configs: Default::default(),
         })
     }
 
     /// The IAM client for `account`: the operator's own, or through the assumed role.
     pub async fn iam(&self, account: &str) -> Result<aws_sdk_iam::Client, Unreachable> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(account) {
+        Ok(aws_sdk_iam::Client::new(&self.config(account).await?))
+    }
+
+    /// The SDK configuration for `account`: the operator's own, or with the credentials of
+    /// `arn:aws:iam::{account}:role/{--assume-role}` (assumed once, refreshed by the SDK).
+    pub async fn config(&self, account: &str) -> Result<SdkConfig, Unreachable> {
+        let mut configs = self.configs.lock().await;
+        if let Some(c) = configs.get(account) {
             return c.clone();
         }
         let c = self.connect(account).await;
-        clients.insert(account.to_string(), c.clone());
+        configs.insert(account.to_string(), c.clone());
         c
     }
 
-    async fn connect(&self, account: &str) -> Result<aws_sdk_iam::Client, Unreachable> {
+    async fn connect(&self, account: &str) -> Result<SdkConfig, Unreachable> {
         if account == self.operator_account {
-            return Ok(aws_sdk_iam::Client::new(&self.base));
+            return Ok(self.base.clone());
         }
         let Some(role) = &self.access.assume_role else {
             return Err(Unreachable::Foreign);
@@ -131,10 +137,13 @@ impl Session {
                 aws_sdk_iam::error::DisplayErrorContext(&e)
             )));
         }
-        let conf = aws_sdk_iam::config::Builder::from(&self.base)
-            .credentials_provider(provider)
-            .build();
-        Ok(aws_sdk_iam::Client::from_conf(conf))
+        Ok(self
+            .base
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build())
     }
 
     /// The SNS client for a topic's region.

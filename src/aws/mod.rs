@@ -7,6 +7,7 @@ pub mod directory;
 pub mod iam;
 pub mod notify;
 pub mod offline;
+pub mod org;
 pub mod owners;
 pub mod remediate;
 pub mod verify;

@@ -236,6 +236,9 @@ fn result(
             properties["removedIn"] = json!(r.id);
         }
     }
+    if let Some(s) = &p.origin.snapshot {
+        properties["snapshot"] = json!(s);
+    }
     if let Some(v) = &c.verification {
         properties["verification"] = json!(v);
         if v.state == State::Live {

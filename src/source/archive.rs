@@ -352,7 +352,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             Some(k) => self.archive_bytes(data, k, origin, depth + 1),
             None => {
                 let l = &self.limits;
-                super::fs::windows(data, origin, 0, l.chunk, l.overlap, &mut *self.f);
+                super::window::windows(data, origin, 0, l.chunk, l.overlap, &mut *self.f);
                 Ok(())
             }
         };
@@ -396,7 +396,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             None => {
                 let mut buf = std::mem::take(&mut self.buf);
                 let f = &mut *self.f;
-                let res = super::fs::stream(
+                let res = super::window::stream(
                     &mut r,
                     origin,
                     self.limits.chunk,
@@ -502,7 +502,7 @@ impl<R: Read> Read for Counted<R> {
 /// The first 512 bytes (fewer at the end), and the reader to go on with.
 fn peek<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
     let mut head = vec![0; 512];
-    let n = super::fs::read_up_to(&mut r, &mut head)?;
+    let n = super::window::read_up_to(&mut r, &mut head)?;
     head.truncate(n);
     Ok((head, r))
 }

@@ -7,8 +7,8 @@
 //! little past its ends so that no key across a boundary is lost or reported twice. A read
 //! error is named once and the scan goes on from the next MiB.
 //!
-//! Partition tables and filesystems (paths inside the image) are `volume.rs`; the pipeline
-//! places each raw finding in its partition afterwards.
+//! `scan` runs the raw pass beside the walk of each volume's files (`partition`, `fs`); the
+//! command places each raw finding in its partition afterwards.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,11 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, UncheckedAdvice};
 
-use super::disk::{Disk, Slice};
+use super::archive::Limits;
+use super::block::remote::{Fetched, Remote};
+use super::block::{Disk, Slice};
+use super::fs::{walk_files, WalkOptions, QUEUE_BYTES};
+use super::partition::{volumes, Part};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 
@@ -26,6 +30,154 @@ pub struct ImageOptions {
     pub overlap: usize,
     /// Scan raw image files from a map of the page cache instead of reading them (`Disk::map`).
     pub mmap: bool,
+    /// Archives among the files of the disk's filesystems.
+    pub archives: Limits,
+}
+
+/// Scans a whole disk: the raw pass over every byte that may hold data and, at the same time,
+/// the files of each volume's filesystem with their paths (`base › p1 (ext4) › /etc/app.env`).
+/// Raw-pass blobs (origin `base`, raw, offsets from the disk's start) go to handlers from `raw`,
+/// the files' to handlers from `files`. Returns the volumes, for placing raw findings.
+pub fn scan<R, F>(
+    disk: &Arc<Disk>,
+    base: &Origin,
+    opts: &ImageOptions,
+    stats: &Stats,
+    raw: &(dyn Fn() -> R + Sync),
+    files: &(dyn Fn() -> F + Sync),
+) -> Vec<Part>
+where
+    R: FnMut(Blob) + Send,
+    F: FnMut(Blob) + Send,
+{
+    let raw_origin = Arc::new(Origin {
+        raw: true,
+        ..base.clone()
+    });
+    let parts = volumes(disk);
+    if let Some(remote) = disk.remote() {
+        return scan_remote(
+            disk,
+            remote,
+            &raw_origin,
+            base,
+            parts,
+            opts,
+            stats,
+            raw,
+            files,
+        );
+    }
+    let walk = walk_options(opts);
+    // The raw pass and the walk of the filesystems' files (with their paths) run at once;
+    // the walk reads files on one thread and scans them on others (`walk_files`). A 2 GiB
+    // ext4 volume of /usr/share on two cores: 1.85 s one after the other, 1.30 s at once
+    // with the walk scanning on its own thread, 0.84–0.93 s with its files scanned on
+    // other threads.
+    std::thread::scope(|s| {
+        s.spawn(|| raw_pass(disk, &raw_origin, opts, stats, raw));
+        for part in &parts {
+            walk_files(disk, base, part, &walk, stats, files);
+        }
+    });
+    parts
+}
+
+fn walk_options(opts: &ImageOptions) -> WalkOptions {
+    WalkOptions {
+        chunk: opts.chunk,
+        overlap: opts.overlap,
+        archives: opts.archives,
+        threads: opts.threads,
+        queue_bytes: QUEUE_BYTES,
+    }
+}
+
+/// `scan` of a remote disk: the walk first, every block it fetches handed to the raw pass as
+/// it arrives, then the sweep of the blocks nobody read (`remote.rs`), so each is fetched once.
+#[allow(clippy::too_many_arguments)]
+fn scan_remote<R, F>(
+    disk: &Arc<Disk>,
+    remote: &Remote,
+    raw_origin: &Arc<Origin>,
+    base: &Origin,
+    parts: Vec<Part>,
+    opts: &ImageOptions,
+    stats: &Stats,
+    raw: &(dyn Fn() -> R + Sync),
+    files: &(dyn Fn() -> F + Sync),
+) -> Vec<Part>
+where
+    R: FnMut(Blob) + Send,
+    F: FnMut(Blob) + Send,
+{
+    let walk = walk_options(opts);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Fetched>(64);
+    let rx = std::sync::Mutex::new(rx);
+    let asm = std::sync::Mutex::new(Assembler::new(
+        remote.ranges().to_vec(),
+        opts.overlap as u64,
+    ));
+    let len = disk.len();
+    remote.set_tap(Some(tx));
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                let mut handle = raw();
+                loop {
+                    // The lock is held only while waiting for the next block, never while
+                    // scanning.
+                    let got = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((off, data)) = got else { break };
+                    let n = (data.len() as u64).min(len.saturating_sub(off));
+                    stats.bytes.fetch_add(n, Ordering::Relaxed);
+                    let jobs = asm.lock().unwrap_or_else(|e| e.into_inner()).add(off, data);
+                    for job in jobs {
+                        raw_job(job, raw_origin, opts, &mut handle);
+                    }
+                }
+            });
+        }
+        for part in &parts {
+            walk_files(disk, base, part, &walk, stats, files);
+        }
+        remote.sweep();
+        // Dropping the sender ends the raw threads once they have taken every block.
+        remote.set_tap(None);
+    });
+    let mut handle = raw();
+    let rest = asm.into_inner().unwrap_or_else(|e| e.into_inner()).finish();
+    for job in rest {
+        raw_job(job, raw_origin, opts, &mut handle);
+    }
+    for (i, e) in remote.failed() {
+        stats.skip(
+            Skip::Unreadable,
+            Some(format!("{}: block {i}: {e}", disk.name)),
+        );
+    }
+    stats.files.fetch_add(1, Ordering::Relaxed);
+    parts
+}
+
+/// Scans one assembled stretch of a remote disk, owning only what the job owns.
+fn raw_job<F: FnMut(Blob)>(job: RawJob, origin: &Arc<Origin>, opts: &ImageOptions, handle: &mut F) {
+    let (lo, hi) = job.own;
+    super::window::windows(
+        &job.data,
+        origin,
+        job.offset,
+        opts.chunk,
+        opts.overlap,
+        &mut |mut b: Blob| {
+            let own_lo = lo.saturating_sub(b.offset) as usize;
+            let own_hi = hi.saturating_sub(b.offset).min(b.data.len() as u64) as usize;
+            b.own = b.own.start.max(own_lo)..b.own.end.min(own_hi);
+            if !b.own.is_empty() {
+                handle(b);
+            }
+        },
+    );
 }
 
 /// Streams every data byte of `disk` to `make()`'s handlers, one per thread.
@@ -120,7 +272,7 @@ fn unit_pass<F: FnMut(Blob)>(
         }
         if let Some(map) = map {
             let mut done = start;
-            super::fs::windows(
+            super::window::windows(
                 &map[start as usize..end as usize],
                 origin,
                 start,
@@ -138,7 +290,7 @@ fn unit_pass<F: FnMut(Blob)>(
             continue;
         }
         let mut r = Slice::new(disk.clone(), start, end - start);
-        let result = super::fs::stream(
+        let result = super::window::stream(
             &mut r,
             origin,
             opts.chunk,
@@ -200,5 +352,236 @@ fn release(map: &Mmap, done: &mut u64, to: u64, last: bool) {
             )
         };
         *done = to;
+    }
+}
+
+/// The raw pass over a remote disk: its blocks arrive in whatever order the walk and then the
+/// sweep fetch them (`remote.rs`), each once. Bytes are scanned as soon as they have
+/// `overlap` bytes of context on both sides (or a disk edge or an unwritten block there), so
+/// every byte is owned by exactly one scan, as `raw_pass` owns it; what is kept waiting is only
+/// the edges of runs whose neighbours have not arrived yet.
+pub struct Assembler {
+    ov: u64,
+    /// The written byte ranges of the disk: outside them everything is zeros.
+    ranges: Vec<(u64, u64)>,
+    segs: std::collections::BTreeMap<u64, Seg>,
+}
+
+/// A run of contiguous bytes that arrived: `[a, b)`, of which detections starting in
+/// `reported` were scanned; `pieces` hold the bytes still needed as context or unscanned.
+struct Seg {
+    a: u64,
+    b: u64,
+    reported: Vec<(u64, u64)>,
+    pieces: Vec<(u64, Arc<[u8]>)>,
+}
+
+/// Bytes to scan: `data` starts at `offset` of the disk; detections starting in `own` (offsets
+/// of the disk) are this scan's.
+pub struct RawJob {
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub own: (u64, u64),
+}
+
+impl Seg {
+    /// The bytes `[x, y)`, which the pieces must hold.
+    fn bytes(&self, x: u64, y: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity((y - x) as usize);
+        let mut at = x;
+        for (s, d) in &self.pieces {
+            let e = s + d.len() as u64;
+            if e <= at || *s > at {
+                continue;
+            }
+            let to = e.min(y);
+            out.extend_from_slice(&d[(at - s) as usize..(to - s) as usize]);
+            at = to;
+            if at >= y {
+                break;
+            }
+        }
+        debug_assert_eq!(at, y, "bytes {x}..{y} not held");
+        out
+    }
+}
+
+impl Assembler {
+    pub fn new(ranges: Vec<(u64, u64)>, overlap: u64) -> Assembler {
+        Assembler {
+            ov: overlap.max(1),
+            ranges,
+            segs: Default::default(),
+        }
+    }
+
+    /// The written range holding `off`.
+    fn range(&self, off: u64) -> (u64, u64) {
+        let i = self.ranges.partition_point(|r| r.1 <= off);
+        self.ranges.get(i).copied().unwrap_or((off, off))
+    }
+
+    /// Takes the bytes at `off`; returns what can be scanned now.
+    pub fn add(&mut self, off: u64, data: Arc<[u8]>) -> Vec<RawJob> {
+        let (rs, re) = self.range(off);
+        let end = (off + data.len() as u64).min(re.max(off));
+        let mut seg = Seg {
+            a: off,
+            b: end,
+            reported: Vec::new(),
+            pieces: vec![(off, data)],
+        };
+        // Join the runs it touches, inside its written range.
+        if let Some((&a, left)) = self.segs.range(..off).next_back() {
+            if left.b == off && a >= rs {
+                let mut left = self.segs.remove(&a).unwrap();
+                left.b = seg.b;
+                left.reported.append(&mut seg.reported);
+                left.pieces.append(&mut seg.pieces);
+                seg = left;
+            }
+        }
+        if let Some(mut right) = self.segs.remove(&seg.b) {
+            seg.b = right.b;
+            seg.reported.append(&mut right.reported);
+            seg.pieces.append(&mut right.pieces);
+        }
+        let closed = (seg.a <= rs, seg.b >= re);
+        let jobs = self.scan(&mut seg, closed);
+        self.segs.insert(seg.a, seg);
+        jobs
+    }
+
+    /// Scans what `seg` can own now that was not scanned, and lets go of bytes no longer needed.
+    fn scan(&self, seg: &mut Seg, closed: (bool, bool)) -> Vec<RawJob> {
+        let ov = self.ov;
+        let lo = if closed.0 { seg.a } else { seg.a + ov };
+        let hi = if closed.1 {
+            seg.b
+        } else {
+            seg.b.saturating_sub(ov)
+        };
+        let mut jobs = Vec::new();
+        if lo < hi {
+            seg.reported.sort_unstable();
+            let mut at = lo;
+            let mut gaps = Vec::new();
+            for &(p, q) in &seg.reported {
+                if p > at {
+                    gaps.push((at, p.min(hi)));
+                }
+                at = at.max(q);
+            }
+            if at < hi {
+                gaps.push((at, hi));
+            }
+            for (g0, g1) in gaps.into_iter().filter(|g| g.0 < g.1) {
+                let (x, y) = (g0.saturating_sub(ov).max(seg.a), (g1 + ov).min(seg.b));
+                jobs.push(RawJob {
+                    offset: x,
+                    data: seg.bytes(x, y),
+                    own: (g0, g1),
+                });
+            }
+            seg.reported = vec![(lo, hi)];
+            // Keep only the context later scans at an open edge need.
+            let mut keep = Vec::new();
+            if !closed.0 {
+                keep.push((seg.a, (lo + ov).min(seg.b)));
+            }
+            if !closed.1 {
+                keep.push((hi.saturating_sub(ov).max(seg.a), seg.b));
+            }
+            if let [(_, e0), (s1, e1)] = keep[..] {
+                if s1 <= e0 {
+                    keep = vec![(keep[0].0, e1)];
+                }
+            }
+            let pieces = keep
+                .into_iter()
+                .map(|(x, y)| (x, Arc::<[u8]>::from(seg.bytes(x, y))))
+                .collect();
+            seg.pieces = pieces;
+        }
+        jobs
+    }
+
+    /// At the end: what is left (next to blocks that never came) is scanned with the context
+    /// there is.
+    pub fn finish(&mut self) -> Vec<RawJob> {
+        let segs = std::mem::take(&mut self.segs);
+        let mut jobs = Vec::new();
+        for (_, mut seg) in segs {
+            jobs.extend(self.scan(&mut seg, (true, true)));
+        }
+        jobs
+    }
+
+    /// Bytes held, waiting for neighbours.
+    pub fn held(&self) -> usize {
+        self.segs
+            .values()
+            .flat_map(|s| s.pieces.iter().map(|p| p.1.len()))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks arriving in any order: the scans own every written byte exactly once, each scan's
+    /// bytes are the disk's, and an owned byte has `ov` bytes of context on each side unless a
+    /// written range ends there.
+    #[test]
+    fn assembler_owns_every_byte_once_whatever_the_order() {
+        let bs = 512u64;
+        let ov = 1200u64; // more than two blocks: context spans several arrivals
+        let blocks = 64u64;
+        let written: Vec<u64> = (0..blocks).filter(|i| i % 9 != 4).collect();
+        let mut ranges = Vec::new();
+        for &i in &written {
+            crate::source::block::push_merged(&mut ranges, i * bs, (i + 1) * bs);
+        }
+        let disk: Vec<u8> = (0..blocks * bs).map(|i| (i * 7 % 251) as u8).collect();
+        for seed in 0..20 {
+            let mut order = written.clone();
+            fastrand::Rng::with_seed(seed).shuffle(&mut order);
+            let mut asm = Assembler::new(ranges.clone(), ov);
+            let mut jobs = Vec::new();
+            for &i in &order {
+                let b = &disk[(i * bs) as usize..((i + 1) * bs) as usize];
+                jobs.extend(asm.add(i * bs, Arc::from(b)));
+            }
+            assert!(asm.held() > 0 || jobs.iter().map(|j| j.own.1 - j.own.0).sum::<u64>() > 0);
+            jobs.extend(asm.finish());
+            let mut owned = vec![0u8; disk.len()];
+            for j in &jobs {
+                let (s, e) = (j.offset as usize, j.offset as usize + j.data.len());
+                assert_eq!(
+                    j.data,
+                    &disk[s..e],
+                    "seed {seed}: a job's bytes are the disk's"
+                );
+                assert!(j.offset <= j.own.0 && j.own.1 <= j.offset + j.data.len() as u64);
+                let (rs, re) = ranges[ranges.partition_point(|r| r.1 <= j.own.0)];
+                assert!(
+                    j.own.0 - j.offset >= ov.min(j.own.0 - rs),
+                    "seed {seed}: context before"
+                );
+                assert!(
+                    j.offset + j.data.len() as u64 - j.own.1 >= ov.min(re - j.own.1),
+                    "seed {seed}: context after"
+                );
+                for o in &mut owned[j.own.0 as usize..j.own.1 as usize] {
+                    *o += 1;
+                }
+            }
+            for (k, &n) in owned.iter().enumerate() {
+                let w = written.contains(&(k as u64 / bs));
+                assert_eq!(n, w as u8, "seed {seed}: byte {k} owned {n} times");
+            }
+            assert_eq!(asm.held(), 0);
+        }
     }
 }

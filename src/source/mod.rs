@@ -1,14 +1,27 @@
 //! Sources turn a place into blobs. Each source counts what it read and what it skipped.
+//! Folders show the layers a byte passes through on its way out of a disk.
+//!
+//! | module | what it turns into blobs |
+//! |---|---|
+//! | `tree` | the working tree (files and directories) |
+//! | `git` | git history and the staged index |
+//! | `archive` | archives and compressed streams inside any of the others |
+//! | `block` | block devices and containers: raw files, qcow2, VHD, VHDX, VMDK, EBS snapshots (one reader trait) |
+//! | `partition` | GPT and MBR partition tables on a block reader |
+//! | `fs` | ext4, XFS, FAT and NTFS walkers: files with paths, on a partition |
+//! | `image` | a whole disk: its volumes walked and its raw pass |
+//! | `snapshot` | which EBS snapshots to read (EC2 discovery), and whose machine each was |
+//! | `window` | big inputs cut into overlapping windows (shared by all) |
 
 pub mod archive;
-pub mod disk;
+pub mod block;
 pub mod fs;
 pub mod git;
 pub mod image;
-pub mod qcow2;
-pub mod vhd;
-pub mod volume;
-pub mod xfs;
+pub mod partition;
+pub mod snapshot;
+pub mod tree;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -22,6 +22,8 @@ fn free_port() -> u16 {
 /// `moto_server` from ./.venv, with users and keys made by tests/aws/moto_setup.py.
 pub struct Moto {
     child: Child,
+    /// moto_server's stderr: werkzeug's log of every request (`"GET /path HTTP/1.1" 200`).
+    log: tempfile::NamedTempFile,
     pub endpoint: String,
     /// What moto_setup.py printed: alice, deleted, admin → key_id, secret, arn, account…
     pub setup: serde_json::Value,
@@ -60,10 +62,11 @@ impl Moto {
             server.display()
         );
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("moto_server starts");
         let endpoint = format!("http://127.0.0.1:{port}");
@@ -77,9 +80,19 @@ impl Moto {
         let setup = serde_json::from_str(&python(script, &a)).unwrap();
         Moto {
             child,
+            log,
             endpoint,
             setup,
         }
+    }
+
+    /// The request lines moto logged so far (`GET /snapshots/snap-…/blocks/7?… HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| Some(l.split_once('"')?.1.split_once('"')?.0.to_string()))
+            .collect()
     }
 }
 

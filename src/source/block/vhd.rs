@@ -17,7 +17,19 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::disk::{be32, be64, eof_says_truncated, invalid, read_table};
+use super::{be32, be64, eof_says_truncated, invalid, read_table, BlockReader};
+
+impl BlockReader for Vhd {
+    fn len(&self) -> u64 {
+        self.disk_size()
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        Vhd::read_at(self, buf, off)
+    }
+    fn data(&self, pos: u64, end: u64) -> (u64, u64) {
+        self.allocated(pos, end)
+    }
+}
 
 const UNUSED: u32 = 0xffff_ffff;
 /// Block allocation tables past this many entries (16 MiB of table; with the usual 2 MiB blocks,

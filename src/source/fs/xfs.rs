@@ -15,7 +15,7 @@
 
 use std::io::{self, Read};
 
-use super::disk::Slice;
+use super::{Blob, FileScanner, Slice};
 
 /// Limits that keep a corrupt image from costing unbounded time or memory.
 const MAX_EXTENTS: usize = 1 << 22;
@@ -553,12 +553,54 @@ impl Read for FileReader<'_> {
     }
 }
 
+/// Walks every regular file of the filesystem, each directory and inode once.
+pub(super) fn walk<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<()> {
+    let fs = Xfs::open(slice).map_err(|e| format!("xfs: {e}"))?;
+    let root = fs
+        .inode(fs.root)
+        .map_err(|e| format!("xfs: root directory: {e}"))?;
+    let mut seen = std::collections::HashSet::from([root.ino]);
+    let mut dirs = vec![(String::new(), root)];
+    while let Some((prefix, dir)) = dirs.pop() {
+        let entries = match fs.read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                files.warn(&format!("{prefix}/"), &e);
+                continue;
+            }
+        };
+        for entry in entries {
+            let shown = format!("{prefix}/{}", String::from_utf8_lossy(&entry.name));
+            if !seen.insert(entry.ino) {
+                continue; // a hard link, or a loop in a corrupt directory
+            }
+            let inode = match fs.inode(entry.ino) {
+                Ok(i) => i,
+                Err(e) => {
+                    files.warn(&shown, &e);
+                    continue;
+                }
+            };
+            if inode.is_dir() {
+                dirs.push((shown, inode));
+            } else if inode.is_file() {
+                match fs.open_file(&inode) {
+                    Ok(mut r) => files.file(&shown, r.len(), &mut r),
+                    Err(e) => files.warn(&shown, &e),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::disk::Disk;
-    use super::super::volume::{walk_files, FsKind, Part, WalkOptions, QUEUE_BYTES};
-    use super::super::Stats;
     use crate::blob::{Blob, Origin};
+    use crate::source::block::Disk;
+    use crate::source::fs::{walk_files, FsKind, WalkOptions, QUEUE_BYTES};
+    use crate::source::partition::Part;
+    use crate::source::Stats;
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Arc;

@@ -13,8 +13,27 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
-use super::disk::{be32, be64, eof_says_truncated, invalid, read_table};
+use super::{be32, be64, eof_says_truncated, invalid, read_table, BlockReader, Handle, Pooled};
+
+/// Opens a qcow2 image with a pool of handles (each caches its last L2 table and cluster).
+pub fn open(path: &Path) -> io::Result<Box<dyn BlockReader>> {
+    let q = Qcow2::open(File::open(path)?)?;
+    let len = q.disk_size();
+    let path: PathBuf = path.to_path_buf();
+    let open = move || Qcow2::open(File::open(&path)?);
+    Ok(Box::new(Pooled::new(q, len, Box::new(open))))
+}
+
+impl Handle for Qcow2 {
+    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        Qcow2::read_at(self, buf, off)
+    }
+    fn data(&mut self, pos: u64, end: u64) -> (u64, u64) {
+        self.allocated(pos, end)
+    }
+}
 
 const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;

@@ -1,74 +1,117 @@
-//! A disk image as the virtual disk it holds: raw images and block devices as they are, and
-//! the container formats virtual machines and `ec2 export-image` write, recognised by their
-//! magic, not their name.
+//! Block devices and containers: whatever holds a virtual disk, read through one trait
+//! (`BlockReader`: size, positioned reads, the ranges that hold data), so that the partition
+//! tables, the filesystem walkers and the raw pass never know where the blocks come from.
 //!
 //! | format | reader | why |
 //! |---|---|---|
-//! | raw, block device | `pread`, holes skipped with `SEEK_DATA`/`SEEK_HOLE` | |
-//! | VMDK (monolithicSparse, streamOptimized with compressed grains, flat descriptors) | `vmdk-core` | read-only, no unsafe, checked byte-for-byte against `qemu-img convert` images by `tests/image.rs` |
+//! | raw, block device | `raw.rs`: `pread`, holes skipped with `SEEK_DATA`/`SEEK_HOLE`, mapped for the raw pass | |
+//! | VMDK (monolithicSparse, streamOptimized with compressed grains, flat descriptors) | `vmdk.rs` over `vmdk-core` | read-only, no unsafe, checked byte-for-byte against `qemu-img convert` images by `tests/image.rs` |
 //! | VHD (fixed, dynamic) | `vhd.rs`, this crate's own | `vhd-core` reads the whole file into memory when it opens it (343 MB of RSS for a 300 MB VHD); the format is a footer, a header and one table |
-//! | VHDX (dynamic, any block size) | `vhdx-core` | read-only, no unsafe, checked byte-for-byte against `qemu-img convert` images |
+//! | VHDX (dynamic, any block size) | `vhdx.rs` over `vhdx-core` | read-only, no unsafe, checked byte-for-byte against `qemu-img convert` images |
 //! | qcow2 (v2/v3, zlib and zstd compressed clusters, zero clusters) | `qcow2.rs`, this crate's own | `qcow2-core` misreads the compressed-cluster descriptor (offset and sector count split at bit 63−cluster_bits instead of 62−(cluster_bits−8)): it still decodes, but reads up to 128× the compressed bytes per cluster (222 MB/s instead of 1.5 GB/s on a compressible image), and it refuses zstd-compressed images; the format is small enough to read correctly here |
+//! | EBS snapshot | `ebs.rs` over the EBS direct APIs (`aws-sdk-ebs`) | blocks fetched on demand, checksummed, each once |
 //!
-//! Every reader is used through positioned reads (`read_at`) from a small pool of opened
-//! readers, so the raw pass's threads and the filesystem walkers read the same disk at once.
+//! Image files are recognised by their magic, not their name. Readers that keep a position or
+//! a cache of their own (the crates' `Read + Seek` readers, qcow2's L2 table) are used through a
+//! small pool of opened handles (`Pooled`), so the raw pass's threads and the filesystem walkers
+//! read the same disk at once.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, FileTypeExt};
-use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::qcow2::Qcow2;
-use super::vhd::Vhd;
+pub mod ebs;
+pub mod qcow2;
+pub mod raw;
+pub mod remote;
+pub mod vhd;
+pub mod vhdx;
+pub mod vmdk;
 
-/// A reader of the virtual disk at byte offsets.
-pub trait Backend: Send {
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+/// A virtual disk at byte offsets, readable from many threads at once.
+pub trait BlockReader: Send + Sync {
+    /// Size of the virtual disk in bytes.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads at `off`; may return fewer bytes than asked (0 only at the end).
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
     /// The next range holding data at or after `pos` (before `end`); all of it when unknown.
+    /// What lies outside such ranges reads as zeros and is skipped by the raw pass.
+    fn data(&self, pos: u64, end: u64) -> (u64, u64) {
+        (pos, end)
+    }
+    /// A read-only map of the disk's bytes, where it is a plain file (see `Disk::map`).
+    fn map(&self) -> Option<memmap2::Mmap> {
+        None
+    }
+    /// A disk whose blocks are fetched over the network, each once (`remote.rs`): the raw pass
+    /// takes the blocks as they are fetched instead of reading them again.
+    fn remote(&self) -> Option<&remote::Remote> {
+        None
+    }
+}
+
+/// One opened handle of a reader that reads where it was last moved to, or keeps a cache.
+pub trait Handle: Send {
+    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize>;
     fn data(&mut self, pos: u64, end: u64) -> (u64, u64) {
         (pos, end)
     }
 }
 
-/// A raw image or block device.
-struct Raw(File);
+/// A `Read + Seek` reader as a handle.
+pub struct Seeker<R>(pub R);
 
-impl Backend for Raw {
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        self.0.read_at(buf, off)
-    }
-    fn data(&mut self, pos: u64, end: u64) -> (u64, u64) {
-        next_data(&self.0, pos, end)
-    }
-}
-
-/// A container reader that reads where it was last moved to.
-struct Seeker<R>(R);
-
-impl<R: Read + Seek + Send> Backend for Seeker<R> {
+impl<R: Read + Seek + Send> Handle for Seeker<R> {
     fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         self.0.seek(SeekFrom::Start(off))?;
         self.0.read(buf)
     }
 }
 
-impl Backend for Vhd {
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        Vhd::read_at(self, buf, off)
+type Opener<H> = Box<dyn Fn() -> io::Result<H> + Send + Sync>;
+
+/// Handles of one disk shared by threads: each read takes a free one, or opens another.
+pub struct Pooled<H> {
+    len: u64,
+    pool: Mutex<Vec<H>>,
+    open: Opener<H>,
+}
+
+impl<H: Handle> Pooled<H> {
+    pub fn new(first: H, len: u64, open: Opener<H>) -> Pooled<H> {
+        Pooled {
+            len,
+            pool: Mutex::new(vec![first]),
+            open,
+        }
     }
-    fn data(&mut self, pos: u64, end: u64) -> (u64, u64) {
-        self.allocated(pos, end)
+
+    fn with<T>(&self, f: impl FnOnce(&mut H) -> io::Result<T>) -> io::Result<T> {
+        let h = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut h = match h {
+            Some(h) => h,
+            None => (self.open)()?,
+        };
+        let r = f(&mut h);
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        r
     }
 }
 
-impl Backend for Qcow2 {
-    fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        Qcow2::read_at(self, buf, off)
+impl<H: Handle> BlockReader for Pooled<H> {
+    fn len(&self) -> u64 {
+        self.len
     }
-    fn data(&mut self, pos: u64, end: u64) -> (u64, u64) {
-        self.allocated(pos, end)
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        self.with(|h| h.read_at(buf, off))
+    }
+    fn data(&self, pos: u64, end: u64) -> (u64, u64) {
+        self.with(|h| Ok(h.data(pos, end))).unwrap_or((pos, end))
     }
 }
 
@@ -79,6 +122,7 @@ pub enum Format {
     Vhd,
     Vhdx,
     Qcow2,
+    Ebs,
 }
 
 impl Format {
@@ -89,17 +133,32 @@ impl Format {
             Format::Vhd => "vhd",
             Format::Vhdx => "vhdx",
             Format::Qcow2 => "qcow2",
+            Format::Ebs => "ebs",
         }
     }
 }
 
-/// The container format of the file at `path`, from its first and last bytes.
+/// The container format of an image from its first and last 512 bytes.
+pub fn sniff_bytes(head: &[u8], tail: &[u8]) -> Format {
+    if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        Format::Vmdk
+    } else if head.starts_with(b"vhdxfile") {
+        Format::Vhdx
+    } else if head.starts_with(b"QFI\xfb") {
+        Format::Qcow2
+    } else if tail.starts_with(b"conectix") || head.starts_with(b"conectix") {
+        Format::Vhd
+    } else {
+        Format::Raw
+    }
+}
+
+/// The container format of the file at `path`.
 pub fn sniff(path: &Path) -> io::Result<Format> {
     let f = File::open(path)?;
     let mut head = [0u8; 512];
     let n = read_full(&f, &mut head, 0)?;
-    let head = &head[..n];
-    let len = size(&f)?;
+    let len = raw::size(&f)?;
     let mut foot = [0u8; 512];
     let tail = if len >= 512 {
         let n = read_full(&f, &mut foot, len - 512)?;
@@ -107,19 +166,7 @@ pub fn sniff(path: &Path) -> io::Result<Format> {
     } else {
         &[][..]
     };
-    Ok(
-        if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
-            Format::Vmdk
-        } else if head.starts_with(b"vhdxfile") {
-            Format::Vhdx
-        } else if head.starts_with(b"QFI\xfb") {
-            Format::Qcow2
-        } else if tail.starts_with(b"conectix") || head.starts_with(b"conectix") {
-            Format::Vhd
-        } else {
-            Format::Raw
-        },
-    )
+    Ok(sniff_bytes(&head[..n], tail))
 }
 
 fn read_full(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
@@ -133,215 +180,113 @@ fn read_full(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Size of a regular file or block device.
-fn size(f: &File) -> io::Result<u64> {
-    let m = f.metadata()?;
-    if m.file_type().is_block_device() {
-        let mut f = f;
-        f.seek(SeekFrom::End(0))
-    } else {
-        Ok(m.len())
+/// The part of `[pos, end)` that the first of `ranges` (sorted, merged) at or after `pos`
+/// covers; `(end, end)` when none does.
+pub(crate) fn next_range(ranges: &[(u64, u64)], pos: u64, end: u64) -> (u64, u64) {
+    let i = ranges.partition_point(|r| r.1 <= pos);
+    match ranges.get(i) {
+        Some(&(s, e)) if s < end => (s.max(pos), e.min(end)),
+        _ => (end, end),
     }
 }
 
-/// The next range holding data at or after `pos` (before `end`), skipping holes. Where the
-/// filesystem cannot say, everything is data.
-fn next_data(f: &File, pos: u64, end: u64) -> (u64, u64) {
-    let fd = f.as_raw_fd();
-    // SAFETY: lseek on a descriptor this File owns; only the offset changes, and every read
-    // uses pread, which ignores it.
-    let start = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-    if start < 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENXIO) => (end, end), // no data after pos
-            _ => (pos, end),                 // not supported: read it all
-        };
+/// Appends `[s, e)` to sorted ranges, merged with the last when they touch.
+pub(crate) fn push_merged(out: &mut Vec<(u64, u64)>, s: u64, e: u64) {
+    match out.last_mut() {
+        Some(last) if s <= last.1 => last.1 = last.1.max(e),
+        _ if s < e => out.push((s, e)),
+        _ => {}
     }
-    let start = (start as u64).min(end);
-    // SAFETY: as above.
-    let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
-    let stop = if hole < 0 {
-        end
-    } else {
-        (hole as u64).min(end)
-    };
-    (start, stop.max(start))
 }
 
-/// A virtual disk, readable from many threads at once.
+/// A virtual disk with a name to show: an image file, a device, a snapshot.
 pub struct Disk {
-    pub path: PathBuf,
+    /// How places on it are named (`disk.img`, `snap-0abc…`).
+    pub name: String,
     pub format: Format,
-    len: u64,
-    pool: Mutex<Vec<Box<dyn Backend>>>,
-    /// For sparse VMDKs: the allocated byte ranges, sorted and merged (read once at open, from
-    /// the grain tables); everything else reads as zeros and is skipped.
-    allocated: Option<Vec<(u64, u64)>>,
+    reader: Box<dyn BlockReader>,
 }
 
 impl std::fmt::Debug for Disk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Disk({}, {})", self.path.display(), self.format.name())
+        write!(f, "Disk({}, {})", self.name, self.format.name())
     }
 }
 
 impl Disk {
-    /// Opens `path` as the virtual disk its format holds. Errors name what is wrong with it.
+    pub fn new(name: String, format: Format, reader: Box<dyn BlockReader>) -> Disk {
+        Disk {
+            name,
+            format,
+            reader,
+        }
+    }
+
+    /// Opens the image file or device at `path` as the virtual disk its format holds. Errors
+    /// name what is wrong with it.
     pub fn open(path: &Path) -> io::Result<Disk> {
         let format = sniff(path)?;
-        let first = open_backend(path, format)?;
-        let len = first.1;
-        let allocated = match format {
-            Format::Vmdk => vmdk_allocated(path, len),
-            _ => None,
+        let bad = |e: &dyn std::fmt::Display| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", format.name()),
+            )
         };
-        Ok(Disk {
-            path: path.to_path_buf(),
-            format,
-            len,
-            pool: Mutex::new(vec![first.0]),
-            allocated,
-        })
+        let reader: Box<dyn BlockReader> = match format {
+            Format::Raw => Box::new(raw::Raw::open(path)?),
+            Format::Vmdk => vmdk::open(path).map_err(|e| bad(&e))?,
+            Format::Vhd => Box::new(vhd::Vhd::open(File::open(path)?).map_err(|e| bad(&e))?),
+            Format::Vhdx => vhdx::open(path).map_err(|e| bad(&e))?,
+            Format::Qcow2 => qcow2::open(path).map_err(|e| bad(&e))?,
+            Format::Ebs => unreachable!("sniff never says ebs"),
+        };
+        let name = crate::source::tree::display_path(path);
+        Ok(Disk::new(name, format, reader))
     }
 
     /// Size of the virtual disk in bytes.
     pub fn len(&self) -> u64 {
-        self.len
+        self.reader.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Runs `f` with a reader of its own (another is opened when all are in use).
-    fn with<T>(&self, f: impl FnOnce(&mut dyn Backend) -> io::Result<T>) -> io::Result<T> {
-        let b = self.pool.lock().unwrap().pop();
-        let mut b = match b {
-            Some(b) => b,
-            None => open_backend(&self.path, self.format)?.0,
-        };
-        let r = f(&mut *b);
-        self.pool.lock().unwrap().push(b);
-        r
+        self.len() == 0
     }
 
     /// Reads at `off` of the virtual disk; short only at its end.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        let want = (buf.len() as u64).min(self.len.saturating_sub(off)) as usize;
-        self.with(|b| {
-            let mut n = 0;
-            while n < want {
-                match b.read_at(&mut buf[n..want], off + n as u64)? {
-                    0 => break,
-                    k => n += k,
-                }
+        let want = (buf.len() as u64).min(self.len().saturating_sub(off)) as usize;
+        let mut n = 0;
+        while n < want {
+            match self.reader.read_at(&mut buf[n..want], off + n as u64)? {
+                0 => break,
+                k => n += k,
             }
-            Ok(n)
-        })
+        }
+        Ok(n)
     }
 
     /// A read-only map of a raw image file, for scanning it where the page cache holds it
-    /// instead of copying it out; `None` for containers, block devices and empty files, or when
-    /// the map fails (they are read instead).
+    /// instead of copying it out; `None` for containers, block devices, snapshots and empty
+    /// files, or when the map fails (they are read instead).
     ///
     /// The file must not shrink while it is mapped: reading a page past a new end kills the
     /// process with SIGBUS (`image --no-mmap` reads instead). Disk images and snapshots being
     /// scanned do not change; that is the same bargain ripgrep makes for big files.
     pub fn map(&self) -> Option<memmap2::Mmap> {
-        if self.format != Format::Raw || self.len == 0 {
-            return None;
-        }
-        let f = File::open(&self.path).ok()?;
-        if !f.metadata().ok()?.file_type().is_file() {
-            return None;
-        }
-        // SAFETY: read-only map of a file that is not expected to change (see above).
-        let map = unsafe { memmap2::MmapOptions::new().map(&f) }.ok()?;
-        if map.len() as u64 != self.len {
-            return None;
-        }
-        let _ = map.advise(memmap2::Advice::Sequential);
-        Some(map)
+        self.reader.map()
     }
 
     /// The next range at or after `pos` (before `end`) that may hold data: holes of sparse
-    /// files, unallocated VMDK grains and qcow2 clusters read as zeros and are skipped.
+    /// files, unallocated VMDK grains and qcow2 clusters, unwritten snapshot blocks read as
+    /// zeros and are skipped.
     pub fn data(&self, pos: u64, end: u64) -> (u64, u64) {
-        if let Some(ranges) = &self.allocated {
-            let i = ranges.partition_point(|r| r.1 <= pos);
-            return match ranges.get(i) {
-                Some(&(s, e)) if s < end => (s.max(pos), e.min(end)),
-                _ => (end, end),
-            };
-        }
-        self.with(|b| Ok(b.data(pos, end))).unwrap_or((pos, end))
+        self.reader.data(pos, end)
     }
-}
 
-/// The allocated ranges of a sparse VMDK (monolithicSparse, streamOptimized), merged; `None`
-/// for a flat one, a huge one, or when the grain tables cannot be read (the whole disk is read
-/// then).
-fn vmdk_allocated(path: &Path, len: u64) -> Option<Vec<(u64, u64)>> {
-    let mut r = vmdk::VmdkFileReader::open_path(path).ok()?;
-    // The crate lists every grain at once (16 bytes each): past 4 Mi grains (256 GiB of 64 KiB
-    // grains) that list would outweigh a scan's memory, and the whole disk is read instead.
-    let grain = r.info().grain_size_bytes;
-    if grain == 0 || len / grain > 4 << 20 {
-        return None;
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        self.reader.remote()
     }
-    let mut grains = r.iter_allocated_grains().ok()?;
-    // Documented as in order; merging relies on it, and a grain skipped is a key missed.
-    grains.sort_unstable_by_key(|g| g.start_lba);
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for g in grains {
-        let s = g.start_lba.saturating_mul(512);
-        let e = s
-            .saturating_add(g.sector_count.saturating_mul(512))
-            .min(len);
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ if s < e => out.push((s, e)),
-            _ => {}
-        }
-    }
-    // Flat extents come back as one grain over the whole disk: nothing to skip.
-    (out != [(0, len)]).then_some(out)
-}
-
-fn open_backend(path: &Path, format: Format) -> io::Result<(Box<dyn Backend>, u64)> {
-    let bad = |e: &dyn std::fmt::Display| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {e}", format.name()),
-        )
-    };
-    Ok(match format {
-        Format::Raw => {
-            let f = File::open(path)?;
-            let len = size(&f)?;
-            (Box::new(Raw(f)), len)
-        }
-        Format::Vmdk => {
-            let r = vmdk::VmdkFileReader::open_path(path).map_err(|e| bad(&e))?;
-            let len = r.virtual_disk_size();
-            (Box::new(Seeker(r)), len)
-        }
-        Format::Vhd => {
-            let v = Vhd::open(File::open(path)?).map_err(|e| bad(&e))?;
-            let len = v.disk_size();
-            (Box::new(v), len)
-        }
-        Format::Vhdx => {
-            let r = vhdx::VhdxReader::open(path).map_err(|e| bad(&e))?;
-            let len = r.virtual_disk_size();
-            (Box::new(Seeker(r)), len)
-        }
-        Format::Qcow2 => {
-            let q = Qcow2::open(File::open(path)?).map_err(|e| bad(&e))?;
-            let len = q.disk_size();
-            (Box::new(q), len)
-        }
-    })
 }
 
 /// A range of a disk (a partition, or a region of the raw pass) as a file of its own.

@@ -1,0 +1,34 @@
+//! `--organization`: the member accounts of the operator's AWS Organization (ListAccounts, from
+//! the management account or a delegated administrator), each then reached with
+//! `--assume-role`.
+
+use anyhow::{anyhow, Context, Result};
+
+use super::iam::{describe, Session};
+
+/// The ids of the organization's active accounts, sorted.
+pub fn accounts(session: &Session) -> Result<Vec<String>> {
+    session.rt.block_on(async {
+        let client = aws_sdk_organizations::Client::new(&session.base);
+        let mut out = Vec::new();
+        let mut pages = client.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| anyhow!(describe(&e)))
+                .context("Organizations ListAccounts (run from the management account or a delegated administrator)")?;
+            for a in page.accounts() {
+                let active = a
+                    .state()
+                    .map(|s| s.as_str() == "ACTIVE")
+                    .or_else(|| a.status().map(|s| s.as_str() == "ACTIVE"))
+                    .unwrap_or(true);
+                if let (Some(id), true) = (a.id(), active) {
+                    out.push(id.to_string());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    })
+}

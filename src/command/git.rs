@@ -1,0 +1,152 @@
+//! `keyhound git`: every blob of history (or a branch, a range, every object), with the commit
+//! and paths of each finding; with `--staged`, what the next commit adds (the pre-commit check).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::blob::{Blob, Origin};
+use crate::finding::Finding;
+use crate::pipeline::{finish, progress, scan_blob, DetectPlan, Detector, OutputPlan, EXIT_FOUND};
+use crate::source::archive;
+use crate::source::git::{self, History, HistoryOptions};
+use crate::source::Stats;
+
+pub struct GitPlan {
+    pub repo: PathBuf,
+    pub history: HistoryOptions,
+    /// Scan what is staged instead of history (the pre-commit check).
+    pub staged: bool,
+    /// Archives among the blobs.
+    pub archives: crate::source::archive::Limits,
+    pub detect: DetectPlan,
+    pub output: OutputPlan,
+}
+
+/// `keyhound git`: history, or with `staged` the index.
+pub fn run(plan: GitPlan) -> Result<u8> {
+    let start = Instant::now();
+    let repo = git::open(&plan.repo)?;
+    let root = {
+        let r = repo.to_thread_local();
+        r.workdir().unwrap_or_else(|| r.git_dir()).to_path_buf()
+    };
+    let det = Detector::new(&plan.detect, std::slice::from_ref(&root))?;
+    let stats = Arc::new(Stats::default());
+    let repo_name = crate::source::tree::display_path(&plan.repo);
+    let roots = vec![if repo_name.is_empty() {
+        ".".into()
+    } else {
+        repo_name
+    }];
+    if plan.staged {
+        let files = git::staged(&repo, &stats)?;
+        let mut found = Vec::new();
+        for f in &files {
+            let blob = Blob::whole(&f.data, Arc::new(Origin::file(f.path.clone())));
+            // Only what this commit adds: a finding on a line HEAD already had is not new.
+            found.extend(scan_blob(&det.engine, &blob).into_iter().filter(|fi| {
+                fi.parts
+                    .iter()
+                    .any(|p| !f.old_lines.contains(line_at(&f.data, p.location.line)))
+            }));
+        }
+        let code = finish(&det, found, &stats, start, "staged", roots, &plan.output)?;
+        if code == EXIT_FOUND {
+            eprintln!(
+                "keyhound: commit blocked: the staged changes add secrets.\n  \
+                 Unstage a file with `git restore --staged PATH`, remove the secret (use the \
+                 environment or a secrets manager) and stage it again.\n  \
+                 A false positive? Put `keyhound:allow` on its line, or its fingerprint in \
+                 .keyhoundignore.\n  \
+                 A secret that was ever pushed must be rotated: history keeps it."
+            );
+        }
+        return Ok(code);
+    }
+    let history = History::enumerate(repo, &plan.history, &stats)?;
+
+    if history.shallow {
+        eprintln!(
+            "keyhound: warning: {} is a shallow clone: commits before its shallow boundary \
+             are not scanned (fetch with --unshallow for the whole history)",
+            plan.repo.display()
+        );
+    }
+    if history.submodules > 0 {
+        eprintln!(
+            "keyhound: note: {} gitlink (submodule) tree entries were not followed: scan each \
+             submodule's own repository",
+            history.submodules
+        );
+    }
+    let found: Mutex<Vec<(usize, Finding)>> = Mutex::new(Vec::new());
+    let engine = &det.engine;
+    let found_ref = &found;
+    let progress = progress(&stats, &plan.output);
+    let limits = plan.archives;
+    let stats_ref = &*stats;
+    history.scan(plan.history.threads, &stats, &|| {
+        move |i: usize, blob: Blob| {
+            let mut emit = |b: Blob| {
+                let f = scan_blob(engine, &b);
+                if !f.is_empty() {
+                    found_ref
+                        .lock()
+                        .unwrap()
+                        .extend(f.into_iter().map(|f| (i, f)));
+                }
+            };
+            let kind = (limits.max_depth > 0)
+                .then(|| archive::sniff(blob.data))
+                .flatten();
+            match kind {
+                Some(kind) => {
+                    let len = blob.data.len() as u64;
+                    let mut ex = archive::Expander::new(limits, stats_ref, len, &mut emit);
+                    if !ex.bytes(blob.data, kind, &blob.origin) {
+                        emit(blob);
+                    }
+                }
+                None => emit(blob),
+            }
+        }
+    });
+    progress.finish();
+    let found = found.into_inner().unwrap();
+    let mut ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let origins = history.attribute(&ids);
+    let findings = found
+        .into_iter()
+        .map(|(i, mut f)| {
+            // The commit and paths of the blob, and the chain inside it (archive members).
+            let mut o = (*origins[&i]).clone();
+            o.inner = f.origin.inner.clone();
+            f.origin = Arc::new(o);
+            f
+        })
+        .collect();
+    let kind = if plan.history.range.is_some() {
+        "pull-request"
+    } else {
+        "history"
+    };
+    finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
+
+/// The bytes of 1-based line `n` of `data`.
+fn line_at(data: &[u8], n: u64) -> &[u8] {
+    let mut rest = data;
+    for _ in 1..n {
+        match memchr::memchr(b'\n', rest) {
+            Some(p) => rest = &rest[p + 1..],
+            None => return &[],
+        }
+    }
+    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+}

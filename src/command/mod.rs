@@ -1,0 +1,11 @@
+//! One file a command: each wires its source to the shared stages of `pipeline` (detect →
+//! findings → suppress → enrich → report). A new input is a new source plus its file here.
+
+pub mod audit;
+pub mod git;
+pub mod hook;
+pub mod image;
+pub mod remediate;
+pub mod rules;
+pub mod scan;
+pub mod snapshot;

@@ -1,0 +1,440 @@
+//! A disk whose blocks are fetched over the network (an EBS snapshot through the EBS direct
+//! APIs; later a disk image in S3 through ranged GETs), where every request costs time and
+//! money: each written block is fetched **once** per scan.
+//!
+//! - Reads (`read_at`, from the partition tables and filesystem walkers) fetch the blocks they
+//!   touch, several at once (`concurrency`), and keep them in a bounded LRU cache
+//!   (`cache_bytes`); a block another thread is fetching is waited for, not asked twice.
+//!   Unwritten blocks read as zeros without a request.
+//! - Every block fetched for the first time is also handed to the raw pass (`tap`), so the raw
+//!   pass never asks for a block the walk already read. After the walk, `sweep` fetches the
+//!   written blocks nobody asked for, in order, and hands them over too.
+//!
+//! The walk runs first and the sweep after it, rather than both at once: at once, the sweep's
+//! blocks would push the walk's out of the cache (and the walk would ask for them again). What
+//! is asked twice is only a block the walk itself needs again after the cache let it go; the
+//! summary counts those (`refetched`).
+
+use std::collections::HashSet;
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex};
+
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+
+use super::BlockReader;
+
+/// Where the blocks come from.
+pub trait Fetch: Send + Sync {
+    /// Size of the disk in bytes.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes in a block (512 KiB on AWS; whatever the service reports).
+    fn block_size(&self) -> u64;
+    /// The indices of the blocks that were written, sorted; the others read as zeros.
+    fn written(&self) -> &[u64];
+    /// Block `index`, checked (its length and checksum): `block_size` bytes.
+    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+}
+
+/// A block's bytes, or why it could not be had.
+type BlockResult = Result<Arc<[u8]>, String>;
+
+/// A fetched block on its way to the raw pass: its byte offset on the disk and its bytes.
+pub type Fetched = (u64, Arc<[u8]>);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Requests in flight at once for this disk.
+    pub concurrency: usize,
+    /// Bytes of blocks the cache keeps for the walk.
+    pub cache_bytes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    cache: Option<lru::LruCache<u64, Arc<[u8]>>>,
+    /// Blocks fetched at least once (handed to the raw pass).
+    seen: HashSet<u64>,
+    in_flight: HashSet<u64>,
+    /// Blocks that could not be fetched, with why: not asked again.
+    failed: std::collections::HashMap<u64, String>,
+}
+
+/// What a remote disk's reads cost, for the summary.
+#[derive(Default)]
+pub struct Counters {
+    /// Requests for blocks that succeeded.
+    pub fetched: AtomicU64,
+    /// Of those, blocks fetched a second time (the cache had let them go).
+    pub refetched: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+pub struct Remote {
+    src: Arc<dyn Fetch>,
+    rt: tokio::runtime::Handle,
+    opts: Options,
+    /// The written byte ranges, merged.
+    ranges: Vec<(u64, u64)>,
+    state: Mutex<State>,
+    done: Condvar,
+    tap: Mutex<Option<SyncSender<Fetched>>>,
+    pub counters: Counters,
+}
+
+impl Remote {
+    pub fn new(src: Arc<dyn Fetch>, rt: tokio::runtime::Handle, opts: Options) -> Remote {
+        let bs = src.block_size();
+        let len = src.len();
+        let mut ranges = Vec::new();
+        for &i in src.written() {
+            let s = i * bs;
+            super::push_merged(&mut ranges, s.min(len), (s + bs).min(len));
+        }
+        let blocks = (opts.cache_bytes / bs.max(1)).max(16) as usize;
+        let state = State {
+            cache: Some(lru::LruCache::new(NonZeroUsize::new(blocks).unwrap())),
+            ..Default::default()
+        };
+        Remote {
+            src,
+            rt,
+            opts,
+            ranges,
+            state: Mutex::new(state),
+            done: Condvar::new(),
+            tap: Mutex::new(None),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Written bytes (what a full read costs).
+    pub fn written_bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.1 - r.0).sum()
+    }
+
+    /// The written byte ranges, merged.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    /// From now on, every block fetched for the first time is also sent here.
+    pub fn set_tap(&self, tx: Option<SyncSender<Fetched>>) {
+        *self.tap.lock().unwrap() = tx;
+    }
+
+    /// Blocks that could not be fetched, with why.
+    pub fn failed(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .failed
+            .clone()
+            .into_iter()
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn is_written(&self, index: u64) -> bool {
+        self.src.written().binary_search(&index).is_ok()
+    }
+
+    /// Fetches `indices` (at most `concurrency` at once), each a first time or again; returns
+    /// each block's bytes or error, and hands first-time blocks to the tap.
+    fn fetch_all(&self, indices: Vec<u64>, keep: bool) -> Vec<(u64, BlockResult)> {
+        let src = &*self.src;
+        let results: Vec<(u64, Result<Vec<u8>, String>)> = self.rt.block_on(async {
+            futures_util::stream::iter(indices)
+                .map(|i| async move { (i, src.fetch(i).await) })
+                .buffer_unordered(self.opts.concurrency.max(1))
+                .collect()
+                .await
+        });
+        let bs = self.src.block_size();
+        let mut out = Vec::with_capacity(results.len());
+        let mut first = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            for (i, r) in results {
+                st.in_flight.remove(&i);
+                let r = r.map(Arc::<[u8]>::from);
+                match &r {
+                    Ok(data) => {
+                        self.counters.fetched.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .bytes
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        if st.seen.insert(i) {
+                            first.push((i * bs, data.clone()));
+                        } else {
+                            self.counters.refetched.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if keep {
+                            st.cache.as_mut().unwrap().put(i, data.clone());
+                        }
+                    }
+                    Err(e) => {
+                        st.failed.insert(i, e.clone());
+                    }
+                }
+                out.push((i, r));
+            }
+        }
+        self.done.notify_all();
+        if !first.is_empty() {
+            let tap = self.tap.lock().unwrap().clone();
+            if let Some(tx) = tap {
+                for f in first {
+                    // The raw pass is gone only when the scan is over.
+                    let _ = tx.send(f);
+                }
+            }
+        }
+        out
+    }
+
+    /// The bytes of written blocks `indices`, from the cache, from another thread's request,
+    /// or fetched now.
+    fn blocks(&self, indices: &[u64]) -> io::Result<Vec<Arc<[u8]>>> {
+        let mut have: Vec<Option<Arc<[u8]>>> = vec![None; indices.len()];
+        loop {
+            let mut mine = Vec::new();
+            let mut waiting = false;
+            {
+                let mut st = self.state.lock().unwrap();
+                for (k, &i) in indices.iter().enumerate() {
+                    if have[k].is_some() {
+                        continue;
+                    }
+                    if let Some(e) = st.failed.get(&i) {
+                        return Err(block_error(i, e));
+                    }
+                    if let Some(d) = st.cache.as_mut().unwrap().get(&i) {
+                        have[k] = Some(d.clone());
+                    } else if st.in_flight.contains(&i) {
+                        waiting = true;
+                    } else {
+                        st.in_flight.insert(i);
+                        mine.push(i);
+                    }
+                }
+                if mine.is_empty() && waiting {
+                    // Another thread is fetching what is left: wait for it, then look again.
+                    let _unused = self.done.wait(st).unwrap();
+                    continue;
+                }
+            }
+            if mine.is_empty() {
+                break;
+            }
+            for (i, r) in self.fetch_all(mine, true) {
+                let r = r.map_err(|e| block_error(i, &e))?;
+                if let Some(k) = indices.iter().position(|&x| x == i) {
+                    have[k] = Some(r);
+                }
+            }
+        }
+        Ok(have.into_iter().map(Option::unwrap).collect())
+    }
+
+    /// Fetches every written block not fetched yet, in order, `concurrency` at a time, and
+    /// hands each to the tap (not to the cache: the walk is over). Failures are kept.
+    pub fn sweep(&self) {
+        let batch = self.opts.concurrency.max(1) * 4;
+        let mut todo = Vec::with_capacity(batch);
+        for &i in self.src.written() {
+            {
+                let mut st = self.state.lock().unwrap();
+                if st.seen.contains(&i) || st.failed.contains_key(&i) || st.in_flight.contains(&i) {
+                    continue;
+                }
+                st.in_flight.insert(i);
+            }
+            todo.push(i);
+            if todo.len() == batch {
+                self.fetch_all(std::mem::take(&mut todo), false);
+            }
+        }
+        if !todo.is_empty() {
+            self.fetch_all(todo, false);
+        }
+    }
+}
+
+fn block_error(index: u64, e: &str) -> io::Error {
+    io::Error::other(format!("block {index}: {e}"))
+}
+
+impl BlockReader for Remote {
+    fn len(&self) -> u64 {
+        self.src.len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let len = self.src.len();
+        if off >= len || buf.is_empty() {
+            return Ok(0);
+        }
+        let bs = self.src.block_size();
+        let n = (buf.len() as u64).min(len - off) as usize;
+        let (first, last) = (off / bs, (off + n as u64 - 1) / bs);
+        let wanted: Vec<u64> = (first..=last).filter(|&i| self.is_written(i)).collect();
+        let blocks = self.blocks(&wanted)?;
+        let mut w = 0;
+        for i in first..=last {
+            let (lo, hi) = ((i * bs).max(off), ((i + 1) * bs).min(off + n as u64));
+            let out = &mut buf[(lo - off) as usize..(hi - off) as usize];
+            match wanted.binary_search(&i) {
+                Ok(k) => {
+                    let b = &blocks[k];
+                    let from = (lo - i * bs) as usize;
+                    let have = b.len().saturating_sub(from).min(out.len());
+                    out[..have].copy_from_slice(&b[from..from + have]);
+                    out[have..].fill(0);
+                }
+                Err(_) => out.fill(0),
+            }
+            w += out.len();
+        }
+        Ok(w)
+    }
+
+    fn data(&self, pos: u64, end: u64) -> (u64, u64) {
+        super::next_range(&self.ranges, pos, end)
+    }
+
+    fn remote(&self) -> Option<&Remote> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks from memory, counting requests.
+    struct Mem {
+        data: Vec<u8>,
+        bs: u64,
+        written: Vec<u64>,
+        asked: Mutex<Vec<u64>>,
+        bad: Option<u64>,
+    }
+
+    impl Fetch for Mem {
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+        fn block_size(&self) -> u64 {
+            self.bs
+        }
+        fn written(&self) -> &[u64] {
+            &self.written
+        }
+        fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+            Box::pin(async move {
+                self.asked.lock().unwrap().push(i);
+                if Some(i) == self.bad {
+                    return Err("checksum stays wrong".into());
+                }
+                let s = (i * self.bs) as usize;
+                Ok(self.data[s..s + self.bs as usize].to_vec())
+            })
+        }
+    }
+
+    fn mem(blocks: u64, bs: u64, bad: Option<u64>) -> Arc<Mem> {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut data = vec![0u8; (blocks * bs) as usize];
+        let written: Vec<u64> = (0..blocks).filter(|i| i % 3 != 1).collect();
+        for &i in &written {
+            for b in &mut data[(i * bs) as usize..((i + 1) * bs) as usize] {
+                *b = rng.u8(1..);
+            }
+        }
+        Arc::new(Mem {
+            data,
+            bs,
+            written,
+            asked: Mutex::new(Vec::new()),
+            bad,
+        })
+    }
+
+    /// Reads give the disk's bytes (zeros where unwritten); what the walk read is not asked
+    /// again by the sweep, and everything written reaches the tap exactly once.
+    #[test]
+    fn reads_sweep_and_tap_fetch_each_block_once() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = mem(40, 512, None);
+        let r = Remote::new(
+            m.clone(),
+            rt.handle().clone(),
+            Options {
+                concurrency: 4,
+                cache_bytes: 1 << 20,
+            },
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+        r.set_tap(Some(tx));
+        let mut buf = vec![0u8; 3000];
+        for off in [0u64, 700, 5000, 700, 19_000] {
+            let n = r.read_at(&mut buf, off).unwrap();
+            assert_eq!(&buf[..n], &m.data[off as usize..off as usize + n], "{off}");
+        }
+        r.sweep();
+        r.set_tap(None);
+        let mut tapped: Vec<u64> = rx.try_iter().map(|(o, _)| o / 512).collect();
+        tapped.sort();
+        assert_eq!(tapped, m.written);
+        let mut asked = m.asked.lock().unwrap().clone();
+        asked.sort();
+        assert_eq!(
+            asked, m.written,
+            "each written block once, no unwritten one"
+        );
+        assert_eq!(r.counters.refetched.load(Ordering::Relaxed), 0);
+        assert_eq!(r.data(512, 40 * 512), (1024, 2048));
+    }
+
+    /// A block that cannot be fetched fails the reads that need it, is asked once, and is
+    /// named by `failed`.
+    #[test]
+    fn a_failing_block_is_named_and_not_asked_again() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = mem(12, 512, Some(3));
+        let r = Remote::new(
+            m.clone(),
+            rt.handle().clone(),
+            Options {
+                concurrency: 2,
+                cache_bytes: 0,
+            },
+        );
+        let mut buf = vec![0u8; 1024];
+        let e = r.read_at(&mut buf, 3 * 512).unwrap_err();
+        assert!(e.to_string().contains("block 3: checksum"), "{e}");
+        assert!(r.read_at(&mut buf, 3 * 512 + 10).is_err());
+        r.sweep();
+        assert_eq!(
+            m.asked.lock().unwrap().iter().filter(|&&i| i == 3).count(),
+            1
+        );
+        assert_eq!(r.failed().len(), 1);
+    }
+}

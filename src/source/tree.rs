@@ -1,0 +1,150 @@
+//! The working tree: the `ignore` crate's parallel walker (the one ripgrep uses), .gitignore
+//! honoured unless `no_ignore`, `.git/` skipped, hidden files scanned (`.env`, `.aws/` are where
+//! keys live), symlinks followed only when asked. Files up to `chunk` bytes are read whole into
+//! a buffer each thread reuses; bigger ones stream through overlapping windows.
+
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ignore::{WalkBuilder, WalkState};
+
+use super::{archive, Skip, Stats};
+use crate::blob::{Blob, Origin};
+
+pub struct WalkOptions {
+    pub no_ignore: bool,
+    pub follow_links: bool,
+    pub threads: usize,
+    /// Largest piece of a file held in memory at once.
+    pub chunk: usize,
+    /// Bytes shared by consecutive pieces (at least the longest possible match).
+    pub overlap: usize,
+    /// Archives found among the files (depth 0: scan them as raw bytes).
+    pub archives: super::archive::Limits,
+}
+
+/// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
+/// `exclude` gets each file's display path and says whether to skip it.
+pub fn walk<F>(
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+    stats: &Stats,
+    exclude: &(dyn Fn(&str) -> bool + Sync),
+    make: &(dyn Fn() -> F + Sync),
+) where
+    F: FnMut(Blob) + Send,
+{
+    let mut b = WalkBuilder::new(&roots[0]);
+    for r in &roots[1..] {
+        b.add(r);
+    }
+    b.threads(opts.threads)
+        .hidden(false)
+        .follow_links(opts.follow_links)
+        .git_ignore(!opts.no_ignore)
+        .git_global(!opts.no_ignore)
+        .git_exclude(!opts.no_ignore)
+        .ignore(!opts.no_ignore)
+        .parents(!opts.no_ignore)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git");
+    b.build_parallel().run(|| {
+        let mut handle = make();
+        let mut buf = Vec::new();
+        Box::new(move |entry| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(err) => {
+                    stats.skip(Skip::Unreadable, Some(format!("{}", err)));
+                    return WalkState::Continue;
+                }
+            };
+            let Some(ft) = entry.file_type() else {
+                return WalkState::Continue;
+            };
+            if ft.is_dir() {
+                return WalkState::Continue;
+            }
+            let name = display_path(entry.path());
+            if ft.is_symlink() {
+                stats.skip(Skip::Symlink, None);
+                return WalkState::Continue;
+            }
+            if !ft.is_file() {
+                stats.skip(Skip::Special, None);
+                return WalkState::Continue;
+            }
+            if exclude(&name) {
+                stats.skip(Skip::Allowlisted, None);
+                return WalkState::Continue;
+            }
+            let origin = Arc::new(Origin::file(name));
+            if let Err(e) = read_file(entry.path(), &origin, opts, stats, &mut buf, &mut handle) {
+                stats.skip(Skip::Unreadable, Some(format!("{origin}: {e}")));
+            }
+            WalkState::Continue
+        })
+    });
+}
+
+/// A path as users want to see it: without a leading `./`, with `/` separators.
+pub fn display_path(p: &Path) -> String {
+    let p = p.strip_prefix(".").unwrap_or(p);
+    let s = p.to_string_lossy();
+    if std::path::MAIN_SEPARATOR == '\\' {
+        s.replace('\\', "/")
+    } else {
+        s.into_owned()
+    }
+}
+
+fn read_file<F: FnMut(Blob)>(
+    path: &Path,
+    origin: &Arc<Origin>,
+    opts: &WalkOptions,
+    stats: &Stats,
+    buf: &mut Vec<u8>,
+    handle: &mut F,
+) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let archives = opts.archives.max_depth > 0;
+    if len <= opts.chunk as u64 {
+        buf.clear();
+        f.read_to_end(buf)?;
+        stats.read(buf.len() as u64);
+        if let Some(kind) = archive::sniff(buf).filter(|_| archives) {
+            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            if ex.bytes(buf, kind, origin) {
+                return Ok(());
+            }
+        }
+        handle(Blob::whole(buf, origin.clone()));
+        return Ok(());
+    }
+    if archives {
+        let mut head = [0u8; 512];
+        let n = super::window::read_up_to(&mut f, &mut head)?;
+        f.seek(io::SeekFrom::Start(0))?;
+        if let Some(kind) = archive::sniff(&head[..n]) {
+            stats.read(len);
+            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            if ex.file(f, kind, origin) {
+                return Ok(());
+            }
+            // Unreadable from its first bytes: scan it as raw bytes instead.
+            f = File::open(path)?;
+            stats
+                .files
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .bytes
+                .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let n = super::window::stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
+    stats.read(n);
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `keyhound snapshot`: EBS snapshots read in place through the EBS direct APIs of a moto server
+//! on 127.0.0.1 (its blocks are 512 bytes; AWS's 512 KiB). The snapshot is seeded from a GPT
+//! disk made with the real tools (mkfs.xfs with a protofile, mkfs.ext4 -d, sgdisk), only its
+//! non-zero blocks put, as an uploader does.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::servers::Moto;
+use common::*;
+use serde_json::Value;
+
+fn tool(d: &Path, cmd: &[&str]) {
+    let st = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .current_dir(d)
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test installs it)", cmd[0]));
+    assert!(st.success(), "{cmd:?}");
+}
+
+fn ini(k: &str, s: &str) -> String {
+    format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
+}
+
+/// keyhound against the moto server, as an operator whose credentials are moto's defaults.
+fn snapshot(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("snapshot")
+        .args(args)
+        .current_dir(d)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A GPT disk: p1 XFS (a home directory with a credentials file, and a deleted file's bytes in
+/// free space), p2 ext4 (an app's environment file). Returns the raw disk and p1's first LBA.
+fn make_disk(d: &Path, keys: &mut Keys) -> (Vec<u8>, [(String, String); 3]) {
+    let live = keys.pair();
+    let app = keys.pair();
+    let gone = keys.pair();
+    write(d, "x/home/ec2-user/.aws/credentials", ini(&live.0, &live.1));
+    write(
+        d,
+        "e/etc/app.env",
+        format!(
+            "APP=1\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+            app.0, app.1
+        ),
+    );
+    write(
+        d,
+        "deleted.txt",
+        format!("# removed\n{}", ini(&gone.0, &gone.1)),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    tool(d, &["bash", script, "xfs.img", "xfs", "x", "deleted.txt"]);
+    tool(d, &["bash", script, "ext4.img", "ext4", "e"]);
+    let xfs = std::fs::read(d.join("xfs.img")).unwrap();
+    let ext4 = std::fs::read(d.join("ext4.img")).unwrap();
+    let (p1, p2) = (2048usize, 2048 + xfs.len() / 512);
+    let mut disk = vec![0u8; (p2 + ext4.len() / 512 + 2048) * 512];
+    std::fs::write(d.join("disk.img"), &disk).unwrap();
+    tool(
+        d,
+        &[
+            "sgdisk",
+            "-n",
+            &format!("1:{p1}:+{}", xfs.len() / 512),
+            "-t",
+            "1:8300",
+            "-n",
+            &format!("2:{p2}:+{}", ext4.len() / 512),
+            "-t",
+            "2:8300",
+            "disk.img",
+        ],
+    );
+    let table = std::fs::read(d.join("disk.img")).unwrap();
+    disk.copy_from_slice(&table);
+    disk[p1 * 512..p1 * 512 + xfs.len()].copy_from_slice(&xfs);
+    disk[p2 * 512..p2 * 512 + ext4.len()].copy_from_slice(&ext4);
+    std::fs::write(d.join("disk.img"), &disk).unwrap();
+    (disk, [live, app, gone])
+}
+
+fn places<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
+    creds(v)
+        .iter()
+        .filter(|c| {
+            c["parts"]["key_id"] == key || c["key_id"] == key || c.to_string().contains(key)
+        })
+        .flat_map(|c| c["places"].as_array().unwrap())
+        .collect()
+}
+
+/// How many times each block of `snap` was asked for.
+fn block_gets(moto: &Moto, snap: &str) -> HashMap<u64, usize> {
+    let prefix = format!("GET /snapshots/{snap}/blocks/");
+    let mut n = HashMap::new();
+    for r in moto.requests() {
+        if let Some(rest) = r.strip_prefix(&prefix) {
+            let i: u64 = rest.split(['?', ' ']).next().unwrap().parse().unwrap();
+            *n.entry(i).or_default() += 1;
+        }
+    }
+    n
+}
+
+/// A snapshot of a GPT disk with XFS and ext4: keys in files with their in-image paths, the
+/// deleted file's key by the raw pass with its partition and offset, each written block asked
+/// for once and no unwritten one; the structured snapshot fields in JSON and SARIF.
+#[test]
+fn snapshot_of_a_gpt_disk_is_scanned_in_place_each_block_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (disk, [live, app, gone]) = make_disk(d, &mut Keys::new(1600));
+    let moto = Moto::start_with("moto_ebs.py", &[d.join("disk.img").to_str().unwrap()]);
+    let snap = moto.setup["snapshot"].as_str().unwrap().to_string();
+    let volume = moto.setup["volume"].as_str().unwrap().to_string();
+    let written: Vec<u64> = serde_json::from_value(moto.setup["blocks"].clone()).unwrap();
+
+    let (code, out, err) = snapshot(&moto, d, &[&snap, "--format", "json", "--show-secrets"]);
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(v["summary"]["warnings"], serde_json::json!([]), "{err}");
+    assert_eq!(v["summary"]["incomplete"], false);
+
+    let p = places(&v, &live.0);
+    assert_eq!(p.len(), 1, "reported once, with its path: {p:#?}");
+    assert_eq!(
+        p[0]["inner"],
+        serde_json::json!(["p1 (xfs)", "/home/ec2-user/.aws/credentials"])
+    );
+    assert!(p[0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{snap} ({volume}, us-east-1, ")));
+    assert_eq!(p[0]["snapshot"]["snapshot_id"], snap.as_str());
+    assert_eq!(p[0]["snapshot"]["volume_id"], volume.as_str());
+    assert_eq!(p[0]["snapshot"]["region"], "us-east-1");
+    assert_eq!(p[0]["snapshot"]["tags"]["team"], "payments");
+    let p = places(&v, &app.0);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(
+        p[0]["inner"],
+        serde_json::json!(["p2 (ext4)", "/etc/app.env"])
+    );
+    // The deleted file: only the raw pass sees it, in p1, at its offset from p1's start.
+    let p = places(&v, &gone.0);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0]["inner"], serde_json::json!(["p1 (xfs)"]));
+    assert_eq!(p[0]["raw"], true);
+    let at = p[0]["offset"].as_u64().unwrap() as usize + 2048 * 512;
+    assert_eq!(&disk[at..at + gone.0.len()], gone.0.as_bytes());
+
+    // Each written block once, no unwritten block.
+    let gets = block_gets(&moto, &snap);
+    let mut asked: Vec<u64> = gets.keys().copied().collect();
+    asked.sort();
+    assert_eq!(
+        asked, written,
+        "every written block is read, and only those"
+    );
+    let twice: Vec<_> = gets.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "blocks asked more than once: {twice:?}");
+    assert!(
+        err.contains(&format!("{} blocks fetched", written.len())),
+        "{err}"
+    );
+
+    // SARIF carries the snapshot as structured properties.
+    let (code, out, _) = snapshot(&moto, d, &[&snap, "--format", "sarif"]);
+    assert_eq!(code, 1);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&s);
+    let results = s["runs"][0]["results"].as_array().unwrap();
+    assert!(results
+        .iter()
+        .all(|r| r["properties"]["snapshot"]["snapshot_id"] == snap.as_str()));
+    assert!(!out.contains(&live.1), "SARIF redacts secrets");
+}
+
+/// Discovery: a volume id resolves to its latest completed snapshot, an instance id to its
+/// volumes' snapshots (moto's CreateSnapshot makes them without blocks: `--list` shows them),
+/// `--all` with a tag filter, another account through an assumed role; `--plan` counts the
+/// written blocks and their cost; `--max-gib` refuses; a block whose stored checksum is wrong
+/// is fetched twice and named; a snapshot that does not exist is named. Exit 2 for those.
+#[test]
+fn discovery_plan_and_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(1601);
+    let (k, s) = keys.pair();
+    // A bare ext4 volume with one key file.
+    write(
+        d,
+        "e/etc/app.env",
+        format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    tool(d, &["bash", script, "ext4.img", "ext4", "e"]);
+    let moto = Moto::start_with(
+        "moto_ebs.py",
+        &[d.join("ext4.img").to_str().unwrap(), "--bad-block", "-1"],
+    );
+    let set = &moto.setup;
+    let snap = set["snapshot"].as_str().unwrap();
+    let volume = set["volume"].as_str().unwrap();
+    let instance = set["instance"].as_str().unwrap();
+    let isnap = set["instance_snapshot"].as_str().unwrap();
+    let written = set["blocks"].as_array().unwrap().len() as u64;
+
+    // A volume id: its snapshot. An instance id: its root volume's, with the instance named.
+    let (code, out, err) = snapshot(&moto, d, &[volume, instance, "--list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot_id"].as_str().unwrap())
+        .collect();
+    let mut want = vec![snap, isnap];
+    want.sort();
+    assert_eq!(ids, want, "{out}");
+    let inst = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["snapshot_id"] == isnap)
+        .unwrap();
+    assert_eq!(inst["instance_id"], instance);
+    assert_eq!(inst["instance_name"], "web-1");
+    assert_eq!(inst["instance_tags"]["owner"], "ops@example.com");
+
+    // --all with a tag filter: only the seeded snapshot carries team=payments.
+    let (code, out, err) = snapshot(
+        &moto,
+        d,
+        &["--all", "--filter", "tag:team=payments", "--list"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with(snap), "{out}");
+
+    // Another account, through a role assumed there.
+    let member = set["member_account"].as_str().unwrap();
+    let msnap = set["member_snapshot"].as_str().unwrap();
+    let (code, out, err) = snapshot(
+        &moto,
+        d,
+        &[
+            "--all",
+            "--accounts",
+            member,
+            "--assume-role",
+            "KeyhoundScan",
+            "--list",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(msnap) && out.contains(member), "{out}");
+
+    // --plan: the written blocks and what they cost, nothing read.
+    let before = block_gets(&moto, snap).len();
+    let (code, out, err) = snapshot(&moto, d, &[snap, "--plan", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["snapshots"], 1);
+    assert_eq!(plan["written_blocks"], written);
+    assert_eq!(plan["bytes"], written * 512);
+    let usd = plan["usd"].as_f64().unwrap();
+    assert!(
+        (usd - (written as f64 * 0.003 + 0.0006) / 1000.0).abs() < 1e-9,
+        "{usd}"
+    );
+    assert_eq!(
+        block_gets(&moto, snap).len(),
+        before,
+        "--plan reads no block"
+    );
+    // --max-gib refuses a larger read.
+    let (code, _, err) = snapshot(&moto, d, &[snap, "--max-gib", "0.000001"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--max-gib"), "{err}");
+
+    // The scan: the key is found; the bad block is fetched twice, then named; exit 2.
+    let bad = set["bad_block"].as_u64().unwrap();
+    let (code, out, err) = snapshot(&moto, d, &[snap, "--format", "json", "--show-secrets"]);
+    assert_eq!(code, 2, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        places(&v, &k)
+            .iter()
+            .any(|p| p["inner"][1] == "/etc/app.env"),
+        "{v:#}"
+    );
+    let warnings = v["summary"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("block {bad}: checksum mismatch")),
+        "{warnings}"
+    );
+    assert_eq!(
+        block_gets(&moto, snap)[&bad],
+        2,
+        "fetched again, then reported"
+    );
+
+    // A snapshot that is nowhere: named, exit 2.
+    let (code, _, err) = snapshot(&moto, d, &["snap-0123456789abcdef0", "--list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("snap-0123456789abcdef0: not found"), "{err}");
+}
