@@ -81,6 +81,18 @@ impl Cost {
     }
 }
 
+/// After `--list` or `--plan`: the errors named, and the exit code they make.
+fn stopped(errors: &[String]) -> u8 {
+    for e in errors {
+        eprintln!("keyhound: error: {e}");
+    }
+    if errors.is_empty() {
+        EXIT_CLEAN
+    } else {
+        EXIT_ERROR
+    }
+}
+
 /// The SDK configuration for `account`, or an error naming why it cannot be reached.
 fn account_config(
     session: &Session,
@@ -117,14 +129,7 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
     let snaps = discover(&session, &plan, &accounts, &mut errors);
     if plan.list {
         list(&snaps, plan.output.format)?;
-        for e in &errors {
-            eprintln!("keyhound: error: {e}");
-        }
-        return Ok(if errors.is_empty() {
-            EXIT_CLEAN
-        } else {
-            EXIT_ERROR
-        });
+        return Ok(stopped(&errors));
     }
     // What will be read: the written blocks of each completed snapshot.
     let limits = ebs::Limits::default();
@@ -159,14 +164,7 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
             }
             _ => writeln!(out, "{}", cost.line())?,
         }
-        for e in &errors {
-            eprintln!("keyhound: error: {e}");
-        }
-        return Ok(if errors.is_empty() {
-            EXIT_CLEAN
-        } else {
-            EXIT_ERROR
-        });
+        return Ok(stopped(&errors));
     }
     if let Some(max) = plan.max_gib {
         if cost.gib() > max {
