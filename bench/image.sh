@@ -70,31 +70,10 @@ if [ ! -f "$dir/.complete-v2" ]; then
   touch "$dir/.complete-v2"
 fi
 
+# shellcheck source=bench/volume.sh
+source bench/volume.sh
+make_ext4_volume "$dir"
 ext4=$dir/ext4.img
-if [ ! -f "$dir/.complete-ext4" ]; then
-  stage=$(mktemp -d)
-  trap 'rm -rf "$stage"' EXIT
-  mkdir -p "$stage/usr"
-  cp -a /usr/share /usr/include "$stage/usr/" 2>/dev/null || true
-  python3 - "$stage" <<'PY'
-import os, random, sys
-rng = random.Random(4)
-B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-for i in range(50):
-    d = os.path.join(sys.argv[1], "home", f"user{i:02}", ".aws")
-    os.makedirs(d, exist_ok=True)
-    k = "AKIA" + "".join(rng.choice(B32) for _ in range(16))
-    s = "".join(rng.choice(B64) for _ in range(40))
-    with open(os.path.join(d, "credentials"), "w") as f:
-        f.write(f"[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n")
-PY
-  rm -f "$ext4"
-  dd if=/dev/zero of="$ext4" bs=16M count=128 status=none
-  mkfs.ext4 -q -F -d "$stage" "$ext4"
-  rm -rf "$stage"
-  touch "$dir/.complete-ext4"
-fi
 
 cargo build --release --quiet
 kh=target/release/keyhound

@@ -259,10 +259,25 @@ struct SnapshotArgs {
     /// GetSnapshotBlock requests in flight per snapshot.
     #[arg(long, value_name = "N", default_value_t = 32)]
     ebs_concurrency: usize,
+    /// GetSnapshotBlock requests a second per account, shared by every snapshot of the run:
+    /// AWS's quota (1,000) unless the account had it raised.
+    #[arg(long, value_name = "N", default_value_t = crate::source::block::ebs::GET_BLOCKS_PER_SECOND)]
+    ebs_requests_per_second: u32,
     /// Blocks kept for the filesystem walk, in MiB (each written block is fetched once; one
     /// the walk needs again after the cache let it go is fetched again, and counted).
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     cache_mib: u64,
+    #[command(flatten)]
+    disk: DiskArgs,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// How a whole disk (an image, a device, a snapshot) is scanned.
+#[derive(Args)]
+struct DiskArgs {
     /// Worker threads [default: the number of CPUs].
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
@@ -271,10 +286,21 @@ struct SnapshotArgs {
     buffer_mib: usize,
     #[command(flatten)]
     archives: ArchiveArgs,
-    #[command(flatten)]
-    detect: DetectArgs,
-    #[command(flatten)]
-    output: OutputArgs,
+}
+
+impl DiskArgs {
+    /// `overlap`: context shared by neighbouring windows (the detector's longest match is
+    /// added by the command).
+    fn options(&self, overlap: usize, mmap: bool) -> crate::source::image::ImageOptions {
+        let chunk = self.buffer_mib.max(1) << 20;
+        crate::source::image::ImageOptions {
+            threads: self.threads.unwrap_or_else(default_threads).max(1),
+            chunk,
+            overlap,
+            mmap,
+            archives: self.archives.limits(chunk),
+        }
+    }
 }
 
 fn parse_tag_filter(s: &str) -> Result<(String, String), String> {
@@ -460,18 +486,12 @@ struct ImageArgs {
     /// Image files or block devices.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Worker threads [default: the number of CPUs].
-    #[arg(long, short = 'j', value_name = "N")]
-    threads: Option<usize>,
-    /// Window size in MiB (memory per thread is about this).
-    #[arg(long, value_name = "MIB", default_value_t = 16)]
-    buffer_mib: usize,
+    #[command(flatten)]
+    disk: DiskArgs,
     /// Read raw image files with read() instead of mapping them: for a file that may shrink
     /// while it is scanned (a mapped file cut short kills the process with SIGBUS).
     #[arg(long)]
     no_mmap: bool,
-    #[command(flatten)]
-    archives: ArchiveArgs,
     #[command(flatten)]
     detect: DetectArgs,
     #[command(flatten)]
@@ -612,19 +632,11 @@ pub fn main() -> ExitCode {
         }),
         Command::Image(a) => command::image::run(ImagePlan {
             images: a.images,
-            options: crate::source::image::ImageOptions {
-                threads: a.threads.unwrap_or_else(default_threads).max(1),
-                chunk: a.buffer_mib.max(1) << 20,
-                overlap: 64 << 10,
-                mmap: !a.no_mmap,
-                archives: a.archives.limits(a.buffer_mib.max(1) << 20),
-            },
+            options: a.disk.options(64 << 10, !a.no_mmap),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
         Command::Snapshot(a) => {
-            let threads = a.threads.unwrap_or_else(default_threads).max(1);
-            let chunk = a.buffer_mib.max(1) << 20;
             let access = a.detect.access_plan();
             command::snapshot::run(command::snapshot::SnapshotPlan {
                 query: crate::source::snapshot::Query {
@@ -641,17 +653,15 @@ pub fn main() -> ExitCode {
                 list: a.list,
                 plan_only: a.plan,
                 max_gib: a.max_gib,
+                get_rate: a.ebs_requests_per_second.max(1),
                 remote: crate::source::block::remote::Options {
                     concurrency: a.ebs_concurrency.max(1),
                     cache_bytes: a.cache_mib << 20,
                 },
-                options: crate::source::image::ImageOptions {
-                    threads,
-                    chunk,
-                    overlap: 64 << 10,
-                    mmap: false,
-                    archives: a.archives.limits(chunk),
-                },
+                // A remote disk's raw pass keeps the edges of runs whose neighbours have not
+                // arrived (4 × overlap each): a smaller context than a local image's 64 KiB
+                // bounds that, and is still more than the detector's longest match.
+                options: a.disk.options(16 << 10, false),
                 detect: a.detect.plan(),
                 output: a.output.plan(),
             })

@@ -28,13 +28,17 @@ fn ini(k: &str, s: &str) -> String {
 
 /// keyhound against the moto server, as an operator whose credentials are moto's defaults.
 fn snapshot(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
+    snapshot_as(moto, d, ("testing", "testing"), args)
+}
+
+fn snapshot_as(moto: &Moto, d: &Path, creds: (&str, &str), args: &[&str]) -> (i32, String, String) {
     let out = bin()
         .arg("snapshot")
         .args(args)
         .current_dir(d)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", creds.1)
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .output()
@@ -132,6 +136,7 @@ fn snapshot_of_a_gpt_disk_is_scanned_in_place_each_block_once() {
     let snap = moto.setup["snapshot"].as_str().unwrap().to_string();
     let volume = moto.setup["volume"].as_str().unwrap().to_string();
     let written: Vec<u64> = serde_json::from_value(moto.setup["blocks"].clone()).unwrap();
+    let seeded = moto.requests().len();
 
     let (code, out, err) = snapshot(&moto, d, &[&snap, "--format", "json", "--show-secrets"]);
     assert_eq!(code, 1, "{err}");
@@ -181,6 +186,42 @@ fn snapshot_of_a_gpt_disk_is_scanned_in_place_each_block_once() {
         err.contains(&format!("{} blocks fetched", written.len())),
         "{err}"
     );
+    // Every EBS request keyhound made was one of the two the README's policy allows.
+    let policy = readme_policy().to_string();
+    for action in ["ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock"] {
+        assert!(
+            policy.contains(action),
+            "{action} not in the README's policy"
+        );
+    }
+    let list = format!("GET /snapshots/{snap}/blocks?");
+    let get = format!("GET /snapshots/{snap}/blocks/");
+    let ebs: Vec<String> = moto.requests()[seeded..]
+        .iter()
+        .filter(|r| r.contains("/snapshots"))
+        .cloned()
+        .collect();
+    assert!(ebs.len() > written.len(), "{ebs:?}");
+    for r in &ebs {
+        assert!(r.starts_with(&list) || r.starts_with(&get), "{r}");
+    }
+
+    // The action report names who runs the machine (here the snapshot's owner tag: moto's
+    // StartSnapshot makes a volume without tags and no instance).
+    let (code, _, err) = snapshot(&moto, d, &[&snap, "-q", "--report", "actions.json"]);
+    assert_eq!(code, 1, "{err}");
+    let actions: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("actions.json")).unwrap()).unwrap();
+    let row = actions["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == live.0.as_str())
+        .unwrap();
+    assert_eq!(
+        row["machine_owners"],
+        serde_json::json!([format!("payments-oncall@example.com (snapshot {snap})")])
+    );
 
     // SARIF carries the snapshot as structured properties.
     let (code, out, _) = snapshot(&moto, d, &[&snap, "--format", "sarif"]);
@@ -196,7 +237,8 @@ fn snapshot_of_a_gpt_disk_is_scanned_in_place_each_block_once() {
 
 /// Discovery: a volume id resolves to its latest completed snapshot, an instance id to its
 /// volumes' snapshots (moto's CreateSnapshot makes them without blocks: `--list` shows them),
-/// `--all` with a tag filter, another account through an assumed role; `--plan` counts the
+/// `--all` with a tag filter, another account through an assumed role, the accounts of an
+/// organization, a volume without snapshots named; `--plan` counts the
 /// written blocks and their cost; `--max-gib` refuses; a block whose stored checksum is wrong
 /// is fetched twice and named; a snapshot that does not exist is named. Exit 2 for those.
 #[test]
@@ -274,6 +316,29 @@ fn discovery_plan_and_bad_input() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(msnap) && out.contains(member), "{out}");
+    // The same through the organization: ListAccounts names the member, the role reaches it,
+    // and the operator's own (management) account is searched as well.
+    let (code, out, err) = snapshot(
+        &moto,
+        d,
+        &[
+            "--all",
+            "--organization",
+            "--assume-role",
+            "KeyhoundScan",
+            "--list",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(msnap) && out.contains(snap), "{out}");
+    // A volume with no completed snapshot is named.
+    let bare = set["bare_volume"].as_str().unwrap();
+    let (code, _, err) = snapshot(&moto, d, &[bare, "--list"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{bare}: no completed snapshot")),
+        "{err}"
+    );
 
     // --plan: the written blocks and what they cost, nothing read.
     let before = block_gets(&moto, snap).len();
@@ -324,4 +389,65 @@ fn discovery_plan_and_bad_input() {
     let (code, _, err) = snapshot(&moto, d, &["snap-0123456789abcdef0", "--list"]);
     assert_eq!(code, 2);
     assert!(err.contains("snap-0123456789abcdef0: not found"), "{err}");
+}
+
+/// The actions of the README's IAM policy for `snapshot`.
+fn readme_policy() -> Value {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("\"Sid\": \"KeyhoundSnapshotScan\"")
+        .expect("policy in README");
+    let start = readme[..at].rfind("```json").unwrap() + "```json".len();
+    let end = start + readme[start..].find("```").unwrap();
+    serde_json::from_str(&readme[start..end]).unwrap()
+}
+
+/// The README's IAM policy is all discovery needs: with moto checking every call against the
+/// caller's policy, a user holding exactly that policy resolves volume and instance ids and
+/// lists every region; the same policy without ec2:DescribeSnapshots is refused (so the check
+/// is real), named, exit 2. (The EBS calls are checked against the policy from moto's request
+/// log in the first test: moto's signature check refuses every EBS request once its
+/// authentication is on.)
+#[test]
+fn the_readmes_iam_policy_allows_every_call_discovery_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("policy.json"), readme_policy().to_string()).unwrap();
+    write(d, "e/etc/motd", "hello\n");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    tool(d, &["bash", script, "ext4.img", "ext4", "e"]);
+    let moto = Moto::start_with(
+        "moto_ebs.py",
+        &[
+            d.join("ext4.img").to_str().unwrap(),
+            "--policy",
+            d.join("policy.json").to_str().unwrap(),
+        ],
+    );
+    let set = &moto.setup;
+    let user = |n: &str| {
+        let u = &set["users"][n];
+        (
+            u["key_id"].as_str().unwrap().to_string(),
+            u["secret"].as_str().unwrap().to_string(),
+        )
+    };
+    let ids = [
+        set["volume"].as_str().unwrap(),
+        set["instance"].as_str().unwrap(),
+    ];
+    let (id, secret) = user("scanner");
+    let creds = (id.as_str(), secret.as_str());
+    let (code, out, err) = snapshot_as(&moto, d, creds, &[ids[0], ids[1], "--list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, out, err) = snapshot_as(&moto, d, creds, &["--all", "--regions", "all", "--list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(set["snapshot"].as_str().unwrap()), "{out}");
+
+    let (id, secret) = user("scanner-no-describe");
+    let (code, _, err) = snapshot_as(&moto, d, (&id, &secret), &[ids[0], "--list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("DescribeSnapshots: AccessDenied"), "{err}");
 }

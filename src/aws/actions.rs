@@ -137,6 +137,10 @@ pub struct KeyRecord {
     /// Where: origin chains with line (or byte offset).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub places: Vec<String>,
+    /// Who runs the machines the key was found on (an EBS snapshot's instance, then volume,
+    /// then snapshot tags, by `--owner-tags`): `ops@example.com (instance i-0123 "web-1")`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_owners: Vec<String>,
     /// What STS said (`--verify`): live, invalid, wrong-secret, …
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<String>,

@@ -165,6 +165,16 @@ pub fn records(
             if !r.places.contains(&at) {
                 r.places.push(at);
             }
+            if let Some(m) = p
+                .origin
+                .snapshot
+                .as_deref()
+                .and_then(|s| machine_owner(s, opts.owner_tags))
+            {
+                if !r.machine_owners.contains(&m) {
+                    r.machine_owners.push(m);
+                }
+            }
         }
     }
     let mut out: Vec<KeyRecord> = by_id.into_values().collect();
@@ -176,6 +186,30 @@ pub fn records(
         actions::apply(r, &opts.policy, opts.profile);
     }
     out
+}
+
+/// Who runs the machine a snapshot came from: the first of `keys` set on its instance, else on
+/// its volume, else on the snapshot itself, with where it was read.
+pub fn machine_owner(s: &crate::blob::SnapshotInfo, keys: &[String]) -> Option<String> {
+    let first = |tags: &std::collections::BTreeMap<String, String>| {
+        keys.iter()
+            .find_map(|k| tags.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()))
+            .map(str::to_string)
+    };
+    let instance = match (&s.instance_id, &s.instance_name) {
+        (Some(i), Some(n)) => format!("instance {i} \"{n}\""),
+        (Some(i), None) => format!("instance {i}"),
+        _ => String::new(),
+    };
+    let volume = format!("volume {}", s.volume_id.as_deref().unwrap_or("?"));
+    let snapshot = format!("snapshot {}", s.snapshot_id);
+    [
+        (first(&s.instance_tags), instance),
+        (first(&s.volume_tags), volume),
+        (first(&s.tags), snapshot),
+    ]
+    .into_iter()
+    .find_map(|(owner, from)| owner.map(|o| format!("{o} ({from})")))
 }
 
 /// Copies IAM's facts into the row, with the ages they give.
@@ -219,5 +253,54 @@ pub fn describe_key(r: &mut KeyRecord, f: &UserFacts, opts: &RecordOptions) {
         r.days_unused = since
             .as_deref()
             .and_then(|s| actions::days_between(s, opts.now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::SnapshotInfo;
+
+    /// The instance's owner tag wins over the volume's, the volume's over the snapshot's; the
+    /// first of the owner tags that is set, blank values skipped.
+    #[test]
+    fn machine_owner_is_the_instances_then_the_volumes_then_the_snapshots() {
+        let tags = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let keys = vec!["owner".to_string(), "email".to_string()];
+        let mut s = SnapshotInfo {
+            snapshot_id: "snap-1".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            volume_id: Some("vol-1".into()),
+            instance_id: Some("i-1".into()),
+            instance_name: Some("web-1".into()),
+            size_gib: 8,
+            start_time: None,
+            state: "completed".into(),
+            encrypted: false,
+            tags: tags(&[("owner", "snap@example.com")]),
+            volume_tags: tags(&[("email", "vol@example.com")]),
+            instance_tags: tags(&[("owner", " "), ("email", "inst@example.com")]),
+        };
+        assert_eq!(
+            machine_owner(&s, &keys).as_deref(),
+            Some("inst@example.com (instance i-1 \"web-1\")")
+        );
+        s.instance_tags.clear();
+        assert_eq!(
+            machine_owner(&s, &keys).as_deref(),
+            Some("vol@example.com (volume vol-1)")
+        );
+        s.volume_tags.clear();
+        assert_eq!(
+            machine_owner(&s, &keys).as_deref(),
+            Some("snap@example.com (snapshot snap-1)")
+        );
+        s.tags.clear();
+        assert_eq!(machine_owner(&s, &keys), None);
     }
 }

@@ -41,6 +41,8 @@ pub struct SnapshotPlan {
     /// Print what reading would cost, and stop.
     pub plan_only: bool,
     pub max_gib: Option<f64>,
+    /// GetSnapshotBlock requests a second per account.
+    pub get_rate: u32,
     pub remote: remote::Options,
     pub options: ImageOptions,
     pub detect: DetectPlan,
@@ -132,7 +134,7 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
         return Ok(stopped(&errors));
     }
     // What will be read: the written blocks of each completed snapshot.
-    let limits = ebs::Limits::default();
+    let limits = ebs::Limits::new(plan.get_rate);
     let mut opened = Vec::new();
     for info in snaps {
         if info.state != "completed" {
@@ -187,13 +189,18 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
     let progress = progress(&stats, &plan.output);
     let mut found: Vec<Finding> = Vec::new();
     let roots: Vec<String> = opened.iter().map(|(i, _)| i.snapshot_id.clone()).collect();
+    let rp = &stats.remote;
+    rp.disks.store(opened.len() as u64, Ordering::Relaxed);
+    rp.blocks.store(cost.written_blocks, Ordering::Relaxed);
     for (info, snap) in opened {
         let place = info.place();
-        let r = remote::Remote::new(Arc::new(snap), session.rt.handle().clone(), plan.remote);
+        let r = remote::Remote::new(Arc::new(snap), session.rt.handle().clone(), plan.remote)
+            .reporting(stats.clone());
         let disk = Arc::new(Disk::new(place.clone(), DiskFormat::Ebs, Box::new(r)));
         let mut base = Origin::file(place.clone());
         base.snapshot = Some(Arc::new(info));
         found.extend(disk_findings(&det.engine, &disk, &base, &options, &stats));
+        rp.disks_done.fetch_add(1, Ordering::Relaxed);
         if let (Some(r), false) = (disk.remote(), plan.output.quiet) {
             let c = &r.counters;
             eprintln!(
@@ -231,7 +238,7 @@ fn discover(
             Some(r) if r.iter().any(|r| r == "all") => {
                 match session
                     .rt
-                    .block_on(snapshot::regions(&snapshot::ec2(&conf, &home)))
+                    .block_on(snapshot::regions(&snapshot::ec2(&conf, &home), &home))
                 {
                     Ok(r) => r,
                     Err(e) => {
@@ -261,8 +268,13 @@ fn discover(
         }
     }
     for id in missing.unwrap_or_default() {
+        let what = if id.starts_with("vol-") {
+            "no completed snapshot of this volume"
+        } else {
+            "not found"
+        };
         errors.push(format!(
-            "{id}: not found in {} (account/region)",
+            "{id}: {what} in {} (account/region)",
             searched.join(", ")
         ));
     }

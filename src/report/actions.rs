@@ -199,6 +199,9 @@ pub fn markdown_owner(owner: &str, keys: &[&KeyRecord], out: &mut dyn Write) -> 
                 writeln!(out, "  - `{p}`")?;
             }
         }
+        if !k.machine_owners.is_empty() {
+            writeln!(out, "- **machine owners:** {}", k.machine_owners.join("; "))?;
+        }
         writeln!(out, "\n**{}**: {}.\n", k.action.label(), k.reason)?;
         for (i, s) in k.steps.iter().enumerate() {
             writeln!(out, "{}. {}", i + 1, s.what)?;
@@ -268,6 +271,7 @@ pub fn csv(r: &ActionReport, out: &mut dyn Write) -> Result<()> {
         "exposed",
         "verification",
         "places",
+        "machine_owners",
         "action",
         "reason",
         "commands",
@@ -296,6 +300,7 @@ pub fn csv(r: &ActionReport, out: &mut dyn Write) -> Result<()> {
             k.exposed.to_string(),
             opt(&k.verification),
             k.places.join("; "),
+            k.machine_owners.join("; "),
             k.action.label().to_string(),
             k.reason.clone(),
             commands.join("\n"),

@@ -8,7 +8,26 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::text::human_bytes;
-use crate::source::Stats;
+use crate::source::{RemoteProgress, Stats};
+
+/// `snapshots 1/3, blocks 5,120/20,480, 212.4 MiB/s, ETA 0:42`.
+fn remote_line(r: &RemoteProgress, elapsed: Duration) -> String {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (fetched, blocks, bytes) = (get(&r.fetched), get(&r.blocks), get(&r.bytes));
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let eta = if fetched > 0 && blocks > fetched {
+        let left = ((blocks - fetched) as f64 * secs / fetched as f64) as u64;
+        format!(", ETA {}:{:02}", left / 60, left % 60)
+    } else {
+        String::new()
+    };
+    format!(
+        "snapshots {}/{}, blocks {fetched}/{blocks}, {:.1} MiB/s{eta}",
+        get(&r.disks_done),
+        get(&r.disks),
+        bytes as f64 / secs / (1 << 20) as f64
+    )
+}
 
 pub struct Progress {
     done: Arc<AtomicBool>,
@@ -32,12 +51,19 @@ impl Progress {
                 }
                 let pb = ProgressBar::new_spinner();
                 pb.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
+                let start = std::time::Instant::now();
                 while !done.load(Ordering::Relaxed) {
-                    pb.set_message(format!(
-                        "{} files, {}",
-                        stats.files.load(Ordering::Relaxed),
-                        human_bytes(stats.bytes.load(Ordering::Relaxed))
-                    ));
+                    let r = &stats.remote;
+                    let msg = if r.disks.load(Ordering::Relaxed) > 0 {
+                        remote_line(r, start.elapsed())
+                    } else {
+                        format!(
+                            "{} files, {}",
+                            stats.files.load(Ordering::Relaxed),
+                            human_bytes(stats.bytes.load(Ordering::Relaxed))
+                        )
+                    };
+                    pb.set_message(msg);
                     pb.tick();
                     std::thread::sleep(tick);
                 }

@@ -150,14 +150,29 @@ where
     for job in rest {
         raw_job(job, raw_origin, opts, &mut handle);
     }
-    for (i, e) in remote.failed() {
-        stats.skip(
-            Skip::Unreadable,
-            Some(format!("{}: block {i}: {e}", disk.name)),
-        );
-    }
+    report_failures(disk, remote, stats);
     stats.files.fetch_add(1, Ordering::Relaxed);
     parts
+}
+
+/// Names what a remote disk could not give: the reason no block could be had, or the blocks
+/// that failed (the first `NAMED`, then how many more), each counted.
+fn report_failures(disk: &Disk, remote: &Remote, stats: &Stats) {
+    const NAMED: usize = 10;
+    if let Some((why, unread)) = remote.broken() {
+        let msg = format!("{}: {why}: {unread} written blocks not read", disk.name);
+        stats.skip(Skip::Unreadable, Some(msg));
+        return;
+    }
+    let failed = remote.failed();
+    for (k, (i, e)) in failed.iter().enumerate() {
+        let more = match failed.len().saturating_sub(NAMED) {
+            n if k + 1 == NAMED && n > 0 => format!(" (and {n} more blocks failed)"),
+            _ => String::new(),
+        };
+        let msg = (k < NAMED).then(|| format!("{}: block {i}: {e}{more}", disk.name));
+        stats.skip(Skip::Unreadable, msg);
+    }
 }
 
 /// Scans one assembled stretch of a remote disk, owning only what the job owns.
@@ -544,17 +559,26 @@ mod tests {
             crate::source::block::push_merged(&mut ranges, i * bs, (i + 1) * bs);
         }
         let disk: Vec<u8> = (0..blocks * bs).map(|i| (i * 7 % 251) as u8).collect();
-        for seed in 0..20 {
+        // Seeds 0..20: every block arrives. Seeds 20..30: one never comes (a block that could
+        // not be fetched): the rest is still owned once, with what context there is.
+        for seed in 0..30 {
+            let mut rng = fastrand::Rng::with_seed(seed);
             let mut order = written.clone();
-            fastrand::Rng::with_seed(seed).shuffle(&mut order);
+            rng.shuffle(&mut order);
+            let lost = (seed >= 20).then(|| order.pop().unwrap());
             let mut asm = Assembler::new(ranges.clone(), ov);
             let mut jobs = Vec::new();
             for &i in &order {
                 let b = &disk[(i * bs) as usize..((i + 1) * bs) as usize];
                 jobs.extend(asm.add(i * bs, Arc::from(b)));
             }
-            assert!(asm.held() > 0 || jobs.iter().map(|j| j.own.1 - j.own.0).sum::<u64>() > 0);
-            jobs.extend(asm.finish());
+            let rest = asm.finish();
+            if lost.is_none() {
+                // Every run is closed at both ends: all was scanned as it arrived.
+                assert!(rest.is_empty(), "seed {seed}");
+            }
+            let scanned_late = rest.len();
+            jobs.extend(rest);
             let mut owned = vec![0u8; disk.len()];
             for j in &jobs {
                 let (s, e) = (j.offset as usize, j.offset as usize + j.data.len());
@@ -564,6 +588,9 @@ mod tests {
                     "seed {seed}: a job's bytes are the disk's"
                 );
                 assert!(j.offset <= j.own.0 && j.own.1 <= j.offset + j.data.len() as u64);
+                if lost.is_some() {
+                    continue; // next to the lost block there is less context
+                }
                 let (rs, re) = ranges[ranges.partition_point(|r| r.1 <= j.own.0)];
                 assert!(
                     j.own.0 - j.offset >= ov.min(j.own.0 - rs),
@@ -573,13 +600,22 @@ mod tests {
                     j.offset + j.data.len() as u64 - j.own.1 >= ov.min(re - j.own.1),
                     "seed {seed}: context after"
                 );
+            }
+            for j in &jobs {
                 for o in &mut owned[j.own.0 as usize..j.own.1 as usize] {
                     *o += 1;
                 }
             }
             for (k, &n) in owned.iter().enumerate() {
-                let w = written.contains(&(k as u64 / bs));
+                let block = k as u64 / bs;
+                let w = written.contains(&block) && Some(block) != lost;
                 assert_eq!(n, w as u8, "seed {seed}: byte {k} owned {n} times");
+            }
+            if lost.is_some() {
+                assert!(
+                    scanned_late > 0,
+                    "seed {seed}: the lost block's neighbours wait"
+                );
             }
             assert_eq!(asm.held(), 0);
         }

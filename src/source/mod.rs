@@ -77,8 +77,21 @@ pub struct Stats {
     pub bytes: AtomicU64,
     /// Git history: commits walked.
     pub commits: AtomicU64,
+    /// Remote disks (EBS snapshots), for the progress line.
+    pub remote: RemoteProgress,
     skipped: Mutex<BTreeMap<Skip, u64>>,
     warnings: Mutex<Vec<String>>,
+}
+
+/// How far the reading of remote disks is.
+#[derive(Default)]
+pub struct RemoteProgress {
+    pub disks: AtomicU64,
+    pub disks_done: AtomicU64,
+    /// Written blocks of all the disks, and those fetched so far (each counted once).
+    pub blocks: AtomicU64,
+    pub fetched: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 /// How many warnings are kept for the summary; the count goes on past it.

@@ -44,8 +44,9 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
 }
 
-/// The snapshots `q` names in one account and region, and the ids given that were not found
-/// there. Snapshots are sorted by id.
+/// The snapshots `q` names in one account and region, and the ids not found there (snapshots,
+/// instances, and volumes, given or attached to a given instance, without a completed
+/// snapshot). Snapshots are sorted by id.
 pub async fn find(
     ec2: &aws_sdk_ec2::Client,
     account: &str,
@@ -73,6 +74,8 @@ pub async fn find(
                 instances.insert(id.to_string(), (t.get("Name").cloned(), t));
                 for m in i.block_device_mappings() {
                     if let Some(v) = m.ebs().and_then(|e| e.volume_id()) {
+                        // Each attached volume needs a snapshot too, or is named.
+                        missing.insert(v.to_string());
                         vol_ids.push(v.to_string());
                     }
                 }
@@ -121,7 +124,10 @@ pub async fn find(
         _ => true,
     };
     from_volumes.retain(after);
-    for s in &from_volumes {
+    let completed =
+        |s: &aws_sdk_ec2::types::Snapshot| s.state().is_some_and(|st| st.as_str() == "completed");
+    // A volume is found when it has a completed snapshot to read.
+    for s in from_volumes.iter().filter(|s| completed(s)) {
         if let Some(v) = s.volume_id() {
             missing.remove(v);
         }
@@ -131,12 +137,8 @@ pub async fn find(
     } else {
         // The latest completed snapshot of each volume.
         let mut latest: HashMap<String, aws_sdk_ec2::types::Snapshot> = HashMap::new();
-        for s in from_volumes {
-            let completed = s.state().is_some_and(|st| st.as_str() == "completed");
+        for s in from_volumes.into_iter().filter(|s| completed(s)) {
             let vol = s.volume_id().unwrap_or("").to_string();
-            if !completed {
-                continue;
-            }
             let newer = latest.get(&vol).is_none_or(|l| {
                 (s.start_time().map(|t| t.as_nanos()), s.snapshot_id())
                     > (l.start_time().map(|t| t.as_nanos()), l.snapshot_id())
@@ -237,8 +239,21 @@ async fn attach_owners(
     }
 }
 
-/// The regions enabled for the account (DescribeRegions).
-pub async fn regions(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, String> {
+/// The partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, …): credentials work in
+/// one partition only.
+fn partition(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        r if r.starts_with("us-isob-") => "aws-iso-b",
+        r if r.starts_with("us-iso-") => "aws-iso",
+        r if r.starts_with("eu-isoe-") => "aws-iso-e",
+        _ => "aws",
+    }
+}
+
+/// The regions enabled for the account (DescribeRegions) in `home`'s partition.
+pub async fn regions(ec2: &aws_sdk_ec2::Client, home: &str) -> Result<Vec<String>, String> {
     let out = ec2
         .describe_regions()
         .send()
@@ -248,6 +263,7 @@ pub async fn regions(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, String> {
         .regions()
         .iter()
         .filter_map(|r| r.region_name().map(str::to_string))
+        .filter(|r| partition(r) == partition(home))
         .collect();
     v.sort();
     Ok(v)

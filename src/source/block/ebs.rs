@@ -24,7 +24,7 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::remote::Fetch;
+use super::remote::{Fetch, FetchError};
 
 /// Attempts the SDK makes of one request on throttling and 5xx answers.
 pub const RETRY_ATTEMPTS: u32 = 8;
@@ -61,12 +61,27 @@ impl Rate {
 }
 
 /// The rate limits of one run, per account: one for GetSnapshotBlock, one for the list calls.
-#[derive(Default)]
 pub struct Limits {
+    get_per_second: u32,
     accounts: Mutex<HashMap<String, Arc<(Rate, Rate)>>>,
 }
 
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::new(GET_BLOCKS_PER_SECOND)
+    }
+}
+
 impl Limits {
+    /// With GetSnapshotBlock at `get_per_second` per account (AWS's quota is 1,000 unless the
+    /// account had it raised).
+    pub fn new(get_per_second: u32) -> Limits {
+        Limits {
+            get_per_second,
+            accounts: Mutex::default(),
+        }
+    }
+
     /// The (GetSnapshotBlock, ListSnapshotBlocks) rates of `account`.
     pub fn account(&self, account: &str) -> Arc<(Rate, Rate)> {
         self.accounts
@@ -75,12 +90,20 @@ impl Limits {
             .entry(account.to_string())
             .or_insert_with(|| {
                 Arc::new((
-                    Rate::per_second(GET_BLOCKS_PER_SECOND),
+                    Rate::per_second(self.get_per_second),
                     Rate::per_second(LISTS_PER_SECOND),
                 ))
             })
             .clone()
     }
+}
+
+/// Why a block could not be had: the request failed (the SDK has already retried it), or its
+/// answer is not the block (a bad transfer, or bad data: fetched once more).
+enum Fault {
+    /// The message, and whether it holds for every block of the snapshot.
+    Request(String, bool),
+    Body(String),
 }
 
 /// A completed snapshot's written blocks, ready to be fetched.
@@ -165,7 +188,7 @@ impl Snapshot {
     }
 
     /// One request for block `k` of `written`: its body, or why it is not usable.
-    async fn get(&self, k: usize) -> Result<Vec<u8>, String> {
+    async fn get(&self, k: usize) -> Result<Vec<u8>, Fault> {
         let index = self.written[k];
         self.rates.0.wait().await;
         let out = self
@@ -176,7 +199,14 @@ impl Snapshot {
             .block_token(&*self.tokens[k])
             .send()
             .await
-            .map_err(|e| format!("GetSnapshotBlock: {}", describe(&e)))?;
+            .map_err(|e| {
+                // Access denied (to the snapshot, or to its KMS key) or a snapshot that is
+                // gone: no block will come.
+                let whole = e.code().is_some_and(|c| {
+                    c.starts_with("AccessDenied") || c == "ResourceNotFoundException"
+                });
+                Fault::Request(format!("GetSnapshotBlock: {}", describe(&e)), whole)
+            })?;
         let length = out.data_length();
         let checksum = out.checksum().map(str::to_string);
         let algorithm = out.checksum_algorithm().map(|a| a.as_str().to_string());
@@ -184,36 +214,36 @@ impl Snapshot {
             .block_data
             .collect()
             .await
-            .map_err(|e| format!("GetSnapshotBlock: reading the body: {e}"))?
+            .map_err(|e| Fault::Body(format!("reading the body: {e}")))?
             .to_vec();
         if let Some(n) = length {
             if n as usize != body.len() {
-                return Err(format!(
+                return Err(Fault::Body(format!(
                     "DataLength says {n} bytes, the body has {}",
                     body.len()
-                ));
+                )));
             }
         }
         if body.len() as u64 != self.block_size {
-            return Err(format!(
+            return Err(Fault::Body(format!(
                 "{} bytes, not the block size {}",
                 body.len(),
                 self.block_size
-            ));
+            )));
         }
         match (checksum, algorithm.as_deref()) {
             (Some(want), Some("SHA256") | None) => {
                 let got = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
                 if got != want {
-                    return Err(format!(
+                    return Err(Fault::Body(format!(
                         "checksum mismatch (x-amz-Checksum {want}, body {got})"
-                    ));
+                    )));
                 }
             }
             (Some(_), Some(other)) => {
-                return Err(format!("unknown checksum algorithm {other}"));
+                return Err(Fault::Body(format!("unknown checksum algorithm {other}")));
             }
-            (None, _) => return Err("no x-amz-Checksum in the answer".into()),
+            (None, _) => return Err(Fault::Body("no x-amz-Checksum in the answer".into())),
         }
         Ok(body)
     }
@@ -229,20 +259,27 @@ impl Fetch for Snapshot {
     fn written(&self) -> &[u64] {
         &self.written
     }
-    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>> {
         Box::pin(async move {
             let k = self
                 .written
                 .binary_search(&index)
-                .map_err(|_| format!("block {index} was not written"))?;
+                .map_err(|_| FetchError::block(format!("block {index} was not written")))?;
+            let request = |message, whole_disk| FetchError {
+                message,
+                whole_disk,
+            };
             match self.get(k).await {
                 Ok(b) => Ok(b),
                 // A bad body may be a bad transfer: once more, then it is reported.
-                Err(first) if !first.starts_with("GetSnapshotBlock:") => self
-                    .get(k)
-                    .await
-                    .map_err(|e| format!("{e} (fetched twice; first: {first})")),
-                Err(e) => Err(e),
+                Err(Fault::Body(first)) => self.get(k).await.map_err(|e| match e {
+                    Fault::Body(e) => {
+                        FetchError::block(format!("{e} (fetched twice; first: {first})"))
+                    }
+                    Fault::Request(e, whole) => request(e, whole),
+                }),
+                // The SDK has retried the request already.
+                Err(Fault::Request(e, whole)) => Err(request(e, whole)),
             }
         })
     }

@@ -39,7 +39,25 @@ pub trait Fetch: Send + Sync {
     /// The indices of the blocks that were written, sorted; the others read as zeros.
     fn written(&self) -> &[u64];
     /// Block `index`, checked (its length and checksum): `block_size` bytes.
-    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>>;
+}
+
+/// Why a block could not be had.
+#[derive(Clone, Debug)]
+pub struct FetchError {
+    pub message: String,
+    /// No block of this disk can be had (access denied, the disk is gone): nothing more is
+    /// asked for.
+    pub whole_disk: bool,
+}
+
+impl FetchError {
+    pub fn block(message: String) -> FetchError {
+        FetchError {
+            message,
+            whole_disk: false,
+        }
+    }
 }
 
 /// A block's bytes, or why it could not be had.
@@ -64,6 +82,8 @@ struct State {
     in_flight: HashSet<u64>,
     /// Blocks that could not be fetched, with why: not asked again.
     failed: std::collections::HashMap<u64, String>,
+    /// Why no block of the disk can be had, once a request said so.
+    broken: Option<String>,
 }
 
 /// What a remote disk's reads cost, for the summary.
@@ -86,6 +106,8 @@ pub struct Remote {
     done: Condvar,
     tap: Mutex<Option<SyncSender<Fetched>>>,
     pub counters: Counters,
+    /// Where first fetches are counted for the progress line.
+    progress: Option<Arc<crate::source::Stats>>,
 }
 
 impl Remote {
@@ -111,7 +133,14 @@ impl Remote {
             done: Condvar::new(),
             tap: Mutex::new(None),
             counters: Counters::default(),
+            progress: None,
         }
+    }
+
+    /// Counts each block's first fetch in `stats.remote` too.
+    pub fn reporting(mut self, stats: Arc<crate::source::Stats>) -> Remote {
+        self.progress = Some(stats);
+        self
     }
 
     /// Written bytes (what a full read costs).
@@ -127,6 +156,14 @@ impl Remote {
     /// From now on, every block fetched for the first time is also sent here.
     pub fn set_tap(&self, tx: Option<SyncSender<Fetched>>) {
         *self.tap.lock().unwrap() = tx;
+    }
+
+    /// Why no block of the disk can be had, if a request said so; and how many written
+    /// blocks were never read.
+    pub fn broken(&self) -> Option<(String, u64)> {
+        let st = self.state.lock().unwrap();
+        let unread = (self.src.written().len() - st.seen.len()) as u64;
+        st.broken.clone().map(|b| (b, unread))
     }
 
     /// Blocks that could not be fetched, with why.
@@ -151,9 +188,22 @@ impl Remote {
     /// each block's bytes or error, and hands first-time blocks to the tap.
     fn fetch_all(&self, indices: Vec<u64>, keep: bool) -> Vec<(u64, BlockResult)> {
         let src = &*self.src;
-        let results: Vec<(u64, Result<Vec<u8>, String>)> = self.rt.block_on(async {
+        let results: Vec<(u64, Result<Vec<u8>, FetchError>)> = self.rt.block_on(async {
             futures_util::stream::iter(indices)
-                .map(|i| async move { (i, src.fetch(i).await) })
+                .map(|i| async move {
+                    // Once the disk said no to one request, the others are not sent.
+                    let broken = self.state.lock().unwrap().broken.clone();
+                    match broken {
+                        Some(message) => (
+                            i,
+                            Err(FetchError {
+                                message,
+                                whole_disk: true,
+                            }),
+                        ),
+                        None => (i, src.fetch(i).await),
+                    }
+                })
                 .buffer_unordered(self.opts.concurrency.max(1))
                 .collect()
                 .await
@@ -165,7 +215,12 @@ impl Remote {
             let mut st = self.state.lock().unwrap();
             for (i, r) in results {
                 st.in_flight.remove(&i);
-                let r = r.map(Arc::<[u8]>::from);
+                if let Err(e) = &r {
+                    if e.whole_disk && st.broken.is_none() {
+                        st.broken = Some(e.message.clone());
+                    }
+                }
+                let r = r.map(Arc::<[u8]>::from).map_err(|e| e.message);
                 match &r {
                     Ok(data) => {
                         self.counters.fetched.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +228,12 @@ impl Remote {
                             .bytes
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
                         if st.seen.insert(i) {
+                            if let Some(p) = &self.progress {
+                                p.remote.fetched.fetch_add(1, Ordering::Relaxed);
+                                p.remote
+                                    .bytes
+                                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                            }
                             first.push((i * bs, data.clone()));
                         } else {
                             self.counters.refetched.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +262,7 @@ impl Remote {
         out
     }
 
-    /// The bytes of written blocks `indices`, from the cache, from another thread's request,
+    /// The bytes of written blocks `indices` (sorted), from the cache, from another thread's request,
     /// or fetched now.
     fn blocks(&self, indices: &[u64]) -> io::Result<Vec<Arc<[u8]>>> {
         let mut have: Vec<Option<Arc<[u8]>>> = vec![None; indices.len()];
@@ -210,6 +271,9 @@ impl Remote {
             let mut waiting = false;
             {
                 let mut st = self.state.lock().unwrap();
+                if let Some(b) = &st.broken {
+                    return Err(io::Error::other(b.clone()));
+                }
                 for (k, &i) in indices.iter().enumerate() {
                     if have[k].is_some() {
                         continue;
@@ -237,7 +301,7 @@ impl Remote {
             }
             for (i, r) in self.fetch_all(mine, true) {
                 let r = r.map_err(|e| block_error(i, &e))?;
-                if let Some(k) = indices.iter().position(|&x| x == i) {
+                if let Ok(k) = indices.binary_search(&i) {
                     have[k] = Some(r);
                 }
             }
@@ -253,6 +317,9 @@ impl Remote {
         for &i in self.src.written() {
             {
                 let mut st = self.state.lock().unwrap();
+                if st.broken.is_some() {
+                    return;
+                }
                 if st.seen.contains(&i) || st.failed.contains_key(&i) || st.in_flight.contains(&i) {
                     continue;
                 }
@@ -327,6 +394,7 @@ mod tests {
         written: Vec<u64>,
         asked: Mutex<Vec<u64>>,
         bad: Option<u64>,
+        denied: bool,
     }
 
     impl Fetch for Mem {
@@ -339,11 +407,17 @@ mod tests {
         fn written(&self) -> &[u64] {
             &self.written
         }
-        fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>> {
             Box::pin(async move {
                 self.asked.lock().unwrap().push(i);
                 if Some(i) == self.bad {
-                    return Err("checksum stays wrong".into());
+                    return Err(FetchError::block("checksum stays wrong".into()));
+                }
+                if self.denied {
+                    return Err(FetchError {
+                        message: "AccessDeniedException: no".into(),
+                        whole_disk: true,
+                    });
                 }
                 let s = (i * self.bs) as usize;
                 Ok(self.data[s..s + self.bs as usize].to_vec())
@@ -366,6 +440,7 @@ mod tests {
             written,
             asked: Mutex::new(Vec::new()),
             bad,
+            denied: false,
         })
     }
 
@@ -436,5 +511,31 @@ mod tests {
             1
         );
         assert_eq!(r.failed().len(), 1);
+        assert!(r.broken().is_none());
+    }
+
+    /// An answer that holds for the whole disk (access denied) stops every further request.
+    #[test]
+    fn a_denied_disk_is_asked_no_further() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut m = Arc::into_inner(mem(30, 512, None)).unwrap();
+        m.denied = true;
+        let m = Arc::new(m);
+        let opts = Options {
+            concurrency: 1,
+            cache_bytes: 0,
+        };
+        let r = Remote::new(m.clone(), rt.handle().clone(), opts);
+        let mut buf = vec![0u8; 512];
+        assert!(r.read_at(&mut buf, 0).is_err());
+        assert!(r.read_at(&mut buf, 2048).is_err());
+        r.sweep();
+        assert_eq!(m.asked.lock().unwrap().len(), 1, "one request, then none");
+        let (why, unread) = r.broken().unwrap();
+        assert!(why.contains("AccessDenied"), "{why}");
+        assert_eq!(unread, m.written.len() as u64);
     }
 }
