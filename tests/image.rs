@@ -643,3 +643,52 @@ fn truncated_and_corrupt_images_are_named_and_scanned_raw() {
         "names the image and the cluster: {err}"
     );
 }
+
+/// LVM2: a GPT disk whose two partitions are physical volumes of one volume group, made with
+/// the real lvm2 tools (fixtures/images/make_lvm.sh): an XFS root in two linear segments and an
+/// ext4 volume striped over both PVs. Their files are found with their paths, as a raw disk
+/// and as the streamOptimized VMDK `ec2 export-image` writes; nothing is skipped.
+#[test]
+fn lvm_linear_and_striped_volumes_walked_with_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(1700);
+    let (rk, rs) = keys.pair();
+    let (dk, ds) = keys.pair();
+    write(
+        d,
+        "r/etc/app.env",
+        format!("AWS_ACCESS_KEY_ID={rk}\nAWS_SECRET_ACCESS_KEY={rs}\n"),
+    );
+    // Past the first stripe (64 KiB) of the striped volume: a file of 300 KiB, key at its end.
+    let mut big = "log line\n".repeat((300 << 10) / 9);
+    big.push_str(&ini(&dk, &ds));
+    write(d, "d/srv/app/big.log", big);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_lvm.sh");
+    tool(d, &["bash", script, "disk.img", "r", "d"]);
+    qemu_convert(
+        d,
+        &["-O", "vmdk", "-o", "subformat=streamOptimized"],
+        "disk.img",
+        "disk.vmdk",
+    );
+    for file in ["disk.img", "disk.vmdk"] {
+        let (code, v) = image_json(d, &[file]);
+        assert_eq!(code, 1, "{file}: {v:#}");
+        assert_eq!(v["summary"]["warnings"], serde_json::json!([]), "{file}");
+        let p = places_of(&v, &rk);
+        assert_eq!(p.len(), 1, "{file}: {p:#?}");
+        assert_eq!(
+            p[0]["inner"],
+            serde_json::json!(["p1 (lvm)", "vg0/root (xfs)", "/etc/app.env"]),
+            "{file}"
+        );
+        let p = places_of(&v, &dk);
+        assert_eq!(p.len(), 1, "{file}: {p:#?}");
+        assert_eq!(
+            p[0]["inner"],
+            serde_json::json!(["p1 (lvm)", "vg0/data (ext4)", "/srv/app/big.log"]),
+            "{file}"
+        );
+    }
+}

@@ -18,9 +18,9 @@ use memmap2::{Mmap, UncheckedAdvice};
 
 use super::archive::Limits;
 use super::block::remote::{Fetched, Remote};
-use super::block::{Disk, Slice};
-use super::fs::{walk_files, WalkOptions, QUEUE_BYTES};
-use super::partition::{volumes, Part};
+use super::block::{Disk, Format as DiskFormat, Slice};
+use super::fs::{walk_files, FsKind, WalkOptions, QUEUE_BYTES};
+use super::partition::{lvm, volumes, Part};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 
@@ -76,11 +76,59 @@ where
     // other threads.
     std::thread::scope(|s| {
         s.spawn(|| raw_pass(disk, &raw_origin, opts, stats, raw));
-        for part in &parts {
-            walk_files(disk, base, part, &walk, stats, files);
-        }
+        walk_volumes(disk, base, &parts, &walk, stats, files);
     });
     parts
+}
+
+/// Walks the files of every volume: the partitions' filesystems, then the logical volumes of
+/// the LVM2 physical volumes among them (`base › p2 (lvm) › vg0/root (xfs) › /etc/app.env`).
+/// Thin, RAID and snapshot volumes, and metadata that cannot be read, are named; the raw pass
+/// covers their bytes in the PV's partition.
+fn walk_volumes<F>(
+    disk: &Arc<Disk>,
+    base: &Origin,
+    parts: &[Part],
+    walk: &WalkOptions,
+    stats: &Stats,
+    files: &(dyn Fn() -> F + Sync),
+) where
+    F: FnMut(Blob) + Send,
+{
+    let mut pvs = Vec::new();
+    for part in parts {
+        if part.fs == Some(FsKind::Lvm) {
+            pvs.push((lvm::read_pv(disk, part.start, part.len), part));
+        } else {
+            walk_files(disk, base, part, walk, stats, files);
+        }
+    }
+    if pvs.is_empty() {
+        return;
+    }
+    let found = lvm::logical_volumes(disk, &pvs);
+    // Each LV's places are under its first PV's partition.
+    let mut lv_base = base.clone();
+    lv_base.inner.push(pvs[0].1.label());
+    for why in found.skipped {
+        stats.skip(Skip::Filesystem, Some(format!("{base} › {why}")));
+    }
+    for (name, lv) in found.lvs {
+        let lv_disk = Arc::new(Disk::new(
+            format!("{} › {name}", disk.name),
+            DiskFormat::Lvm,
+            Box::new(lv),
+        ));
+        let part = Part {
+            name,
+            start: 0,
+            len: lv_disk.len(),
+            fs: crate::source::fs::sniff(&lv_disk, 0),
+            expect_fs: true,
+            missing: 0,
+        };
+        walk_files(&lv_disk, &lv_base, &part, walk, stats, files);
+    }
 }
 
 fn walk_options(opts: &ImageOptions) -> WalkOptions {
@@ -138,9 +186,7 @@ where
                 }
             });
         }
-        for part in &parts {
-            walk_files(disk, base, part, &walk, stats, files);
-        }
+        walk_volumes(disk, base, &parts, &walk, stats, files);
         remote.sweep();
         // Dropping the sender ends the raw threads once they have taken every block.
         remote.set_tap(None);

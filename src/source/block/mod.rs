@@ -123,6 +123,8 @@ pub enum Format {
     Vhdx,
     Qcow2,
     Ebs,
+    /// A logical volume of LVM2 physical volumes on a disk.
+    Lvm,
 }
 
 impl Format {
@@ -134,6 +136,7 @@ impl Format {
             Format::Vhdx => "vhdx",
             Format::Qcow2 => "qcow2",
             Format::Ebs => "ebs",
+            Format::Lvm => "lvm",
         }
     }
 }
@@ -238,7 +241,7 @@ impl Disk {
             Format::Vhd => Box::new(vhd::Vhd::open(File::open(path)?).map_err(|e| bad(&e))?),
             Format::Vhdx => vhdx::open(path).map_err(|e| bad(&e))?,
             Format::Qcow2 => qcow2::open(path).map_err(|e| bad(&e))?,
-            Format::Ebs => unreachable!("sniff never says ebs"),
+            Format::Ebs | Format::Lvm => unreachable!("sniff never says ebs or lvm"),
         };
         let name = crate::source::tree::display_path(path);
         Ok(Disk::new(name, format, reader))

@@ -30,6 +30,8 @@ pub enum FsKind {
     Ntfs,
     Luks,
     Swap,
+    /// An LVM2 physical volume: its logical volumes are walked as volumes of their own.
+    Lvm,
 }
 
 impl FsKind {
@@ -41,6 +43,7 @@ impl FsKind {
             FsKind::Ntfs => "ntfs",
             FsKind::Luks => "luks",
             FsKind::Swap => "swap",
+            FsKind::Lvm => "lvm",
         }
     }
 }
@@ -51,7 +54,9 @@ pub fn sniff(disk: &Disk, start: u64) -> Option<FsKind> {
     let n = disk.read_at(&mut b, start).ok()?;
     let b = &b[..n];
     let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
-    if at(1024 + 56, &[0x53, 0xEF]) {
+    if crate::source::partition::lvm::sniff(b) {
+        Some(FsKind::Lvm)
+    } else if at(1024 + 56, &[0x53, 0xEF]) {
         Some(FsKind::Ext)
     } else if at(0, b"XFSB") {
         Some(FsKind::Xfs)
@@ -126,7 +131,8 @@ where
             stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
             return false;
         }
-        Some(FsKind::Swap) | None => return false,
+        // A PV's logical volumes are walked by `image::walk_volumes`.
+        Some(FsKind::Swap) | Some(FsKind::Lvm) | None => return false,
     };
     let slice = Slice::new(disk.clone(), part.start, part.len);
     let (tx, rx) = mpsc::channel::<Vec<Job>>();

@@ -1,7 +1,8 @@
 //! Partition tables: GPT (`gpt.rs`, with the `gpt` crate) and MBR with extended and logical
 //! partitions (`mbr.rs`, with `mbrman`), read from any block reader. Each partition's
 //! filesystem is sniffed from its superblock (`fs::sniff`); a disk without a table that holds a
-//! filesystem is one volume, `disk`.
+//! filesystem is one volume, `disk`. LVM2 physical volumes on those partitions hold logical
+//! volumes of their own (`lvm.rs`).
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use super::block::{Disk, Slice};
 use super::fs::{sniff, FsKind};
 
 mod gpt;
+pub mod lvm;
 mod mbr;
 
 /// A partition (or the whole disk, for a bare filesystem).
