@@ -121,7 +121,13 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, "{}", "application/json")
 
 
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+class Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops the SYNs of a burst of new connections (32 at once from
+    # keyhound's connection pool): each then waits a second for its retransmission.
+    request_queue_size = 256
+
+
+server = Server(("127.0.0.1", port), Handler)
 server.daemon_threads = True
 print("ready", len(order), "written blocks", flush=True)
 server.serve_forever()

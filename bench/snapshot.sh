@@ -58,7 +58,7 @@ done
 per_run=$(( ($(served) - before) / runs ))
 t_img=$(best "${t_img[@]}")
 t_snap=$(best "${t_snap[@]}")
-rss() { { /usr/bin/time -f '%M' "$@" >/dev/null; } 2>&1 | tail -1; }
+rss() { { /usr/bin/time -f '%M' "$@" >/dev/null; } 2>&1 | tail -1 || true; }
 rss_img=$(rss "${image[@]}")
 rss_snap=$(rss "${snapshot[@]}")
 found_img=$("${image[@]}" | grep -c '"rule":"aws-access-key"' || true)

@@ -14,6 +14,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use memmap2::{Mmap, UncheckedAdvice};
 
 use super::archive::Limits;
@@ -434,18 +435,29 @@ struct Seg {
     a: u64,
     b: u64,
     reported: Vec<(u64, u64)>,
-    pieces: Vec<(u64, Arc<[u8]>)>,
+    pieces: Vec<(u64, Bytes)>,
 }
 
 /// Bytes to scan: `data` starts at `offset` of the disk; detections starting in `own` (offsets
 /// of the disk) are this scan's.
 pub struct RawJob {
     pub offset: u64,
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub own: (u64, u64),
 }
 
 impl Seg {
+    /// The bytes `[x, y)` to scan: a view of the piece that holds them all (no copy), or a
+    /// copy joined from several. (What is kept is copied: a view would keep its whole block.)
+    fn slice(&self, x: u64, y: u64) -> Bytes {
+        for (s, d) in &self.pieces {
+            if *s <= x && y <= s + d.len() as u64 {
+                return d.slice((x - s) as usize..(y - s) as usize);
+            }
+        }
+        Bytes::from(self.bytes(x, y))
+    }
+
     /// The bytes `[x, y)`, which the pieces must hold.
     fn bytes(&self, x: u64, y: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity((y - x) as usize);
@@ -483,7 +495,7 @@ impl Assembler {
     }
 
     /// Takes the bytes at `off`; returns what can be scanned now.
-    pub fn add(&mut self, off: u64, data: Arc<[u8]>) -> Vec<RawJob> {
+    pub fn add(&mut self, off: u64, data: Bytes) -> Vec<RawJob> {
         let (rs, re) = self.range(off);
         let end = (off + data.len() as u64).min(re.max(off));
         let mut seg = Seg {
@@ -540,7 +552,7 @@ impl Assembler {
                 let (x, y) = (g0.saturating_sub(ov).max(seg.a), (g1 + ov).min(seg.b));
                 jobs.push(RawJob {
                     offset: x,
-                    data: seg.bytes(x, y),
+                    data: seg.slice(x, y),
                     own: (g0, g1),
                 });
             }
@@ -560,7 +572,7 @@ impl Assembler {
             }
             let pieces = keep
                 .into_iter()
-                .map(|(x, y)| (x, Arc::<[u8]>::from(seg.bytes(x, y))))
+                .map(|(x, y)| (x, Bytes::from(seg.bytes(x, y))))
                 .collect();
             seg.pieces = pieces;
         }
@@ -616,7 +628,7 @@ mod tests {
             let mut jobs = Vec::new();
             for &i in &order {
                 let b = &disk[(i * bs) as usize..((i + 1) * bs) as usize];
-                jobs.extend(asm.add(i * bs, Arc::from(b)));
+                jobs.extend(asm.add(i * bs, Bytes::copy_from_slice(b)));
             }
             let rest = asm.finish();
             if lost.is_none() {

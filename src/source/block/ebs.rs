@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -188,7 +189,7 @@ impl Snapshot {
     }
 
     /// One request for block `k` of `written`: its body, or why it is not usable.
-    async fn get(&self, k: usize) -> Result<Vec<u8>, Fault> {
+    async fn get(&self, k: usize) -> Result<Bytes, Fault> {
         let index = self.written[k];
         self.rates.0.wait().await;
         let out = self
@@ -215,7 +216,9 @@ impl Snapshot {
             .collect()
             .await
             .map_err(|e| Fault::Body(format!("reading the body: {e}")))?
-            .to_vec();
+            // One segment (the usual case) is handed over without a copy; several are joined.
+            // (`AggregatedBytes::to_vec` copies byte by byte: 29% of a snapshot scan's time.)
+            .into_bytes();
         if let Some(n) = length {
             if n as usize != body.len() {
                 return Err(Fault::Body(format!(
@@ -259,7 +262,7 @@ impl Fetch for Snapshot {
     fn written(&self) -> &[u64] {
         &self.written
     }
-    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>> {
+    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Bytes, FetchError>> {
         Box::pin(async move {
             let k = self
                 .written

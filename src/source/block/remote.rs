@@ -3,8 +3,9 @@
 //! money: each written block is fetched **once** per scan.
 //!
 //! - Reads (`read_at`, from the partition tables and filesystem walkers) fetch the blocks they
-//!   touch, several at once (`concurrency`), and keep them in a bounded LRU cache
-//!   (`cache_bytes`); a block another thread is fetching is waited for, not asked twice.
+//!   touch, with the next written blocks nobody fetched yet (read-ahead: `concurrency` requests
+//!   in one round), and keep them in a bounded LRU cache (`cache_bytes`); a block another
+//!   thread is fetching is waited for, not asked twice.
 //!   Unwritten blocks read as zeros without a request.
 //! - Every block fetched for the first time is also handed to the raw pass (`tap`), so the raw
 //!   pass never asks for a block the walk already read. After the walk, `sweep` fetches the
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
@@ -39,7 +41,7 @@ pub trait Fetch: Send + Sync {
     /// The indices of the blocks that were written, sorted; the others read as zeros.
     fn written(&self) -> &[u64];
     /// Block `index`, checked (its length and checksum): `block_size` bytes.
-    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>>;
+    fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Bytes, FetchError>>;
 }
 
 /// Why a block could not be had.
@@ -61,10 +63,10 @@ impl FetchError {
 }
 
 /// A block's bytes, or why it could not be had.
-type BlockResult = Result<Arc<[u8]>, String>;
+type BlockResult = Result<Bytes, String>;
 
 /// A fetched block on its way to the raw pass: its byte offset on the disk and its bytes.
-pub type Fetched = (u64, Arc<[u8]>);
+pub type Fetched = (u64, Bytes);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -76,7 +78,7 @@ pub struct Options {
 
 #[derive(Default)]
 struct State {
-    cache: Option<lru::LruCache<u64, Arc<[u8]>>>,
+    cache: Option<lru::LruCache<u64, Bytes>>,
     /// Blocks fetched at least once (handed to the raw pass).
     seen: HashSet<u64>,
     in_flight: HashSet<u64>,
@@ -186,9 +188,13 @@ impl Remote {
 
     /// Fetches `indices` (at most `concurrency` at once), each a first time or again; returns
     /// each block's bytes or error, and hands first-time blocks to the tap.
+    /// `keep`: cache what comes (a read, and what it reads ahead); not for the sweep, which
+    /// comes after the walk. (Caching read-ahead blocks as the least recently used, to keep the
+    /// walk's metadata, was measured: it evicts the read-ahead a walk is about to use, and
+    /// blocks fetched twice went from 152 to 1,250 of 1,594 on the 2 GiB bench volume.)
     fn fetch_all(&self, indices: Vec<u64>, keep: bool) -> Vec<(u64, BlockResult)> {
         let src = &*self.src;
-        let results: Vec<(u64, Result<Vec<u8>, FetchError>)> = self.rt.block_on(async {
+        let results: Vec<(u64, Result<Bytes, FetchError>)> = self.rt.block_on(async {
             futures_util::stream::iter(indices)
                 .map(|i| async move {
                     // Once the disk said no to one request, the others are not sent.
@@ -220,7 +226,7 @@ impl Remote {
                         st.broken = Some(e.message.clone());
                     }
                 }
-                let r = r.map(Arc::<[u8]>::from).map_err(|e| e.message);
+                let r = r.map_err(|e| e.message);
                 match &r {
                     Ok(data) => {
                         self.counters.fetched.fetch_add(1, Ordering::Relaxed);
@@ -264,8 +270,8 @@ impl Remote {
 
     /// The bytes of written blocks `indices` (sorted), from the cache, from another thread's request,
     /// or fetched now.
-    fn blocks(&self, indices: &[u64]) -> io::Result<Vec<Arc<[u8]>>> {
-        let mut have: Vec<Option<Arc<[u8]>>> = vec![None; indices.len()];
+    fn blocks(&self, indices: &[u64]) -> io::Result<Vec<Bytes>> {
+        let mut have: Vec<Option<Bytes>> = vec![None; indices.len()];
         loop {
             let mut mine = Vec::new();
             let mut waiting = false;
@@ -294,6 +300,26 @@ impl Remote {
                     // Another thread is fetching what is left: wait for it, then look again.
                     let _unused = self.done.wait(st).unwrap();
                     continue;
+                }
+                // Read ahead: the written blocks after the last miss that nobody has fetched
+                // yet, in the same round of requests. A walk reads files in order, so they are
+                // likely next; and every written block is fetched once anyway (the raw pass
+                // needs it), so none of these is a request more.
+                if let Some(&last) = mine.last() {
+                    let written = self.src.written();
+                    let from = written.partition_point(|&w| w <= last);
+                    for &w in written[from..].iter().take(self.opts.concurrency * 2) {
+                        if mine.len() >= self.opts.concurrency.max(1) {
+                            break;
+                        }
+                        if !st.seen.contains(&w)
+                            && !st.in_flight.contains(&w)
+                            && !st.failed.contains_key(&w)
+                        {
+                            st.in_flight.insert(w);
+                            mine.push(w);
+                        }
+                    }
                 }
             }
             if mine.is_empty() {
@@ -407,7 +433,7 @@ mod tests {
         fn written(&self) -> &[u64] {
             &self.written
         }
-        fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Vec<u8>, FetchError>> {
+        fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Bytes, FetchError>> {
             Box::pin(async move {
                 self.asked.lock().unwrap().push(i);
                 if Some(i) == self.bad {
@@ -420,7 +446,7 @@ mod tests {
                     });
                 }
                 let s = (i * self.bs) as usize;
-                Ok(self.data[s..s + self.bs as usize].to_vec())
+                Ok(Bytes::copy_from_slice(&self.data[s..s + self.bs as usize]))
             })
         }
     }
