@@ -326,9 +326,9 @@ impl Remote {
                 break;
             }
             for (i, r) in self.fetch_all(mine, true) {
-                let r = r.map_err(|e| block_error(i, &e))?;
+                // A block read ahead that failed fails no read (it is named with the rest).
                 if let Ok(k) = indices.binary_search(&i) {
-                    have[k] = Some(r);
+                    have[k] = Some(r.map_err(|e| block_error(i, &e))?);
                 }
             }
         }
@@ -538,6 +538,26 @@ mod tests {
         );
         assert_eq!(r.failed().len(), 1);
         assert!(r.broken().is_none());
+    }
+
+    /// A bad block that a read only reads ahead into fails no read; a read of it fails.
+    #[test]
+    fn a_bad_block_read_ahead_fails_no_read() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = mem(12, 512, Some(5));
+        let opts = Options {
+            concurrency: 8,
+            cache_bytes: 1 << 20,
+        };
+        let r = Remote::new(m.clone(), rt.handle().clone(), opts);
+        let mut buf = vec![0u8; 512];
+        assert_eq!(r.read_at(&mut buf, 0).unwrap(), 512);
+        assert!(m.asked.lock().unwrap().contains(&5), "read ahead");
+        assert!(r.read_at(&mut buf, 5 * 512).is_err());
+        assert_eq!(r.read_at(&mut buf, 6 * 512).unwrap(), 512);
     }
 
     /// An answer that holds for the whole disk (access denied) stops every further request.
