@@ -23,6 +23,9 @@ pub struct Origin {
     /// An EBS snapshot the bytes were read from (`path` is its `place()`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Arc<SnapshotInfo>>,
+    /// An object in S3 the bytes were read from (`path` is its `place()`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Arc<ObjectInfo>>,
 }
 
 impl Origin {
@@ -33,6 +36,7 @@ impl Origin {
             git: None,
             raw: false,
             snapshot: None,
+            object: None,
         }
     }
 }
@@ -81,6 +85,46 @@ impl SnapshotInfo {
         parts.push(self.region.clone());
         parts.push(self.account.clone());
         format!("{} ({})", self.snapshot_id, parts.join(", "))
+    }
+}
+
+/// One object (or one version of it) in S3, where it is and what S3 said of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ObjectInfo {
+    pub bucket: String,
+    pub key: String,
+    /// In a versioned bucket: the version read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The current version (false: a noncurrent one, or one behind a delete marker).
+    pub latest: bool,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    pub size: u64,
+    pub storage_class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub region: String,
+    pub account: String,
+}
+
+impl ObjectInfo {
+    /// `s3://bucket/key`.
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// `s3://bucket/key`, and for a noncurrent version `s3://bucket/key (version V of DATE)`.
+    pub fn place(&self) -> String {
+        match (&self.version_id, self.latest) {
+            (Some(v), false) => format!(
+                "{} (version {v} of {})",
+                self.url(),
+                self.last_modified.as_deref().unwrap_or("unknown date")
+            ),
+            _ => self.url(),
+        }
     }
 }
 

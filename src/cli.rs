@@ -39,6 +39,10 @@ enum Command {
     /// copied): snapshot ids, volume ids (their latest completed snapshot), instance ids (the
     /// latest snapshot of each attached volume), or --all; across accounts and regions.
     Snapshot(SnapshotArgs),
+    /// Scan S3 buckets and prefixes in place (nothing copied to disk): objects streamed,
+    /// archives expanded, disk images walked through ranged reads, old versions with
+    /// --versions; across accounts.
+    S3(S3Args),
     /// The action report for whole accounts, without scanning: every access key from IAM's
     /// credential report, with owner, age, last use and what to do.
     Audit(AuditArgs),
@@ -273,6 +277,69 @@ struct SnapshotArgs {
     detect: DetectArgs,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Args)]
+struct S3Args {
+    /// Where to look: s3://bucket or s3://bucket/prefix.
+    #[arg(required_unless_present = "all_buckets", value_parser = parse_location)]
+    locations: Vec<crate::source::s3::Location>,
+    /// Every bucket the accounts own (ListBuckets), each read in its own region.
+    #[arg(long, help_heading = "Discovery")]
+    all_buckets: bool,
+    /// Accounts to look in [default: the operator's]; others are reached with --assume-role.
+    #[arg(
+        long,
+        value_name = "ID,...",
+        value_delimiter = ',',
+        conflicts_with = "organization",
+        help_heading = "Discovery"
+    )]
+    accounts: Vec<String>,
+    /// Every active account of the organization (Organizations ListAccounts), reached with
+    /// --assume-role; with --all-buckets.
+    #[arg(long, requires = "all_buckets", help_heading = "Discovery")]
+    organization: bool,
+    /// Only keys matching this glob (a glob without `/` matches the key's last part,
+    /// `*.tar.gz`; one with `/` the whole key, `backups/**`). Repeatable.
+    #[arg(long, value_name = "GLOB", help_heading = "Discovery")]
+    include: Vec<String>,
+    /// Leave out keys matching this glob (as --include). Repeatable.
+    #[arg(long, value_name = "GLOB", help_heading = "Discovery")]
+    exclude: Vec<String>,
+    /// Read noncurrent versions too (older versions, and objects behind a delete marker):
+    /// each place names its version id and date. Without it they are counted, not read.
+    #[arg(long, help_heading = "Discovery")]
+    versions: bool,
+    /// Leave out objects bigger than this (counted); disk images are read whatever their size.
+    #[arg(long, value_name = "MIB", help_heading = "Discovery")]
+    max_object_mib: Option<u64>,
+    /// Send `x-amz-request-payer: requester` (for requester-pays buckets: you pay for the
+    /// requests and the bytes).
+    #[arg(long, help_heading = "Discovery")]
+    request_payer: bool,
+    /// Print how many objects and GiB would be read and what the requests cost, and stop.
+    #[arg(long, help_heading = "Discovery")]
+    plan: bool,
+    /// Refuse to read more than this many GiB.
+    #[arg(long, value_name = "GIB", help_heading = "Discovery")]
+    max_gib: Option<f64>,
+    /// Objects read at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    s3_concurrency: usize,
+    /// For disk images in S3: bytes kept for the filesystem walk, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    cache_mib: u64,
+    #[command(flatten)]
+    disk: DiskArgs,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn parse_location(s: &str) -> Result<crate::source::s3::Location, String> {
+    s.parse()
 }
 
 /// How a whole disk (an image, a device, a snapshot) is scanned.
@@ -661,6 +728,32 @@ pub fn main() -> ExitCode {
                 // A remote disk's raw pass keeps the edges of runs whose neighbours have not
                 // arrived (4 × overlap each): a smaller context than a local image's 64 KiB
                 // bounds that, and is still more than the detector's longest match.
+                options: a.disk.options(16 << 10, false),
+                detect: a.detect.plan(),
+                output: a.output.plan(),
+            })
+        }
+        Command::S3(a) => {
+            let access = a.detect.access_plan();
+            command::s3::run(command::s3::S3Plan {
+                locations: a.locations,
+                all_buckets: a.all_buckets,
+                accounts: a.accounts,
+                organization: a.organization,
+                access,
+                include: a.include,
+                exclude: a.exclude,
+                versions: a.versions,
+                max_object_bytes: a.max_object_mib.map(|m| m << 20),
+                requester_pays: a.request_payer,
+                concurrency: a.s3_concurrency.max(1),
+                plan_only: a.plan,
+                max_gib: a.max_gib,
+                remote: crate::source::block::remote::Options {
+                    concurrency: 16,
+                    cache_bytes: a.cache_mib << 20,
+                },
+                // As for snapshots: a remote disk's raw pass holds edges of 4 × overlap.
                 options: a.disk.options(16 << 10, false),
                 detect: a.detect.plan(),
                 output: a.output.plan(),

@@ -7,5 +7,6 @@ pub mod hook;
 pub mod image;
 pub mod remediate;
 pub mod rules;
+pub mod s3;
 pub mod scan;
 pub mod snapshot;

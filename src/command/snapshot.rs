@@ -84,7 +84,7 @@ impl Cost {
 }
 
 /// After `--list` or `--plan`: the errors named, and the exit code they make.
-fn stopped(errors: &[String]) -> u8 {
+pub(crate) fn stopped(errors: &[String]) -> u8 {
     for e in errors {
         eprintln!("keyhound: error: {e}");
     }
@@ -95,8 +95,23 @@ fn stopped(errors: &[String]) -> u8 {
     }
 }
 
+/// The accounts to look in: the organization's, those named, or the operator's own.
+pub(crate) fn accounts(
+    session: &Session,
+    organization: bool,
+    named: &[String],
+) -> Result<Vec<String>> {
+    Ok(if organization {
+        crate::aws::org::accounts(session)?
+    } else if named.is_empty() {
+        vec![session.operator_account.clone()]
+    } else {
+        named.to_vec()
+    })
+}
+
 /// The SDK configuration for `account`, or an error naming why it cannot be reached.
-fn account_config(
+pub(crate) fn account_config(
     session: &Session,
     account: &str,
     errors: &mut Vec<String>,
@@ -120,13 +135,7 @@ fn account_config(
 pub fn run(plan: SnapshotPlan) -> Result<u8> {
     let start = Instant::now();
     let session = Session::open(plan.access.clone())?;
-    let accounts = if plan.organization {
-        crate::aws::org::accounts(&session)?
-    } else if plan.accounts.is_empty() {
-        vec![session.operator_account.clone()]
-    } else {
-        plan.accounts.clone()
-    };
+    let accounts = accounts(&session, plan.organization, &plan.accounts)?;
     let mut errors: Vec<String> = Vec::new();
     let snaps = discover(&session, &plan, &accounts, &mut errors);
     if plan.list {

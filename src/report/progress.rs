@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::text::human_bytes;
-use crate::source::{RemoteProgress, Stats};
+use crate::source::{ObjectProgress, RemoteProgress, Stats};
 
 /// `snapshots 1/3, blocks 5,120/20,480, 212.4 MiB/s, ETA 0:42`.
 fn remote_line(r: &RemoteProgress, elapsed: Duration) -> String {
@@ -25,6 +25,27 @@ fn remote_line(r: &RemoteProgress, elapsed: Duration) -> String {
         "snapshots {}/{}, blocks {fetched}/{blocks}, {:.1} MiB/s{eta}",
         get(&r.disks_done),
         get(&r.disks),
+        bytes as f64 / secs / (1 << 20) as f64
+    )
+}
+
+/// `objects 12/340, 1.2/4.5 GiB, 85.3 MiB/s, ETA 0:40`.
+fn objects_line(o: &ObjectProgress, elapsed: Duration) -> String {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (bytes, total) = (get(&o.bytes), get(&o.bytes_total));
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let eta = if bytes > 0 && total > bytes {
+        let left = ((total - bytes) as f64 * secs / bytes as f64) as u64;
+        format!(", ETA {}:{:02}", left / 60, left % 60)
+    } else {
+        String::new()
+    };
+    format!(
+        "objects {}/{}, {}/{}, {:.1} MiB/s{eta}",
+        get(&o.done),
+        get(&o.total),
+        human_bytes(bytes),
+        human_bytes(total),
         bytes as f64 / secs / (1 << 20) as f64
     )
 }
@@ -54,7 +75,9 @@ impl Progress {
                 let start = std::time::Instant::now();
                 while !done.load(Ordering::Relaxed) {
                     let r = &stats.remote;
-                    let msg = if r.disks.load(Ordering::Relaxed) > 0 {
+                    let msg = if stats.objects.total.load(Ordering::Relaxed) > 0 {
+                        objects_line(&stats.objects, start.elapsed())
+                    } else if r.disks.load(Ordering::Relaxed) > 0 {
                         remote_line(r, start.elapsed())
                     } else {
                         format!(

@@ -117,7 +117,20 @@ fn file_uri(path: &str) -> String {
     format!("file:///{}", encode_path(path.trim_start_matches('/')))
 }
 
-fn artifact(path: &str) -> Value {
+/// An object in S3: `s3://bucket/key`, with `?versionId=` for a noncurrent version.
+fn object_uri(o: &crate::blob::ObjectInfo) -> String {
+    let mut u = format!("s3://{}/{}", o.bucket, encode_path(&o.key));
+    if let (Some(v), false) = (&o.version_id, o.latest) {
+        u.push_str(&format!("?versionId={}", utf8_percent_encode(v, SEGMENT)));
+    }
+    u
+}
+
+fn artifact(origin: &crate::blob::Origin) -> Value {
+    if let Some(o) = &origin.object {
+        return json!({"uri": object_uri(o)});
+    }
+    let path = origin.path.as_str();
     match relative_uri(path) {
         Some(u) => json!({"uri": u, "uriBaseId": "%SRCROOT%"}),
         None => json!({"uri": file_uri(path)}),
@@ -166,7 +179,7 @@ fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
     }
     json!({
         "physicalLocation": {
-            "artifactLocation": artifact(&p.origin.path),
+            "artifactLocation": artifact(&p.origin),
             "region": region,
         }
     })
@@ -238,6 +251,9 @@ fn result(
     }
     if let Some(s) = &p.origin.snapshot {
         properties["snapshot"] = json!(s);
+    }
+    if let Some(o) = &p.origin.object {
+        properties["s3"] = json!(o);
     }
     if let Some(v) = &c.verification {
         properties["verification"] = json!(v);

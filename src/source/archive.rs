@@ -191,15 +191,22 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
 
     /// Expands an archive file; a zip is read through its `Seek`.
     pub fn file(&mut self, file: std::fs::File, kind: Kind, origin: &Arc<Origin>) -> bool {
-        let r = match kind {
-            Kind::Zip => self.zip(io::BufReader::new(file), origin, 1),
-            k => self.stream(
-                k,
-                &mut io::BufReader::with_capacity(1 << 16, file),
-                origin,
-                1,
-            ),
-        };
+        match kind {
+            Kind::Zip => self.seekable(io::BufReader::new(file), origin),
+            k => self.reader(&mut io::BufReader::with_capacity(1 << 16, file), k, origin),
+        }
+    }
+
+    /// Expands a zip read where it lies (a file, an object in S3 read by ranges).
+    pub fn seekable<R: Read + Seek>(&mut self, r: R, origin: &Arc<Origin>) -> bool {
+        let r = self.zip(r, origin, 1);
+        self.finish(r, Kind::Zip, origin)
+    }
+
+    /// Expands an archive streamed from `r` (tar and the compressions; a zip is held in memory
+    /// up to `max_buffer` bytes to be opened).
+    pub fn reader(&mut self, r: &mut dyn Read, kind: Kind, origin: &Arc<Origin>) -> bool {
+        let r = self.stream(kind, r, origin, 1);
         self.finish(r, kind, origin)
     }
 

@@ -11,6 +11,7 @@
 //! | `fs` | ext4, XFS, FAT and NTFS walkers: files with paths, on a partition |
 //! | `image` | a whole disk: its volumes walked and its raw pass |
 //! | `snapshot` | which EBS snapshots to read (EC2 discovery), and whose machine each was |
+//! | `s3` | which S3 objects to read (buckets, keys, versions), streamed or by ranges |
 //! | `window` | big inputs cut into overlapping windows (shared by all) |
 
 pub mod archive;
@@ -19,6 +20,7 @@ pub mod fs;
 pub mod git;
 pub mod image;
 pub mod partition;
+pub mod s3;
 pub mod snapshot;
 pub mod tree;
 pub mod window;
@@ -47,6 +49,16 @@ pub enum Skip {
     /// A partition whose files could not be walked (unknown, unsupported, encrypted or
     /// corrupt filesystem): only its raw bytes were scanned.
     Filesystem,
+    /// An object in S3 in an archive storage class (Glacier Flexible Retrieval, Deep
+    /// Archive): a GET needs a restore first. Counted by class in the warnings.
+    Archived,
+    /// An object over `--max-object-mib` (and not a disk image).
+    TooLarge,
+    /// An object key left out by `--include`/`--exclude`.
+    Excluded,
+    /// A noncurrent version of an object (or one behind a delete marker), without
+    /// `--versions`.
+    Noncurrent,
 }
 
 impl Skip {
@@ -60,6 +72,10 @@ impl Skip {
             Skip::ArchiveBudget => "archive over budget",
             Skip::ArchiveAsBytes => "unopenable archive scanned as bytes",
             Skip::Filesystem => "filesystem not walked (raw pass only)",
+            Skip::Archived => "in an archive storage class (not restored)",
+            Skip::TooLarge => "over --max-object-mib",
+            Skip::Excluded => "excluded by --include/--exclude",
+            Skip::Noncurrent => "noncurrent version (read with --versions)",
         }
     }
     pub fn is_error(self) -> bool {
@@ -79,6 +95,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Remote disks (EBS snapshots), for the progress line.
     pub remote: RemoteProgress,
+    /// Objects in S3, for the progress line.
+    pub objects: ObjectProgress,
     skipped: Mutex<BTreeMap<Skip, u64>>,
     warnings: Mutex<Vec<String>>,
 }
@@ -91,6 +109,16 @@ pub struct RemoteProgress {
     /// Written blocks of all the disks, and those fetched so far (each counted once).
     pub blocks: AtomicU64,
     pub fetched: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// How far the reading of objects (S3) is.
+#[derive(Default)]
+pub struct ObjectProgress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
+    /// Bytes of the objects to read, and of those read.
+    pub bytes_total: AtomicU64,
     pub bytes: AtomicU64,
 }
 
@@ -111,6 +139,13 @@ impl Stats {
             if w.len() < MAX_WARNINGS {
                 w.push(m);
             }
+        }
+    }
+
+    /// Counts `n` inputs skipped for one reason, without a message.
+    pub fn skip_n(&self, why: Skip, n: u64) {
+        if n > 0 {
+            *self.skipped.lock().unwrap().entry(why).or_default() += n;
         }
     }
 

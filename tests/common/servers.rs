@@ -27,6 +27,8 @@ pub struct Moto {
     pub endpoint: String,
     /// What moto_setup.py printed: alice, deleted, admin → key_id, secret, arn, account…
     pub setup: serde_json::Value,
+    /// Where moto's recorder writes (`record()`): every request with its headers.
+    recording: tempfile::NamedTempFile,
 }
 
 /// Runs a script of tests/aws/ with the venv's python; its stdout.
@@ -63,8 +65,10 @@ impl Moto {
         );
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
+        let recording = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_RECORDER_FILEPATH", recording.path())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
@@ -83,7 +87,39 @@ impl Moto {
             log,
             endpoint,
             setup,
+            recording,
         }
+    }
+
+    fn moto_api(&self, path: &str, post: bool) -> String {
+        let mut s = TcpStream::connect(self.endpoint.trim_start_matches("http://")).unwrap();
+        let method = if post { "POST" } else { "GET" };
+        write!(
+            s,
+            "{method} /moto-api/recorder/{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+        out
+    }
+
+    /// Starts moto's recorder afresh: from now on every request is kept with its headers.
+    pub fn record(&self) {
+        self.moto_api("reset-recording", true);
+        self.moto_api("start-recording", true);
+    }
+
+    /// The requests recorded since `record()`: method, URL, headers.
+    pub fn recorded(&self) -> Vec<serde_json::Value> {
+        self.moto_api("stop-recording", true);
+        std::fs::read_to_string(self.recording.path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// The request lines moto logged so far (`GET /snapshots/snap-…/blocks/7?… HTTP/1.1`).

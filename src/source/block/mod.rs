@@ -26,6 +26,7 @@ pub mod ebs;
 pub mod qcow2;
 pub mod raw;
 pub mod remote;
+pub mod s3;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
@@ -52,6 +53,109 @@ pub trait BlockReader: Send + Sync {
     /// takes the blocks as they are fetched instead of reading them again.
     fn remote(&self) -> Option<&remote::Remote> {
         None
+    }
+}
+
+/// A disk held in memory (a small image read whole, from S3).
+pub struct Memory(pub bytes::Bytes);
+
+impl BlockReader for Memory {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let from = (off as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - from);
+        buf[..n].copy_from_slice(&self.0[from..from + n]);
+        Ok(n)
+    }
+}
+
+/// The bytes a container format is read from: an image file, or an image in S3 read through
+/// ranged requests (a remote `Disk`). Container readers hold one (`Arc<dyn Store>`) and never
+/// know which.
+pub trait Store: Send + Sync {
+    /// Bytes in the store.
+    fn size(&self) -> io::Result<u64>;
+    /// Reads at `off`; may return fewer bytes than asked (0 only at the end).
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+    /// Fills `buf` from `off`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.read_at(&mut buf[n..], off + n as u64)? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "failed to fill whole buffer",
+                    ))
+                }
+                k => n += k,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for File {
+    fn size(&self) -> io::Result<u64> {
+        raw::size(self)
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, off)
+    }
+}
+
+impl Store for Disk {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len())
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        Disk::read_at(self, buf, off)
+    }
+}
+
+/// A store as a `Read + Seek` stream, for the crates that read one (`vmdk-core`, `vhdx-core`).
+pub struct StoreReader {
+    store: Arc<dyn Store>,
+    len: u64,
+    pos: u64,
+}
+
+impl StoreReader {
+    pub fn new(store: Arc<dyn Store>) -> io::Result<StoreReader> {
+        let len = store.size()?;
+        Ok(StoreReader { store, len, pos: 0 })
+    }
+}
+
+impl Read for StoreReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.store.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for StoreReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.len as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if p < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before start",
+            ));
+        }
+        self.pos = p as u64;
+        Ok(self.pos)
     }
 }
 
@@ -175,7 +279,7 @@ pub fn sniff(path: &Path) -> io::Result<Format> {
 fn read_full(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read_at(&mut buf[n..], off + n as u64)? {
+        match FileExt::read_at(f, &mut buf[n..], off + n as u64)? {
             0 => break,
             k => n += k,
         }
@@ -238,12 +342,30 @@ impl Disk {
         let reader: Box<dyn BlockReader> = match format {
             Format::Raw => Box::new(raw::Raw::open(path)?),
             Format::Vmdk => vmdk::open(path).map_err(|e| bad(&e))?,
-            Format::Vhd => Box::new(vhd::Vhd::open(File::open(path)?).map_err(|e| bad(&e))?),
-            Format::Vhdx => vhdx::open(path).map_err(|e| bad(&e))?,
-            Format::Qcow2 => qcow2::open(path).map_err(|e| bad(&e))?,
+            Format::Vhd | Format::Vhdx | Format::Qcow2 => {
+                let f: Arc<dyn Store> = Arc::new(File::open(path)?);
+                container(format, f)?
+            }
             Format::Ebs | Format::Lvm => unreachable!("sniff never says ebs or lvm"),
         };
         let name = crate::source::tree::display_path(path);
+        Ok(Disk::new(name, format, reader))
+    }
+
+    /// The virtual disk that `outer` (an image file's bytes, read from anywhere: an object in
+    /// S3) holds, by its first and last 512 bytes; `outer` itself when it is a raw image.
+    pub fn open_in(name: String, outer: Arc<Disk>) -> io::Result<Disk> {
+        let mut head = vec![0u8; 512.min(outer.len() as usize)];
+        outer.read_at(&mut head, 0)?;
+        let mut tail = vec![0u8; 512.min(outer.len() as usize)];
+        let at = outer.len() - tail.len() as u64;
+        outer.read_at(&mut tail, at)?;
+        let format = sniff_bytes(&head, &tail);
+        if format == Format::Raw {
+            let outer = Arc::into_inner(outer).ok_or_else(|| invalid("disk in use".into()))?;
+            return Ok(Disk::new(name, Format::Raw, outer.reader));
+        }
+        let reader = container(format, outer)?;
         Ok(Disk::new(name, format, reader))
     }
 
@@ -290,6 +412,18 @@ impl Disk {
     pub fn remote(&self) -> Option<&remote::Remote> {
         self.reader.remote()
     }
+}
+
+/// The container reader of `format` over `store`; errors name the format.
+fn container(format: Format, store: Arc<dyn Store>) -> io::Result<Box<dyn BlockReader>> {
+    let bad = |e: &dyn std::fmt::Display| invalid(format!("{}: {e}", format.name()));
+    Ok(match format {
+        Format::Vmdk => vmdk::open_store(store).map_err(|e| bad(&e))?,
+        Format::Vhd => Box::new(vhd::Vhd::open(store).map_err(|e| bad(&e))?),
+        Format::Vhdx => vhdx::open_store(store).map_err(|e| bad(&e))?,
+        Format::Qcow2 => qcow2::open_store(store).map_err(|e| bad(&e))?,
+        Format::Raw | Format::Ebs | Format::Lvm => unreachable!("not a container"),
+    })
 }
 
 /// A range of a disk (a partition, or a region of the raw pass) as a file of its own.
@@ -479,7 +613,7 @@ pub(super) fn eof_says_truncated(e: io::Error) -> String {
 }
 
 /// Reads `len` bytes of a table at `at`; an error names the table and where it is.
-pub(super) fn read_table(f: &File, what: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(super) fn read_table(f: &dyn Store, what: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut raw = vec![0u8; len];
     f.read_exact_at(&mut raw, at)
         .map_err(|e| invalid(format!("{what} at byte {at}: {}", eof_says_truncated(e))))?;

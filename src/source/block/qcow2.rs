@@ -10,19 +10,18 @@
 //! `x = 62 − (cluster_bits − 8)`, bits 0…x−1 are the host byte offset and bits x…61 the number
 //! of 512-byte sectors it spans beyond the first.
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{be32, be64, eof_says_truncated, invalid, read_table, BlockReader, Handle, Pooled};
+use super::{
+    be32, be64, eof_says_truncated, invalid, read_table, BlockReader, Handle, Pooled, Store,
+};
 
 /// Opens a qcow2 image with a pool of handles (each caches its last L2 table and cluster).
-pub fn open(path: &Path) -> io::Result<Box<dyn BlockReader>> {
-    let q = Qcow2::open(File::open(path)?)?;
+pub fn open_store(store: Arc<dyn Store>) -> io::Result<Box<dyn BlockReader>> {
+    let q = Qcow2::open(store.clone())?;
     let len = q.disk_size();
-    let path: PathBuf = path.to_path_buf();
-    let open = move || Qcow2::open(File::open(&path)?);
+    let open = move || Qcow2::open(store.clone());
     Ok(Box::new(Pooled::new(q, len, Box::new(open))))
 }
 
@@ -38,9 +37,8 @@ impl Handle for Qcow2 {
 const L2_COMPRESSED: u64 = 1 << 62;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
-#[derive(Debug)]
 pub struct Qcow2 {
-    f: File,
+    f: Arc<dyn Store>,
     size: u64,
     cluster_bits: u32,
     l1: Vec<u64>,
@@ -52,7 +50,7 @@ pub struct Qcow2 {
 }
 
 impl Qcow2 {
-    pub fn open(f: File) -> io::Result<Qcow2> {
+    pub fn open(f: Arc<dyn Store>) -> io::Result<Qcow2> {
         let mut h = [0u8; 112];
         let n = f.read_at(&mut h, 0)?;
         if n < 72 || &h[..4] != b"QFI\xfb" {
@@ -108,7 +106,7 @@ impl Qcow2 {
                 "L1 table of {l1_size} entries for a {size}-byte disk"
             )));
         }
-        let raw = read_table(&f, "L1 table", l1_offset, l1_size as usize * 8)?;
+        let raw = read_table(&*f, "L1 table", l1_offset, l1_size as usize * 8)?;
         let l1 = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
         Ok(Qcow2 {
             f,

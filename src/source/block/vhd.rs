@@ -13,11 +13,10 @@
 //! (read as zeros); a block's sector bitmap comes first, rounded up to whole sectors, then its
 //! data.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
-use super::{be32, be64, eof_says_truncated, invalid, read_table, BlockReader};
+use super::{be32, be64, eof_says_truncated, invalid, read_table, BlockReader, Store};
 
 impl BlockReader for Vhd {
     fn len(&self) -> u64 {
@@ -36,17 +35,16 @@ const UNUSED: u32 = 0xffff_ffff;
 /// 8 TiB, four times the largest VHD) are refused: a corrupt size must not cost a huge table.
 const MAX_BLOCKS: u64 = 4 << 20;
 
-#[derive(Debug)]
 pub struct Vhd {
-    f: File,
+    f: Arc<dyn Store>,
     size: u64,
     /// For a dynamic disk: (block size, bytes of sector bitmap before each block, the table).
     dynamic: Option<(u64, u64, Vec<u32>)>,
 }
 
 impl Vhd {
-    pub fn open(f: File) -> io::Result<Vhd> {
-        let len = f.metadata()?.len();
+    pub fn open(f: Arc<dyn Store>) -> io::Result<Vhd> {
+        let len = f.size()?;
         if len < 512 {
             return Err(invalid("not a VHD (shorter than its footer)".into()));
         }
@@ -63,7 +61,7 @@ impl Vhd {
         let dynamic =
             match be32(&footer, 60) {
                 2 => None,
-                3 => Some(Self::table(&f, be64(&footer, 16), size)?),
+                3 => Some(Self::table(&*f, be64(&footer, 16), size)?),
                 4 => return Err(invalid(
                     "a differencing VHD: its unchanged sectors are in its parent; scan the parent"
                         .into(),
@@ -78,7 +76,7 @@ impl Vhd {
     }
 
     /// Reads a dynamic disk's header at `at` and its block allocation table.
-    fn table(f: &File, at: u64, size: u64) -> io::Result<(u64, u64, Vec<u32>)> {
+    fn table(f: &dyn Store, at: u64, size: u64) -> io::Result<(u64, u64, Vec<u32>)> {
         let h = read_table(f, "dynamic header", at, 40)?;
         if &h[..8] != b"cxsparse" {
             return Err(invalid(format!(

@@ -2,18 +2,18 @@
 //! byte-for-byte against `qemu-img convert` images.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{BlockReader, Pooled, Seeker};
+use super::{BlockReader, Pooled, Seeker, Store, StoreReader};
 
-pub fn open(path: &Path) -> Result<Box<dyn BlockReader>, String> {
-    let r = vhdx::VhdxReader::open(path).map_err(|e| e.to_string())?;
-    let len = r.virtual_disk_size();
-    let path: PathBuf = path.to_path_buf();
-    let open = move || {
-        vhdx::VhdxReader::open(&path)
-            .map(Seeker)
+pub fn open_store(store: Arc<dyn Store>) -> Result<Box<dyn BlockReader>, String> {
+    let reader = |s: &Arc<dyn Store>| -> io::Result<vhdx::VhdxReader> {
+        let r = StoreReader::new(s.clone())?;
+        vhdx::VhdxReader::open_reader(Box::new(r))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("vhdx: {e}")))
     };
+    let r = reader(&store).map_err(|e| e.to_string())?;
+    let len = r.virtual_disk_size();
+    let open = move || reader(&store).map(Seeker);
     Ok(Box::new(Pooled::new(Seeker(r), len, Box::new(open))))
 }

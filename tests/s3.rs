@@ -1,0 +1,472 @@
+//! `keyhound s3`: backups in S3 read in place from a moto server on 127.0.0.1 (versioning on).
+//! The objects are made with the real tools (tar, zip, mkfs.xfs with a protofile, sgdisk,
+//! `qemu-img convert -O vmdk -o subformat=streamOptimized`, as `ec2 export-image` writes) and
+//! put by boto3 (tests/aws/moto_s3.py); keys come from the seeded generator.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::servers::Moto;
+use common::*;
+use serde_json::{json, Value};
+
+const BUCKET: &str = "acme-backups";
+
+fn tool(d: &Path, cmd: &[&str]) {
+    let st = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .current_dir(d)
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test installs it)", cmd[0]));
+    assert!(st.success(), "{cmd:?}");
+}
+
+fn env_file(k: &(String, String)) -> String {
+    format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", k.0, k.1)
+}
+
+/// keyhound against the moto server, as an operator whose credentials are moto's defaults.
+fn s3(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("s3")
+        .args(args)
+        .current_dir(d)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s3_json(moto: &Moto, d: &Path, args: &[&str]) -> (i32, Value, String) {
+    let mut a = args.to_vec();
+    a.extend(["--format", "json", "--show-secrets"]);
+    let (code, out, err) = s3(moto, d, &a);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v, err)
+}
+
+fn places<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
+    creds(v)
+        .iter()
+        .filter(|c| c.to_string().contains(key))
+        .flat_map(|c| c["places"].as_array().unwrap())
+        .collect()
+}
+
+/// The keys of the backup bucket, by where they are.
+struct Seeded {
+    tgz: (String, String),
+    zip: (String, String),
+    env: (String, String),
+    old: (String, String),
+    glacier: (String, String),
+    denied: (String, String),
+    vmdk: (String, String),
+    big_log: (String, String),
+    big_zip: (String, String),
+    west: (String, String),
+    moto: Moto,
+}
+
+/// A GPT disk with one XFS partition holding a credentials file, exported as a
+/// streamOptimized VMDK.
+fn make_vmdk(d: &Path, key: &(String, String)) {
+    write(
+        d,
+        "x/home/ec2-user/.aws/credentials",
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            key.0, key.1
+        ),
+    );
+    // Bytes that do not compress, so that the export is bigger than what is read whole.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let noise: Vec<u8> = (0..5 << 20).map(|_| rng.u8(..)).collect();
+    write(d, "x/home/ec2-user/backup.bin", noise);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    tool(d, &["bash", script, "xfs.img", "xfs", "x"]);
+    let xfs = std::fs::read(d.join("xfs.img")).unwrap();
+    let p1 = 2048usize;
+    let mut disk = vec![0u8; (p1 + xfs.len() / 512 + 2048) * 512];
+    std::fs::write(d.join("disk.img"), &disk).unwrap();
+    tool(
+        d,
+        &[
+            "sgdisk",
+            "-n",
+            &format!("1:{p1}:+{}", xfs.len() / 512),
+            "-t",
+            "1:8300",
+            "disk.img",
+        ],
+    );
+    let table = std::fs::read(d.join("disk.img")).unwrap();
+    disk.copy_from_slice(&table);
+    disk[p1 * 512..p1 * 512 + xfs.len()].copy_from_slice(&xfs);
+    std::fs::write(d.join("disk.img"), &disk).unwrap();
+    tool(
+        d,
+        &[
+            "qemu-img",
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            "disk.img",
+            "disk.vmdk",
+        ],
+    );
+}
+
+/// The backup bucket: a tgz of a home directory, a zip, a plain `.env`, an ini whose key was
+/// removed in a later version, a GLACIER object, a prefix the bucket policy denies, a VMDK
+/// export, a log and a zip bigger than one window (streamed; read by ranges); and a second
+/// bucket in us-west-2.
+fn seed(d: &Path, seed: u64) -> Seeded {
+    let mut keys = Keys::new(seed);
+    let mut k = || keys.pair();
+    let (tgz, zip, env, old, glacier, denied, vmdk, big_log, big_zip, west) =
+        (k(), k(), k(), k(), k(), k(), k(), k(), k(), k());
+    write(d, "home/deploy/.aws/credentials", env_file(&tgz));
+    write(d, "home/deploy/notes.txt", "nothing here\n");
+    tool(d, &["tar", "czf", "home.tar.gz", "home"]);
+    write(d, "app/settings.env", env_file(&zip));
+    tool(d, &["zip", "-q", "-r", "config.zip", "app"]);
+    write(d, "dot.env", env_file(&env));
+    write(d, "app-v1.ini", env_file(&old));
+    write(d, "app-v2.ini", "# the key was moved to a vault\n");
+    write(d, "glacier.env", env_file(&glacier));
+    write(d, "denied.env", env_file(&denied));
+    write(d, "west.env", env_file(&west));
+    make_vmdk(d, &vmdk);
+    // Bigger than one 4 MiB window: streamed (the log) and read where it lies (the zip).
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut log = String::new();
+    while log.len() < 6 << 20 {
+        log.push_str(&format!(
+            "{} GET /health 200 {}\n",
+            rng.u64(..),
+            rng.u32(..)
+        ));
+    }
+    log.push_str(&env_file(&big_log));
+    write(d, "big.log", &log);
+    let noise: Vec<u8> = (0..5 << 20).map(|_| rng.u8(..)).collect();
+    write(d, "bigzip/noise.bin", noise);
+    write(d, "bigzip/deploy/.env", env_file(&big_zip));
+    tool(d, &["zip", "-q", "-0", "-r", "big.zip", "bigzip"]);
+
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let put = |key: &str, f: &str| json!({"put": format!("{BUCKET}/{key}"), "file": p(f)});
+    let spec = json!({
+        "buckets": [
+            {"name": BUCKET, "region": "us-east-1", "versioning": true, "deny_prefix": "secret/"},
+            {"name": "west-logs", "region": "us-west-2"},
+        ],
+        "ops": [
+            put("nightly/home.tar.gz", "home.tar.gz"),
+            put("exports/config.zip", "config.zip"),
+            put("app/.env", "dot.env"),
+            put("config/app.ini", "app-v1.ini"),
+            put("config/app.ini", "app-v2.ini"),
+            {"put": format!("{BUCKET}/archive/2019.env"), "file": p("glacier.env"),
+             "storage_class": "GLACIER"},
+            put("secret/creds.env", "denied.env"),
+            put("exports/vm-disk.vmdk", "disk.vmdk"),
+            put("logs/big.log", "big.log"),
+            put("exports/big.zip", "big.zip"),
+            {"put": "west-logs/app/west.env", "file": p("west.env")},
+        ],
+    });
+    write(d, "spec.json", spec.to_string());
+    let moto = Moto::start_with("moto_s3.py", &[&p("spec.json")]);
+    Seeded {
+        tgz,
+        zip,
+        env,
+        old,
+        glacier,
+        denied,
+        vmdk,
+        big_log,
+        big_zip,
+        west,
+        moto,
+    }
+}
+
+/// One bucket read in place: each kind of backup found with its chain, the VMDK export walked
+/// by ranged GETs (fewer bytes than its disk, none twice), the GLACIER object skipped and
+/// counted by class, the denied prefix named (exit 2), the noncurrent version counted but not
+/// read; JSON and SARIF carry the object's bucket, key, region and account.
+#[test]
+fn bucket_backups_found_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = seed(d, 1700);
+    let moto = &s.moto;
+    let vmdk_size = moto.setup["sizes"][format!("{BUCKET}/exports/vm-disk.vmdk")]
+        .as_u64()
+        .unwrap();
+    moto.record();
+    let (code, v, err) = s3_json(moto, d, &[&format!("s3://{BUCKET}")]);
+    let recorded = moto.recorded();
+    assert_eq!(
+        code, 2,
+        "the denied prefix makes the scan incomplete: {err}"
+    );
+
+    let one = |k: &(String, String)| {
+        let p = places(&v, &k.0);
+        assert_eq!(p.len(), 1, "{}: {p:#?}\n{err}", k.0);
+        assert!(
+            creds(&v)
+                .iter()
+                .any(|c| c.to_string().contains(&k.0) && c.to_string().contains(&k.1)),
+            "the pair is whole"
+        );
+        p[0].clone()
+    };
+    let p = one(&s.tgz);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/nightly/home.tar.gz"));
+    assert_eq!(p["inner"], json!(["home/deploy/.aws/credentials"]));
+    assert_eq!(p["line"], 1);
+    assert_eq!(p["object"]["bucket"], BUCKET);
+    assert_eq!(p["object"]["key"], "nightly/home.tar.gz");
+    assert_eq!(p["object"]["region"], "us-east-1");
+    assert_eq!(p["object"]["account"], "123456789012");
+    assert_eq!(p["object"]["latest"], true);
+    let p = one(&s.zip);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/exports/config.zip"));
+    assert_eq!(p["inner"], json!(["app/settings.env"]));
+    let p = one(&s.env);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/app/.env"));
+    let p = one(&s.big_log);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/logs/big.log"));
+    assert!(p["line"].as_u64().unwrap() > 100_000, "{p}");
+    let p = one(&s.big_zip);
+    assert_eq!(p["inner"], json!(["bigzip/deploy/.env"]));
+    let p = one(&s.vmdk);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/exports/vm-disk.vmdk"));
+    assert_eq!(
+        p["inner"],
+        json!(["p1 (xfs)", "/home/ec2-user/.aws/credentials"])
+    );
+    for gone in [&s.old, &s.glacier, &s.denied, &s.west] {
+        assert!(places(&v, &gone.0).is_empty(), "{} not read", gone.0);
+    }
+
+    let summary = &v["summary"];
+    assert_eq!(
+        summary["skipped"]["in an archive storage class (not restored)"],
+        1
+    );
+    assert_eq!(
+        summary["skipped"]["noncurrent version (read with --versions)"],
+        1
+    );
+    let warnings = summary["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "1 object in GLACIER not read (restore them to scan them): s3://{BUCKET}/archive/2019.env"
+        )),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(&format!(
+            "s3://{BUCKET}/secret/creds.env: GetObject: access denied (HTTP 403)"
+        )),
+        "{warnings}"
+    );
+
+    // The VMDK was read by ranges, each byte of it at most once, never whole.
+    let vmdk_gets: Vec<&Value> = recorded
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET" && r["url"].as_str().unwrap().contains("/exports/vm-disk.vmdk")
+        })
+        .collect();
+    assert!(!vmdk_gets.is_empty());
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for r in &vmdk_gets {
+        let range = r["headers"]["Range"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a GET without a range: {r}"));
+        let (a, b) = range
+            .strip_prefix("bytes=")
+            .and_then(|x| x.split_once('-'))
+            .unwrap();
+        let a: u64 = a.parse().unwrap();
+        let b: u64 = b.parse().unwrap();
+        ranges.push((a, b + 1));
+    }
+    ranges.sort();
+    // The first 64 KiB by themselves told what the object is; then blocks, each once.
+    assert_eq!(ranges[0], (0, 64 << 10), "{ranges:?}");
+    ranges.remove(0);
+    for w in ranges.windows(2) {
+        assert!(w[0].1 <= w[1].0, "a byte asked twice: {ranges:?}");
+    }
+    let read: u64 = ranges.iter().map(|r| r.1 - r.0).sum();
+    assert!(read <= vmdk_size, "{read} > {vmdk_size}");
+    assert!(err.contains("a vmdk disk image of"), "{err}");
+
+    // SARIF: s3:// artifact URIs and the object as properties; secrets redacted.
+    let (code, out, _) = s3(
+        moto,
+        d,
+        &[&format!("s3://{BUCKET}/exports/"), "--format", "sarif"],
+    );
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&sarif);
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{out}");
+    for r in results {
+        let uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
+        assert!(uri.starts_with(&format!("s3://{BUCKET}/exports/")), "{uri}");
+        assert_eq!(r["properties"]["s3"]["bucket"], BUCKET);
+    }
+    assert!(!out.contains(&s.vmdk.1));
+}
+
+/// `--versions` reads the noncurrent version (its place names the version id and date);
+/// `--include`/`--exclude` leave keys out before any GET; `--all-buckets` finds the us-west-2
+/// bucket through GetBucketLocation; `--max-object-mib 0` leaves every object out but the disk
+/// image; `--plan` counts without reading; `--max-gib` refuses.
+#[test]
+fn versions_filters_buckets_and_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = seed(d, 1701);
+    let moto = &s.moto;
+    let url = format!("s3://{BUCKET}/config/");
+
+    let (code, v, err) = s3_json(moto, d, &[&url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(places(&v, &s.old.0).is_empty());
+    let (code, v, err) = s3_json(moto, d, &[&url, "--versions"]);
+    assert_eq!(code, 1, "{err}");
+    let p = places(&v, &s.old.0);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    let v1 = moto.setup["versions"][format!("{BUCKET}/config/app.ini")][0]
+        .as_str()
+        .unwrap();
+    assert_eq!(p[0]["object"]["version_id"], v1);
+    assert_eq!(p[0]["object"]["latest"], false);
+    let path = p[0]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with(&format!("s3://{BUCKET}/config/app.ini (version {v1} of 20")),
+        "{path}"
+    );
+
+    // Globs: only `.env` files, not under secret/: nothing denied, nothing else read.
+    moto.record();
+    let (code, v, err) = s3_json(
+        moto,
+        d,
+        &[
+            &format!("s3://{BUCKET}"),
+            "--include",
+            "*.env",
+            "--exclude",
+            "secret/**",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(places(&v, &s.env.0).len(), 1);
+    assert_eq!(creds(&v).len(), 1, "{v:#}");
+    let gets: Vec<String> = moto
+        .recorded()
+        .iter()
+        .filter(|r| r["method"] == "GET")
+        .map(|r| r["url"].as_str().unwrap().to_string())
+        .filter(|u| {
+            // GetObject: a key after the bucket (lists and locations have none).
+            let path = u.split('?').next().unwrap();
+            path.split_once(&format!("/{BUCKET}/"))
+                .is_some_and(|(_, key)| !key.is_empty())
+        })
+        .collect();
+    assert_eq!(gets.len(), 1, "one GET, for app/.env: {gets:?}");
+
+    // Every bucket, each in its region.
+    let (code, v, err) = s3_json(moto, d, &["--all-buckets", "--include", "*.env"]);
+    assert_eq!(code, 2, "the denied prefix: {err}");
+    let p = places(&v, &s.west.0);
+    assert_eq!(p.len(), 1, "{err}");
+    assert_eq!(p[0]["object"]["region"], "us-west-2");
+    assert_eq!(p[0]["path"], "s3://west-logs/app/west.env");
+
+    // Too big to read, except the disk image.
+    let (code, v, err) = s3_json(
+        moto,
+        d,
+        &[&format!("s3://{BUCKET}/exports/"), "--max-object-mib", "0"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(creds(&v).len(), 1, "only the VMDK's key: {v:#}");
+    assert_eq!(places(&v, &s.vmdk.0).len(), 1);
+    assert_eq!(v["summary"]["skipped"]["over --max-object-mib"], 2);
+
+    // The plan: what would be read and what it costs, nothing read.
+    let (code, out, err) = s3(
+        moto,
+        d,
+        &[&format!("s3://{BUCKET}"), "--plan", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let sizes = moto.setup["sizes"].as_object().unwrap();
+    let readable: u64 = sizes
+        .iter()
+        .filter(|(k, _)| k.starts_with(BUCKET) && !k.ends_with("2019.env"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    let big = sizes
+        .iter()
+        .filter(|(k, n)| k.starts_with(BUCKET) && n.as_u64().unwrap() > 4 << 20)
+        .count();
+    assert_eq!(big, 3, "the log, the big zip and the VMDK: {sizes:?}");
+    assert_eq!(plan["objects"], 8, "{plan:#}");
+    assert_eq!(plan["bytes"], readable, "{plan:#}");
+    assert_eq!(plan["get_calls"], 8 + 3);
+    assert_eq!(plan["list_calls"], 1);
+    assert_eq!(plan["skipped"]["GLACIER"], 1);
+    assert_eq!(
+        plan["skipped"]["noncurrent version (read with --versions)"],
+        1
+    );
+    let usd = plan["usd"].as_f64().unwrap();
+    assert!(
+        (usd - (11.0 * 0.0004 + 0.005) / 1000.0).abs() < 1e-12,
+        "{usd}"
+    );
+    let (code, _, err) = s3(moto, d, &[&format!("s3://{BUCKET}"), "--max-gib", "0.001"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("more than --max-gib 0.001; nothing was read"),
+        "{err}"
+    );
+    let (code, _, err) = s3(moto, d, &["s3://no-such-bucket"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("s3://no-such-bucket: GetBucketLocation: NoSuchBucket"),
+        "{err}"
+    );
+}
