@@ -15,10 +15,10 @@ fn main() {
     let mut out = String::from("pub const EMBEDDED_RULE_FILES: &[(&str, &str)] = &[\n");
     for n in &names {
         println!("cargo:rerun-if-changed=patterns/{n}");
-        let abs = fs::canonicalize(dir.join(n)).unwrap();
+        // Resolved when the crate compiles, not baked in here: a build script's output can
+        // outlive the checkout it ran in (a target directory shared by two checkouts).
         out.push_str(&format!(
-            "    ({n:?}, include_str!({:?})),\n",
-            abs.display().to_string()
+            "    ({n:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/patterns/{n}\"))),\n"
         ));
     }
     out.push_str("];\n");

@@ -29,13 +29,17 @@ fn env_file(k: &(String, String)) -> String {
 
 /// keyhound against the moto server, as an operator whose credentials are moto's defaults.
 fn s3(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
+    s3_as(moto, d, ("testing", "testing"), args)
+}
+
+fn s3_as(moto: &Moto, d: &Path, creds: (&str, &str), args: &[&str]) -> (i32, String, String) {
     let out = bin()
         .arg("s3")
         .args(args)
         .current_dir(d)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", creds.1)
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .output()
@@ -74,7 +78,9 @@ struct Seeded {
     vmdk: (String, String),
     big_log: (String, String),
     big_zip: (String, String),
+    mid_log: (String, String),
     west: (String, String),
+    deleted: (String, String),
     moto: Moto,
 }
 
@@ -131,15 +137,28 @@ fn make_vmdk(d: &Path, key: &(String, String)) {
     );
 }
 
+/// The README's IAM policy for `s3`.
+fn readme_policy() -> Value {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("\"Sid\": \"KeyhoundS3Scan\"")
+        .expect("policy in README");
+    let start = readme[..at].rfind("```json").unwrap() + "```json".len();
+    let end = start + readme[start..].find("```").unwrap();
+    serde_json::from_str(&readme[start..end]).unwrap()
+}
+
 /// The backup bucket: a tgz of a home directory, a zip, a plain `.env`, an ini whose key was
 /// removed in a later version, a GLACIER object, a prefix the bucket policy denies, a VMDK
 /// export, a log and a zip bigger than one window (streamed; read by ranges); and a second
 /// bucket in us-west-2.
-fn seed(d: &Path, seed: u64) -> Seeded {
+fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
     let mut keys = Keys::new(seed);
     let mut k = || keys.pair();
-    let (tgz, zip, env, old, glacier, denied, vmdk, big_log, big_zip, west) =
-        (k(), k(), k(), k(), k(), k(), k(), k(), k(), k());
+    let (tgz, zip, env, old, glacier, denied, vmdk, big_log, big_zip, mid_log, west) =
+        (k(), k(), k(), k(), k(), k(), k(), k(), k(), k(), k());
+    let deleted = k();
     write(d, "home/deploy/.aws/credentials", env_file(&tgz));
     write(d, "home/deploy/notes.txt", "nothing here\n");
     tool(d, &["tar", "czf", "home.tar.gz", "home"]);
@@ -151,6 +170,7 @@ fn seed(d: &Path, seed: u64) -> Seeded {
     write(d, "glacier.env", env_file(&glacier));
     write(d, "denied.env", env_file(&denied));
     write(d, "west.env", env_file(&west));
+    write(d, "deleted.env", env_file(&deleted));
     make_vmdk(d, &vmdk);
     // Bigger than one 4 MiB window: streamed (the log) and read where it lies (the zip).
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -164,6 +184,10 @@ fn seed(d: &Path, seed: u64) -> Seeded {
     }
     log.push_str(&env_file(&big_log));
     write(d, "big.log", &log);
+    // Read whole (under 4 MiB), but more than a broken connection's first half.
+    let mut mid = log[..2 << 20].to_string();
+    mid.push_str(&env_file(&mid_log));
+    write(d, "mid.log", &mid);
     let noise: Vec<u8> = (0..5 << 20).map(|_| rng.u8(..)).collect();
     write(d, "bigzip/noise.bin", noise);
     write(d, "bigzip/deploy/.env", env_file(&big_zip));
@@ -187,12 +211,18 @@ fn seed(d: &Path, seed: u64) -> Seeded {
             put("secret/creds.env", "denied.env"),
             put("exports/vm-disk.vmdk", "disk.vmdk"),
             put("logs/big.log", "big.log"),
+            put("logs/mid.log", "mid.log"),
             put("exports/big.zip", "big.zip"),
             {"put": "west-logs/app/west.env", "file": p("west.env")},
+            put("config/removed.env", "deleted.env"),
+            {"delete": format!("{BUCKET}/config/removed.env")},
         ],
     });
     write(d, "spec.json", spec.to_string());
-    let moto = Moto::start_with("moto_s3.py", &[&p("spec.json")]);
+    let mut args = vec![p("spec.json")];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let moto = Moto::start_with("moto_s3.py", &args);
     Seeded {
         tgz,
         zip,
@@ -203,7 +233,9 @@ fn seed(d: &Path, seed: u64) -> Seeded {
         vmdk,
         big_log,
         big_zip,
+        mid_log,
         west,
+        deleted,
         moto,
     }
 }
@@ -216,7 +248,7 @@ fn seed(d: &Path, seed: u64) -> Seeded {
 fn bucket_backups_found_in_place() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = seed(d, 1700);
+    let s = seed(d, 1700, &[]);
     let moto = &s.moto;
     let vmdk_size = moto.setup["sizes"][format!("{BUCKET}/exports/vm-disk.vmdk")]
         .as_u64()
@@ -265,7 +297,7 @@ fn bucket_backups_found_in_place() {
         p["inner"],
         json!(["p1 (xfs)", "/home/ec2-user/.aws/credentials"])
     );
-    for gone in [&s.old, &s.glacier, &s.denied, &s.west] {
+    for gone in [&s.old, &s.glacier, &s.denied, &s.west, &s.deleted] {
         assert!(places(&v, &gone.0).is_empty(), "{} not read", gone.0);
     }
 
@@ -276,7 +308,7 @@ fn bucket_backups_found_in_place() {
     );
     assert_eq!(
         summary["skipped"]["noncurrent version (read with --versions)"],
-        1
+        2
     );
     let warnings = summary["warnings"].to_string();
     assert!(
@@ -324,6 +356,33 @@ fn bucket_backups_found_in_place() {
     assert!(read <= vmdk_size, "{read} > {vmdk_size}");
     assert!(err.contains("a vmdk disk image of"), "{err}");
 
+    // The action report names the bucket and object as the place of exposure.
+    let (code, _, err) = s3(
+        moto,
+        d,
+        &[
+            &format!("s3://{BUCKET}/nightly/"),
+            "-q",
+            "--report",
+            "actions.json",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let actions: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("actions.json")).unwrap()).unwrap();
+    let row = actions["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == s.tgz.0.as_str())
+        .unwrap();
+    assert_eq!(
+        row["places"],
+        json!([format!(
+            "s3://{BUCKET}/nightly/home.tar.gz › home/deploy/.aws/credentials:1"
+        )])
+    );
+
     // SARIF: s3:// artifact URIs and the object as properties; secrets redacted.
     let (code, out, _) = s3(
         moto,
@@ -353,15 +412,23 @@ fn bucket_backups_found_in_place() {
 fn versions_filters_buckets_and_plan() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let s = seed(d, 1701);
+    let s = seed(d, 1701, &[]);
     let moto = &s.moto;
     let url = format!("s3://{BUCKET}/config/");
 
     let (code, v, err) = s3_json(moto, d, &[&url]);
     assert_eq!(code, 0, "{err}");
     assert!(places(&v, &s.old.0).is_empty());
+    assert!(places(&v, &s.deleted.0).is_empty());
+    assert_eq!(
+        v["summary"]["skipped"]["noncurrent version (read with --versions)"], 2,
+        "the old ini and the object behind its delete marker"
+    );
     let (code, v, err) = s3_json(moto, d, &[&url, "--versions"]);
     assert_eq!(code, 1, "{err}");
+    let p = places(&v, &s.deleted.0);
+    assert_eq!(p.len(), 1, "behind a delete marker: {p:#?}");
+    assert_eq!(p[0]["object"]["latest"], false);
     let p = places(&v, &s.old.0);
     assert_eq!(p.len(), 1, "{p:#?}");
     let v1 = moto.setup["versions"][format!("{BUCKET}/config/app.ini")][0]
@@ -435,7 +502,9 @@ fn versions_filters_buckets_and_plan() {
     let sizes = moto.setup["sizes"].as_object().unwrap();
     let readable: u64 = sizes
         .iter()
-        .filter(|(k, _)| k.starts_with(BUCKET) && !k.ends_with("2019.env"))
+        .filter(|(k, _)| {
+            k.starts_with(BUCKET) && !k.ends_with("2019.env") && !k.ends_with("removed.env")
+        })
         .map(|(_, n)| n.as_u64().unwrap())
         .sum();
     let big = sizes
@@ -443,18 +512,18 @@ fn versions_filters_buckets_and_plan() {
         .filter(|(k, n)| k.starts_with(BUCKET) && n.as_u64().unwrap() > 4 << 20)
         .count();
     assert_eq!(big, 3, "the log, the big zip and the VMDK: {sizes:?}");
-    assert_eq!(plan["objects"], 8, "{plan:#}");
+    assert_eq!(plan["objects"], 9, "{plan:#}");
     assert_eq!(plan["bytes"], readable, "{plan:#}");
-    assert_eq!(plan["get_calls"], 8 + 3);
-    assert_eq!(plan["list_calls"], 1);
+    assert_eq!(plan["get_calls"], 9 + 3);
+    assert_eq!(plan["list_calls"], 1, "{plan:#}");
     assert_eq!(plan["skipped"]["GLACIER"], 1);
     assert_eq!(
         plan["skipped"]["noncurrent version (read with --versions)"],
-        1
+        2
     );
     let usd = plan["usd"].as_f64().unwrap();
     assert!(
-        (usd - (11.0 * 0.0004 + 0.005) / 1000.0).abs() < 1e-12,
+        (usd - (12.0 * 0.0004 + 0.005) / 1000.0).abs() < 1e-12,
         "{usd}"
     );
     let (code, _, err) = s3(moto, d, &[&format!("s3://{BUCKET}"), "--max-gib", "0.001"]);
@@ -469,4 +538,175 @@ fn versions_filters_buckets_and_plan() {
         err.contains("s3://no-such-bucket: GetBucketLocation: NoSuchBucket"),
         "{err}"
     );
+}
+
+/// The README's IAM policy is all a scan needs: with moto checking every call against the
+/// caller's policy, a user holding exactly that policy reads every bucket and every version
+/// (`--all-buckets --versions`) and finds what the default credentials find; without
+/// s3:GetObjectVersion the noncurrent version is refused, named, exit 2 (so the check is real).
+#[test]
+fn the_readmes_iam_policy_allows_every_call_a_scan_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "policy.json", readme_policy().to_string());
+    let policy = d.join("policy.json");
+    let s = seed(d, 1702, &["--policy", policy.to_str().unwrap()]);
+    let moto = &s.moto;
+    let user = |n: &str| {
+        let u = &moto.setup["users"][n];
+        (
+            u["key_id"].as_str().unwrap().to_string(),
+            u["secret"].as_str().unwrap().to_string(),
+        )
+    };
+    let scanner = user("scanner");
+    let args = [
+        "--all-buckets",
+        "--versions",
+        "--format",
+        "json",
+        "--show-secrets",
+    ];
+    let out = s3_as(moto, d, (&scanner.0, &scanner.1), &args);
+    let (code, out, err) = out;
+    assert_eq!(code, 2, "only the denied prefix is missing: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let all = [
+        &s.tgz, &s.zip, &s.env, &s.old, &s.vmdk, &s.big_log, &s.big_zip, &s.mid_log,
+    ];
+    for k in all.into_iter().chain([&s.west, &s.deleted]) {
+        assert_eq!(places(&v, &k.0).len(), 1, "{}: {err}", k.0);
+    }
+    let warnings = v["summary"]["warnings"].as_array().unwrap();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "the GLACIER object and the denied prefix: {warnings:#?}"
+    );
+
+    let narrow = user("scanner-no-versions");
+    let url = format!("s3://{BUCKET}/config/");
+    let (code, out, err) = s3_as(
+        moto,
+        d,
+        (&narrow.0, &narrow.1),
+        &[&url, "--versions", "--format", "json"],
+    );
+    assert_eq!(code, 2, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(places(&v, &s.old.0).is_empty());
+    let v1 = moto.setup["versions"][format!("{BUCKET}/config/app.ini")][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        v["summary"]["warnings"]
+            .to_string()
+            .contains(&format!("s3://{BUCKET}/config/app.ini (version {v1} of "))
+            && v["summary"]["warnings"]
+                .to_string()
+                .contains("AccessDenied"),
+        "{err}"
+    );
+}
+
+/// The proxy of tests/aws/flaky_proxy.py in front of moto: its port, and its log of requests.
+struct Flaky {
+    child: std::process::Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Flaky {
+    fn start(moto: &Moto) -> Flaky {
+        use std::io::BufRead;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(dir.join(".venv/bin/python"))
+            .arg(dir.join("tests/aws/flaky_proxy.py"))
+            .arg(&moto.endpoint)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+            }
+        });
+        Flaky {
+            child,
+            port: first["port"].as_u64().unwrap() as u16,
+            log,
+        }
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// S3 under load: every first GetObject answered 503 SlowDown (retried with backoff), and a
+/// connection dropped half-way through a whole object and through a streamed one (resumed from
+/// the byte it broke at with a ranged GET): every key found, nothing named, exit 1.
+#[test]
+fn slow_down_and_broken_connections_are_retried_and_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = seed(d, 1703, &[]);
+    let flaky = Flaky::start(&s.moto);
+    let out = bin()
+        .args([
+            "s3",
+            &format!("s3://{BUCKET}/logs/"),
+            "--format",
+            "json",
+            "--show-secrets",
+        ])
+        .current_dir(d)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", flaky.port),
+        )
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(v["summary"]["warnings"], json!([]), "{err}");
+    assert_eq!(places(&v, &s.big_log.0).len(), 1, "{err}");
+    assert_eq!(places(&v, &s.mid_log.0).len(), 1, "{err}");
+    let log = flaky.log.lock().unwrap().clone();
+    for key in ["logs/big.log", "logs/mid.log"] {
+        let reqs: Vec<&Value> = log
+            .iter()
+            .filter(|r| r["path"] == format!("/{BUCKET}/{key}"))
+            .collect();
+        assert_eq!(reqs[0]["status"], 503, "{key}: {reqs:#?}");
+        let cut = reqs
+            .iter()
+            .position(|r| r.get("cut").is_some())
+            .unwrap_or_else(|| panic!("{key}: no broken connection: {reqs:#?}"));
+        let at = reqs[cut]["cut"].as_u64().unwrap();
+        let from = reqs[cut]["range"]
+            .as_str()
+            .map_or(0, |r| r[6..r.len() - 1].parse::<u64>().unwrap());
+        let resumed = &reqs[cut + 1];
+        assert_eq!(
+            resumed["range"],
+            format!("bytes={}-", from + at),
+            "{key}: resumed where it broke: {reqs:#?}"
+        );
+        assert_eq!(resumed["status"], 206);
+    }
 }

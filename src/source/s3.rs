@@ -159,13 +159,13 @@ pub async fn list(
         region: region.to_string(),
         account: account.to_string(),
     };
-    // ListObjectVersions lists an unversioned bucket too (each object once, version `null`),
-    // at the price of ListObjectsV2: one call tells both. (GetBucketVersioning first would be
-    // a call more; moto's answer to it does not even parse.) Without s3:ListBucketVersions,
-    // ListObjectsV2, and noncurrent versions are neither read nor counted.
+    // A bucket whose versioning was never turned on has no noncurrent versions: ListObjectsV2.
+    // Otherwise (on, suspended, or unknown) ListObjectVersions, which lists current and
+    // noncurrent versions at the same price; without s3:ListBucketVersions, ListObjectsV2, and
+    // noncurrent versions are neither read nor counted.
+    let mut versioned = versioning(client, bucket).await != Some(false);
     let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    let mut versioned = true;
-    loop {
+    while versioned {
         let page = client
             .list_object_versions()
             .bucket(bucket)
@@ -264,6 +264,20 @@ pub async fn list(
     out.objects
         .retain(|o| !(o.key.ends_with('/') && o.size == 0));
     Ok(out)
+}
+
+/// Was versioning ever turned on for `bucket` (GetBucketVersioning has a status)? `None` when
+/// it cannot be told. An answer the SDK cannot read (an S3-compatible store whose document has
+/// another root element, as moto's `GetBucketVersioningResponse`) is read for its `<Status>`.
+async fn versioning(client: &aws_sdk_s3::Client, bucket: &str) -> Option<bool> {
+    match client.get_bucket_versioning().bucket(bucket).send().await {
+        Ok(v) => Some(v.status().is_some()),
+        Err(e) => {
+            let r = e.raw_response().filter(|r| r.status().is_success())?;
+            let body = std::str::from_utf8(r.body().bytes()?).ok()?;
+            Some(body.contains("<Status>Enabled</Status>") || body.contains("<Status>Suspended"))
+        }
+    }
 }
 
 /// Refused by policy (not a missing bucket, not an outage).
@@ -438,4 +452,63 @@ pub fn disk_like(head: &[u8]) -> bool {
         || at(1080, &[0x53, 0xef])
         || at(0, b"XFSB")
         || at(3, b"NTFS    ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        let l: Location = "s3://acme-backups/nightly/x".parse().unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("acme-backups", "nightly/x")
+        );
+        let l: Location = "s3://acme-backups".parse().unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("acme-backups", ""));
+        assert!("acme-backups/x".parse::<Location>().is_err());
+        assert!("s3:///x".parse::<Location>().is_err());
+    }
+
+    /// A glob without `/` matches the key's last part; one with `/` the whole key; `*` does
+    /// not cross `/`, `**` does; exclude wins over include.
+    #[test]
+    fn key_globs() {
+        let f = KeyFilter::new(&["*.tar.gz".into(), "db/**".into()], &["db/tmp/*".into()]).unwrap();
+        assert!(f.wanted("nightly/home.tar.gz"));
+        assert!(f.wanted("home.tar.gz"));
+        assert!(!f.wanted("nightly/home.tar.gz.sig"));
+        assert!(f.wanted("db/2026/dump.sql"));
+        assert!(!f.wanted("db/tmp/x.sql"));
+        assert!(f.wanted("db/tmp/deeper/x.sql"));
+        assert!(!f.wanted("other/dump.sql"));
+        let all = KeyFilter::new(&[], &["*.log".into()]).unwrap();
+        assert!(all.wanted("a/b.txt") && !all.wanted("a/b.log"));
+        assert!(KeyFilter::new(&["a[".into()], &[]).is_err());
+    }
+
+    /// Disk images by their first bytes; archives and text are not.
+    #[test]
+    fn disk_images_by_their_first_bytes() {
+        let mut mbr = vec![0u8; 4096];
+        mbr[510..512].copy_from_slice(&[0x55, 0xaa]);
+        assert!(!disk_like(&mbr), "a boot signature without a partition");
+        mbr[446 + 4] = 0x83;
+        assert!(disk_like(&mbr));
+        mbr[446] = 0x12;
+        assert!(!disk_like(&mbr), "not a partition entry (boot flag 0x12)");
+        let mut gpt = vec![0u8; 4096];
+        gpt[512..520].copy_from_slice(b"EFI PART");
+        assert!(disk_like(&gpt));
+        let mut ext = vec![0u8; 4096];
+        ext[1080..1082].copy_from_slice(&[0x53, 0xef]);
+        assert!(disk_like(&ext));
+        assert!(disk_like(b"KDMV\x01\0\0\0"));
+        assert!(disk_like(b"XFSB\0\0\x10\0"));
+        assert!(!disk_like(b"PK\x03\x04"));
+        assert!(!disk_like(&[0x1f, 0x8b, 0x08, 0]));
+        assert!(!disk_like(b"AWS_ACCESS_KEY_ID=..."));
+        assert!(!disk_like(&[]));
+    }
 }

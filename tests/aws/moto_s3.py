@@ -4,17 +4,23 @@ regions, versioning on where asked), objects put from files (with a storage clas
 objects overwritten (their old versions noncurrent) and deleted (behind a delete marker), and a
 bucket policy denying GetObject under one prefix.
 
-    moto_s3.py ENDPOINT SPEC.json
+    moto_s3.py ENDPOINT SPEC.json [--policy FILE]
 
 SPEC: {"buckets": [{"name", "region", "versioning": bool, "deny_prefix": str?}],
        "ops": [{"put": "bucket/key", "file": path, "storage_class": str?}
                | {"delete": "bucket/key"}]}
 
+With --policy FILE: users `scanner` (FILE's IAM policy) and `scanner-no-versions` (the same
+without s3:GetObjectVersion) with access keys, and moto's authentication turned on, so that
+every call is checked against the caller's policy.
+
 Prints JSON: {"versions": {"bucket/key": [version id of each put, in order]},
-              "sizes": {"bucket/key": bytes of the last put}}.
+              "sizes": {"bucket/key": bytes of the last put},
+              "users": {name: {"key_id", "secret"}} (with --policy)}.
 """
 import json
 import sys
+import urllib.request
 
 import boto3
 
@@ -59,4 +65,21 @@ for op in spec["ops"]:
     else:
         bucket, key = op["delete"].split("/", 1)
         client(regions[bucket]).delete_object(Bucket=bucket, Key=key)
-print(json.dumps({"versions": versions, "sizes": sizes}))
+users = {}
+if "--policy" in sys.argv:
+    with open(sys.argv[sys.argv.index("--policy") + 1]) as f:
+        policy = json.load(f)
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    narrow = json.loads(json.dumps(policy))
+    for st in narrow["Statement"]:
+        st["Action"] = [a for a in st["Action"] if a != "s3:GetObjectVersion"]
+    for name, doc in [("scanner", policy), ("scanner-no-versions", narrow)]:
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="keyhound", PolicyDocument=json.dumps(doc))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        users[name] = {"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    urllib.request.urlopen(urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+        headers={"Content-Type": "application/json"}))
+print(json.dumps({"versions": versions, "sizes": sizes, "users": users}))
