@@ -81,6 +81,7 @@ struct Seeded {
     mid_log: (String, String),
     west: (String, String),
     deleted: (String, String),
+    vhd: (String, String),
     moto: Moto,
 }
 
@@ -137,6 +138,41 @@ fn make_vmdk(d: &Path, key: &(String, String)) {
     );
 }
 
+/// A GPT disk with one ext4 partition holding an environment file, exported as a fixed VHD
+/// (raw bytes and a footer: told from a raw disk by its last 512 bytes).
+fn make_vhd(d: &Path, key: &(String, String)) {
+    write(d, "v/etc/app.env", env_file(key));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    tool(d, &["bash", script, "ext4.img", "ext4", "v"]);
+    let fs = std::fs::read(d.join("ext4.img")).unwrap();
+    let p1 = 2048usize;
+    let mut disk = vec![0u8; (p1 + fs.len() / 512 + 2048) * 512];
+    std::fs::write(d.join("vdisk.img"), &disk).unwrap();
+    let part = format!("1:{p1}:+{}", fs.len() / 512);
+    tool(d, &["sgdisk", "-n", &part, "-t", "1:8300", "vdisk.img"]);
+    let table = std::fs::read(d.join("vdisk.img")).unwrap();
+    disk.copy_from_slice(&table);
+    disk[p1 * 512..p1 * 512 + fs.len()].copy_from_slice(&fs);
+    std::fs::write(d.join("vdisk.img"), &disk).unwrap();
+    let args = [
+        "-f",
+        "raw",
+        "-O",
+        "vpc",
+        "-o",
+        "subformat=fixed,force_size=on",
+    ];
+    tool(
+        d,
+        &[
+            &["qemu-img", "convert"],
+            &args[..],
+            &["vdisk.img", "disk.vhd"],
+        ]
+        .concat(),
+    );
+}
+
 /// The README's IAM policy for `s3`.
 fn readme_policy() -> Value {
     let readme =
@@ -159,6 +195,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
     let (tgz, zip, env, old, glacier, denied, vmdk, big_log, big_zip, mid_log, west) =
         (k(), k(), k(), k(), k(), k(), k(), k(), k(), k(), k());
     let deleted = k();
+    let vhd = k();
     write(d, "home/deploy/.aws/credentials", env_file(&tgz));
     write(d, "home/deploy/notes.txt", "nothing here\n");
     tool(d, &["tar", "czf", "home.tar.gz", "home"]);
@@ -172,6 +209,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
     write(d, "west.env", env_file(&west));
     write(d, "deleted.env", env_file(&deleted));
     make_vmdk(d, &vmdk);
+    make_vhd(d, &vhd);
     // Bigger than one 4 MiB window: streamed (the log) and read where it lies (the zip).
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut log = String::new();
@@ -210,6 +248,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
              "storage_class": "GLACIER"},
             put("secret/creds.env", "denied.env"),
             put("exports/vm-disk.vmdk", "disk.vmdk"),
+            put("exports/web.vhd", "disk.vhd"),
             put("logs/big.log", "big.log"),
             put("logs/mid.log", "mid.log"),
             put("exports/big.zip", "big.zip"),
@@ -236,6 +275,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
         mid_log,
         west,
         deleted,
+        vhd,
         moto,
     }
 }
@@ -297,6 +337,10 @@ fn bucket_backups_found_in_place() {
         p["inner"],
         json!(["p1 (xfs)", "/home/ec2-user/.aws/credentials"])
     );
+    let p = one(&s.vhd);
+    assert_eq!(p["path"], format!("s3://{BUCKET}/exports/web.vhd"));
+    assert_eq!(p["inner"], json!(["p1 (ext4)", "/etc/app.env"]));
+    assert!(err.contains("web.vhd: a vhd disk image of"), "{err}");
     for gone in [&s.old, &s.glacier, &s.denied, &s.west, &s.deleted] {
         assert!(places(&v, &gone.0).is_empty(), "{} not read", gone.0);
     }
@@ -393,7 +437,7 @@ fn bucket_backups_found_in_place() {
     let sarif: Value = serde_json::from_str(&out).unwrap();
     validate_sarif(&sarif);
     let results = sarif["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 3, "{out}");
+    assert_eq!(results.len(), 4, "{out}");
     for r in results {
         let uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
             .as_str()
@@ -487,8 +531,9 @@ fn versions_filters_buckets_and_plan() {
         &[&format!("s3://{BUCKET}/exports/"), "--max-object-mib", "0"],
     );
     assert_eq!(code, 1, "{err}");
-    assert_eq!(creds(&v).len(), 1, "only the VMDK's key: {v:#}");
+    assert_eq!(creds(&v).len(), 2, "only the disk images' keys: {v:#}");
     assert_eq!(places(&v, &s.vmdk.0).len(), 1);
+    assert_eq!(places(&v, &s.vhd.0).len(), 1);
     assert_eq!(v["summary"]["skipped"]["over --max-object-mib"], 2);
 
     // The plan: what would be read and what it costs, nothing read.
@@ -511,10 +556,13 @@ fn versions_filters_buckets_and_plan() {
         .iter()
         .filter(|(k, n)| k.starts_with(BUCKET) && n.as_u64().unwrap() > 4 << 20)
         .count();
-    assert_eq!(big, 3, "the log, the big zip and the VMDK: {sizes:?}");
-    assert_eq!(plan["objects"], 9, "{plan:#}");
+    assert_eq!(
+        big, 4,
+        "the log, the big zip, the VMDK and the VHD: {sizes:?}"
+    );
+    assert_eq!(plan["objects"], 10, "{plan:#}");
     assert_eq!(plan["bytes"], readable, "{plan:#}");
-    assert_eq!(plan["get_calls"], 9 + 3);
+    assert_eq!(plan["get_calls"], 10 + 4);
     assert_eq!(plan["list_calls"], 1, "{plan:#}");
     assert_eq!(plan["skipped"]["GLACIER"], 1);
     assert_eq!(
@@ -523,7 +571,7 @@ fn versions_filters_buckets_and_plan() {
     );
     let usd = plan["usd"].as_f64().unwrap();
     assert!(
-        (usd - (12.0 * 0.0004 + 0.005) / 1000.0).abs() < 1e-12,
+        (usd - (14.0 * 0.0004 + 0.005) / 1000.0).abs() < 1e-12,
         "{usd}"
     );
     let (code, _, err) = s3(moto, d, &[&format!("s3://{BUCKET}"), "--max-gib", "0.001"]);
@@ -574,7 +622,7 @@ fn the_readmes_iam_policy_allows_every_call_a_scan_makes() {
     let all = [
         &s.tgz, &s.zip, &s.env, &s.old, &s.vmdk, &s.big_log, &s.big_zip, &s.mid_log,
     ];
-    for k in all.into_iter().chain([&s.west, &s.deleted]) {
+    for k in all.into_iter().chain([&s.mid_log, &s.west, &s.deleted]) {
         assert_eq!(places(&v, &k.0).len(), 1, "{}: {err}", k.0);
     }
     let warnings = v["summary"]["warnings"].as_array().unwrap();
