@@ -150,6 +150,10 @@ pub struct GitInfo {
     pub at_head: bool,
     /// The commit on HEAD's first-parent line that removed it from `paths[0]`, when known.
     pub removed_in: Option<CommitInfo>,
+    /// Not a blob but a message: `commit` (the commit's own message, `commit` is that
+    /// commit), `tag NAME` (an annotated tag's, `commit` is what it points at), `note`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl fmt::Display for Origin {

@@ -351,6 +351,10 @@ struct DiskArgs {
     /// Window size in MiB (memory per thread is about this).
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     buffer_mib: usize,
+    /// Do not read the history of git repositories found in the filesystems (their files are
+    /// scanned either way).
+    #[arg(long)]
+    no_git_history: bool,
     #[command(flatten)]
     archives: ArchiveArgs,
 }
@@ -366,6 +370,7 @@ impl DiskArgs {
             overlap,
             mmap,
             archives: self.archives.limits(chunk),
+            git_budget: (!self.no_git_history).then_some(crate::source::image::GIT_BUDGET),
         }
     }
 }
@@ -460,6 +465,10 @@ struct ScanArgs {
     /// Files or directories to scan.
     #[arg(default_value = ".")]
     paths: Vec<PathBuf>,
+    /// Also scan the history of the git repositories found under the paths (a `.git`
+    /// directory or file, a bare repository): every blob and commit message once across all.
+    #[arg(long)]
+    git_history: bool,
     /// Do not honour .gitignore, .ignore and git's exclude files.
     #[arg(long)]
     no_ignore: bool,
@@ -671,7 +680,12 @@ pub fn main() -> ExitCode {
                 chunk: a.buffer_mib.max(1) << 20,
                 overlap: 64 << 10,
                 archives: a.archives.limits(a.buffer_mib.max(1) << 20),
+                find_repos: false,
             },
+            history: a.git_history.then(|| HistoryOptions {
+                threads: a.threads.unwrap_or_else(default_threads).max(1),
+                ..Default::default()
+            }),
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),

@@ -421,3 +421,67 @@ fn this_repository_history_is_clean() {
     let (code, out, err) = run(root, &["git", "."]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Keys only in a commit message and only in an annotated tag's message are found, each once,
+/// with their commit or tag as the place (text, JSON and SARIF name them as messages).
+#[test]
+fn commit_and_tag_messages_are_scanned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut g = Keys::new(2000);
+    let (in_commit, in_tag) = (g.pair(), g.pair());
+    git(dir, &["init", "-q"]);
+    write(dir, "README.md", "demo\n");
+    git(dir, &["add", "."]);
+    let msg = format!("deploy fix\n\nused these to test:\n{}", ini(&in_commit));
+    git(dir, &["commit", "-qm", &msg]);
+    let commit = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", "later"]);
+    git(
+        dir,
+        &[
+            "tag",
+            "-a",
+            "v1.0",
+            "-m",
+            &format!("release\n{}", ini(&in_tag)),
+        ],
+    );
+    let tag = git(dir, &["rev-parse", "v1.0"]);
+    let head = git(dir, &["rev-parse", "HEAD"]);
+
+    let (code, v, err) = git_json(dir, &[]);
+    assert_eq!(code, 1, "{err}");
+    let c = find_key(&v, &in_commit.0).expect("the commit message's key");
+    assert_eq!(c["parts"]["secret"], in_commit.1.as_str(), "a pair");
+    let places = c["places"].as_array().unwrap();
+    assert_eq!(places.len(), 1, "{places:#?}");
+    assert_eq!(places[0]["path"], format!("commit {commit}"));
+    assert_eq!(places[0]["inner"], serde_json::json!(["message"]));
+    assert_eq!(places[0]["git"]["message"], "commit");
+    assert_eq!(places[0]["git"]["commit"]["id"], commit.as_str());
+    let t = find_key(&v, &in_tag.0).expect("the tag message's key");
+    let places = t["places"].as_array().unwrap();
+    assert_eq!(places.len(), 1);
+    assert_eq!(places[0]["path"], format!("tag v1.0 ({tag})"));
+    assert_eq!(places[0]["git"]["message"], "tag v1.0");
+    assert_eq!(
+        places[0]["git"]["commit"]["id"],
+        head.as_str(),
+        "what the tag points at"
+    );
+
+    let (_, text, _) = run(dir, &["git"]);
+    assert!(text.contains("(in the commit message)"), "{text}");
+    assert!(text.contains("(in the tag v1.0 message)"), "{text}");
+    let (_, out, _) = run(dir, &["git", "--format", "sarif"]);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    validate_sarif(&s);
+    let kinds: Vec<&str> = s["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["properties"]["gitMessage"].as_str())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+}

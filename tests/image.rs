@@ -692,3 +692,67 @@ fn lvm_linear_and_striped_volumes_walked_with_paths() {
         );
     }
 }
+
+/// A git clone on a filesystem image (ext4 by mkfs.ext4 -d, XFS by mkfs.xfs with a protofile):
+/// a key only in a packed object (committed, removed, `git gc`) and another only in a loose
+/// object (committed and removed after it): zlib-compressed, so neither the file walk nor the
+/// raw pass sees them; the history read from the repository's files does, with the place
+/// `image › fs › /home/ec2-user/app/.git @ commit › settings.py`. `--no-git-history` turns
+/// it off.
+#[test]
+fn git_clones_inside_filesystem_images_have_their_history_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2004);
+    let (packed, loose) = (g.pair(), g.pair());
+    let app = d.join("root/home/ec2-user/app");
+    std::fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q"]);
+    let settings = |k: &(String, String)| format!("KEY = '{}'\nSECRET = '{}'\n", k.0, k.1);
+    write(&app, "settings.py", settings(&packed));
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "-qm", "settings"]);
+    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(&app, &["commit", "-qam", "from the environment"]);
+    git(&app, &["gc", "-q"]);
+    write(&app, "settings.py", settings(&loose));
+    git(&app, &["commit", "-qam", "hotfix"]);
+    let loose_commit = git(&app, &["rev-parse", "HEAD"]);
+    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(&app, &["commit", "-qam", "undo the hotfix"]);
+    let counts = git(&app, &["count-objects", "-v"]);
+    assert!(
+        counts.contains("in-pack: ") && !counts.contains("\ncount: 0"),
+        "{counts}"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    for fs in ["ext4", "xfs"] {
+        let img = format!("{fs}.img");
+        tool(d, &["bash", script, &img, fs, "root"]);
+        let (code, v) = image_json(d, &[&img]);
+        assert_eq!(code, 1, "{fs}: {v:#}");
+        for (k, what) in [(&packed, "packed"), (&loose, "loose")] {
+            let c = creds(&v)
+                .iter()
+                .find(|c| c["parts"]["key_id"] == k.0.as_str())
+                .unwrap_or_else(|| panic!("{fs}: the {what} key: {v:#}"));
+            assert_eq!(c["parts"]["secret"], k.1.as_str());
+            let p = &c["places"][0];
+            let path = p["path"].as_str().unwrap();
+            assert!(path.starts_with(&format!("{img} › ")), "{path}");
+            assert!(path.contains("/home/ec2-user/app/.git @ "), "{path}");
+            assert_eq!(p["inner"], serde_json::json!(["settings.py"]), "{p}");
+            if what == "loose" {
+                assert!(
+                    path.ends_with(&format!(".git @ {}", &loose_commit[..12])),
+                    "{path}"
+                );
+            }
+        }
+        let (code, v) = image_json(d, &[&img, "--no-git-history"]);
+        assert_eq!(
+            code, 0,
+            "{fs}: compressed objects hide the keys from the walk: {v:#}"
+        );
+    }
+}

@@ -86,3 +86,43 @@ fn more_credentials_than_results_keeps_the_most_severe() {
         "{notes:?}"
     );
 }
+
+/// SARIF of `keyhound scan /abs/path/to/repo/sub` run in `/`: every URI relative to the
+/// repository's root, with `%SRCROOT%` pointing there.
+#[test]
+fn uris_are_relative_to_the_repository_wherever_keyhound_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = std::fs::canonicalize(tmp.path()).unwrap().join("repo");
+    std::fs::create_dir_all(repo.join("sub/dir")).unwrap();
+    common::git(&repo, &["init", "-q"]);
+    let (k, s) = common::Keys::new(2003).pair();
+    common::write(
+        &repo,
+        "sub/dir/app.env",
+        format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
+    );
+    let target = repo.join("sub");
+    let out = common::bin()
+        .args(["scan", target.to_str().unwrap(), "--format", "sarif"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::validate_sarif(&v);
+    let run = &v["runs"][0];
+    assert_eq!(
+        run["originalUriBaseIds"]["%SRCROOT%"]["uri"],
+        format!("file://{}/", repo.display())
+    );
+    let uris: Vec<&str> = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(uris, ["sub/dir/app.env"]);
+}

@@ -203,3 +203,127 @@ fn sarif_of_the_tree_validates() {
         assert_eq!(rules[idx]["id"], rid);
     }
 }
+
+/// `scan --git-history`: a vendored repository whose key is only in its history, a linked
+/// worktree's `.git` file, and a bare backup of the same repository: the history key found
+/// once (each blob once across every repository), with the repository as its place; without
+/// the flag only the working files are scanned.
+#[test]
+fn git_history_of_nested_repositories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut g = Keys::new(2001);
+    let (gone, msg_key) = (g.pair(), g.pair());
+    let lib = root.join("vendor/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    git(&lib, &["init", "-q"]);
+    write(
+        &lib,
+        "settings.py",
+        format!("KEY = '{}'\nSECRET = '{}'\n", gone.0, gone.1),
+    );
+    git(&lib, &["add", "."]);
+    git(&lib, &["commit", "-qm", "settings"]);
+    write(&lib, "settings.py", "KEY = os.environ['KEY']\n");
+    let msg = format!(
+        "rotate\n\naws_access_key_id={}\naws_secret_access_key={}\n",
+        msg_key.0, msg_key.1
+    );
+    git(&lib, &["commit", "-qam", &msg]);
+    // A linked worktree (its `.git` is a file) and a bare copy (a backup): the same blobs and
+    // commits, not scanned twice.
+    git(&lib, &["worktree", "add", "-q", "../wt"]);
+    let st = std::process::Command::new("git")
+        .args(["clone", "-q", "--bare", lib.to_str().unwrap(), "backup.git"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let (code, out, err) = run(root, &["scan", ".", "--format", "json", "--show-secrets"]);
+    assert_eq!(code, 0, "working files only: {out}\n{err}");
+    let (code, out, err) = run(
+        root,
+        &[
+            "scan",
+            ".",
+            "--git-history",
+            "--format",
+            "json",
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cs = creds(&v);
+    assert_eq!(cs.len(), 2, "{v:#}");
+    let c = cs
+        .iter()
+        .find(|c| c["parts"]["key_id"] == gone.0.as_str())
+        .unwrap();
+    assert_eq!(c["parts"]["secret"], gone.1.as_str());
+    let places = c["places"].as_array().unwrap();
+    assert_eq!(
+        places.len(),
+        1,
+        "each blob once across the repositories: {places:#?}"
+    );
+    let path = places[0]["path"].as_str().unwrap();
+    assert!(
+        ["backup.git @ ", "vendor/lib/.git @ ", "vendor/wt/.git @ "]
+            .iter()
+            .any(|p| path.starts_with(p)),
+        "{path}"
+    );
+    assert_eq!(places[0]["inner"], serde_json::json!(["settings.py"]));
+    let m = cs
+        .iter()
+        .find(|c| c["parts"]["key_id"] == msg_key.0.as_str())
+        .unwrap();
+    assert_eq!(m["places"].as_array().unwrap().len(), 1);
+    assert_eq!(m["places"][0]["git"]["message"], "commit");
+}
+
+/// A key pair written by a JSON encoder that escapes `/` as `\/` (PHP's json_encode) or as
+/// `\u002f`: one pair, with the same fingerprint as the unescaped pair, at the escaped text's
+/// place.
+#[test]
+fn json_escaped_secrets_pair_with_their_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2002);
+    let mut k = g.pair();
+    while !k.1.contains('/') {
+        k = g.pair();
+    }
+    let plain = format!(
+        "{{\"aws_access_key_id\": \"{}\", \"aws_secret_access_key\": \"{}\"}}\n",
+        k.0, k.1
+    );
+    write(d, "plain/creds.json", &plain);
+    write(d, "php/creds.json", plain.replace('/', "\\/"));
+    write(d, "js/creds.json", plain.replace('/', "\\u002f"));
+    let (code, out, err) = run(d, &["scan", ".", "--format", "json", "--show-secrets"]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cs = creds(&v);
+    assert_eq!(cs.len(), 1, "one credential, every encoding: {v:#}");
+    assert_eq!(cs[0]["parts"]["secret"], k.1.as_str());
+    let places = cs[0]["places"].as_array().unwrap();
+    assert_eq!(places.len(), 3, "{places:#?}");
+    for p in places {
+        let file = p["path"].as_str().unwrap();
+        let data = std::fs::read(d.join(file)).unwrap();
+        if file.starts_with("plain") {
+            assert!(p.get("decoded").is_none());
+        } else {
+            assert_eq!(p["decoded"], serde_json::json!(["json"]), "{p}");
+        }
+        // The secret's place is the escaped text in the file.
+        let (s, e) = (
+            p["offset"].as_u64().unwrap(),
+            p["end_offset"].as_u64().unwrap(),
+        );
+        assert!(e > s && e as usize <= data.len(), "{p}");
+    }
+}

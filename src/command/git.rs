@@ -1,6 +1,7 @@
 //! `keyhound git`: every blob of history (or a branch, a range, every object), with the commit
 //! and paths of each finding; with `--staged`, what the next commit adds (the pre-commit check).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::{Blob, Origin};
+use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::pipeline::{finish, progress, scan_blob, DetectPlan, Detector, OutputPlan, EXIT_FOUND};
 use crate::source::archive;
@@ -66,29 +68,67 @@ pub fn run(plan: GitPlan) -> Result<u8> {
         }
         return Ok(code);
     }
-    let history = History::enumerate(repo, &plan.history, &stats)?;
+    let mut seen = HashSet::new();
+    let progress = progress(&stats, &plan.output);
+    let findings = history_findings(
+        &det.engine,
+        repo,
+        &plan.history,
+        plan.archives,
+        &stats,
+        &mut seen,
+        RepoName::Scanned(&plan.repo.display().to_string()),
+    )?;
+    progress.finish();
+    let kind = if plan.history.range.is_some() {
+        "pull-request"
+    } else {
+        "history"
+    };
+    finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
 
+/// Which repository: the one `keyhound git` was asked to scan, or one found inside a scan
+/// (`vendor/lib/.git`, `disk.img › p1 (xfs) › /home/app/.git`), whose name prefixes its places.
+pub(crate) enum RepoName<'a> {
+    Scanned(&'a str),
+    Found(&'a str),
+}
+
+/// The findings of one repository's history: its blobs (those not in `seen` yet, each once)
+/// and its commit and tag messages, each finding attributed to its commit and paths. The places
+/// of a repository found inside a scan read `vendor/lib/.git @ 1a2b3c4d › settings.py`.
+pub(crate) fn history_findings(
+    engine: &Engine,
+    repo: gix::ThreadSafeRepository,
+    opts: &HistoryOptions,
+    limits: archive::Limits,
+    stats: &Stats,
+    seen: &mut HashSet<gix::ObjectId>,
+    repo_name: RepoName,
+) -> Result<Vec<Finding>> {
+    let (name, label) = match repo_name {
+        RepoName::Scanned(n) => (n, None),
+        RepoName::Found(n) => (n, Some(n)),
+    };
+    let mut history = History::enumerate(repo, opts, stats)?;
+    history.skip_seen(seen);
     if history.shallow {
         eprintln!(
-            "keyhound: warning: {} is a shallow clone: commits before its shallow boundary \
-             are not scanned (fetch with --unshallow for the whole history)",
-            plan.repo.display()
+            "keyhound: warning: {name} is a shallow clone: commits before its shallow boundary \
+             are not scanned (fetch with --unshallow for the whole history)"
         );
     }
     if history.submodules > 0 {
         eprintln!(
-            "keyhound: note: {} gitlink (submodule) tree entries were not followed: scan each \
-             submodule's own repository",
+            "keyhound: note: {} gitlink (submodule) tree entries of {name} were not followed: \
+             scan each submodule's own repository",
             history.submodules
         );
     }
     let found: Mutex<Vec<(usize, Finding)>> = Mutex::new(Vec::new());
-    let engine = &det.engine;
     let found_ref = &found;
-    let progress = progress(&stats, &plan.output);
-    let limits = plan.archives;
-    let stats_ref = &*stats;
-    history.scan(plan.history.threads, &stats, &|| {
+    history.scan(opts.threads, stats, &|| {
         move |i: usize, blob: Blob| {
             let mut emit = |b: Blob| {
                 let f = scan_blob(engine, &b);
@@ -105,7 +145,7 @@ pub fn run(plan: GitPlan) -> Result<u8> {
             match kind {
                 Some(kind) => {
                     let len = blob.data.len() as u64;
-                    let mut ex = archive::Expander::new(limits, stats_ref, len, &mut emit);
+                    let mut ex = archive::Expander::new(limits, stats, len, &mut emit);
                     if !ex.bytes(blob.data, kind, &blob.origin) {
                         emit(blob);
                     }
@@ -114,13 +154,17 @@ pub fn run(plan: GitPlan) -> Result<u8> {
             }
         }
     });
-    progress.finish();
+    // Commit and annotated tag messages: their origins are whole already.
+    let mut messages: Vec<Finding> = Vec::new();
+    history.messages(stats, seen, &mut |b: Blob| {
+        messages.extend(scan_blob(engine, &b))
+    });
     let found = found.into_inner().unwrap();
     let mut ids: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     ids.sort_unstable();
     ids.dedup();
     let origins = history.attribute(&ids);
-    let findings = found
+    let mut findings: Vec<Finding> = found
         .into_iter()
         .map(|(i, mut f)| {
             // The commit and paths of the blob, and the chain inside it (archive members).
@@ -129,13 +173,24 @@ pub fn run(plan: GitPlan) -> Result<u8> {
             f.origin = Arc::new(o);
             f
         })
+        .chain(messages)
         .collect();
-    let kind = if plan.history.range.is_some() {
-        "pull-request"
-    } else {
-        "history"
-    };
-    finish(&det, findings, &stats, start, kind, roots, &plan.output)
+    if let Some(label) = label {
+        for f in &mut findings {
+            let mut o = (*f.origin).clone();
+            let at = o
+                .git
+                .as_ref()
+                .and_then(|g| g.commit.as_ref())
+                .map_or("(no commit)".to_string(), |c| {
+                    c.id[..c.id.len().min(12)].to_string()
+                });
+            o.inner.insert(0, std::mem::take(&mut o.path));
+            o.path = format!("{label} @ {at}");
+            f.origin = Arc::new(o);
+        }
+    }
+    Ok(findings)
 }
 
 /// The bytes of 1-based line `n` of `data`.

@@ -1,6 +1,7 @@
 //! `keyhound image`: disk images and block devices: each volume's files walked with their
 //! paths, and the raw pass over every byte that may hold data.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -8,10 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::{Blob, Origin};
+use crate::command::git::{history_findings, RepoName};
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
 use crate::source::block::Disk;
+use crate::source::fs::GitCollector;
+use crate::source::git::HistoryOptions;
 use crate::source::image::{self, ImageOptions};
 use crate::source::partition::Part;
 use crate::source::tree::display_path;
@@ -65,18 +69,76 @@ pub(crate) fn disk_findings(
     let raw: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
     let files: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
     let (raw_ref, files_ref) = (&raw, &files);
+    let git = options.git_budget.and_then(|b| match GitCollector::new(b) {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) => {
+            eprintln!("keyhound: warning: no temporary directory for git histories: {e}");
+            None
+        }
+    });
     let parts = image::scan(
         disk,
         base,
         options,
+        git.clone(),
         stats,
         &|| move |blob: Blob| collect(engine, &blob, raw_ref),
         &|| move |blob: Blob| collect(engine, &blob, files_ref),
     );
-    let files = files.into_inner().unwrap();
+    let mut files = files.into_inner().unwrap();
+    if let Some(g) = git {
+        files.extend(histories(engine, &g, options, stats));
+    }
     let mut found = place_raw(raw.into_inner().unwrap(), &files, &parts, base);
     found.extend(files);
     found
+}
+
+/// The history of each git repository copied out of a disk's filesystems: places read
+/// `disk.img › p1 (xfs) › /home/app/.git @ 1a2b3c4d5e6f › settings.py:1`.
+fn histories(
+    engine: &Engine,
+    git: &GitCollector,
+    options: &ImageOptions,
+    stats: &Stats,
+) -> Vec<Finding> {
+    let (repos, over) = git.repositories();
+    for place in over {
+        stats.skip(
+            Skip::Unreadable,
+            Some(format!(
+                "{place}: its history is not read: the repositories of this disk pass {} MiB",
+                options.git_budget.unwrap_or(0) >> 20
+            )),
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let history = HistoryOptions {
+        threads: options.threads,
+        ..Default::default()
+    };
+    for (place, dir) in repos {
+        let res = crate::source::git::open(&dir).and_then(|repo| {
+            history_findings(
+                engine,
+                repo,
+                &history,
+                options.archives,
+                stats,
+                &mut seen,
+                RepoName::Found(&place),
+            )
+        });
+        match res {
+            Ok(f) => out.extend(f),
+            Err(e) => stats.skip(
+                Skip::Unreadable,
+                Some(format!("{place}: its history cannot be read: {e:#}")),
+            ),
+        }
+    }
+    out
 }
 
 /// Raw-pass findings, each placed in its partition (origin `image › p1 (ext4)`, offset from the

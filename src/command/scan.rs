@@ -1,5 +1,6 @@
 //! `keyhound scan`: the working tree.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -7,13 +8,17 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::Blob;
+use crate::command::git::{history_findings, RepoName};
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
-use crate::source::{tree::WalkOptions, Stats};
+use crate::source::tree::{display_path, WalkOptions};
+use crate::source::{Skip, Stats};
 
 pub struct ScanPlan {
     pub roots: Vec<PathBuf>,
     pub walk: WalkOptions,
+    /// The history of the git repositories under the roots too (`--git-history`).
+    pub history: Option<crate::source::git::HistoryOptions>,
     pub detect: DetectPlan,
     pub output: OutputPlan,
 }
@@ -29,13 +34,43 @@ pub fn run(mut plan: ScanPlan) -> Result<u8> {
     let progress = progress(&stats, &plan.output);
     let engine = &det.engine;
     let found_ref = &found;
-    crate::source::tree::walk(
+    plan.walk.find_repos = plan.history.is_some();
+    let repos = crate::source::tree::walk(
         &plan.roots,
         &plan.walk,
         &stats,
         &|p: &str| exclude.as_ref().is_some_and(|s| s.is_match(p)),
         &|| move |blob: Blob| collect(engine, &blob, found_ref),
     );
+    let mut found = found.into_inner().unwrap();
+    if let Some(opts) = &plan.history {
+        // Each blob and commit once across every repository found.
+        let mut seen = HashSet::new();
+        for r in repos {
+            let label = display_path(&r);
+            // A `.git` directory or file is found from its work tree; a bare one is itself.
+            let at = if r.file_name().is_some_and(|n| n == ".git") {
+                r.parent().map_or(r.clone(), |p| p.to_path_buf())
+            } else {
+                r.clone()
+            };
+            let res = crate::source::git::open(&at).and_then(|repo| {
+                history_findings(
+                    engine,
+                    repo,
+                    opts,
+                    plan.walk.archives,
+                    &stats,
+                    &mut seen,
+                    RepoName::Found(&label),
+                )
+            });
+            match res {
+                Ok(f) => found.extend(f),
+                Err(e) => stats.skip(Skip::Unreadable, Some(format!("{label}: {e:#}"))),
+            }
+        }
+    }
     progress.finish();
     let roots: Vec<String> = plan
         .roots
@@ -43,13 +78,5 @@ pub fn run(mut plan: ScanPlan) -> Result<u8> {
         .map(|r| crate::source::tree::display_path(r))
         .map(|r| if r.is_empty() { ".".into() } else { r })
         .collect();
-    finish(
-        &det,
-        found.into_inner().unwrap(),
-        &stats,
-        start,
-        "worktree",
-        roots,
-        &plan.output,
-    )
+    finish(&det, found, &stats, start, "worktree", roots, &plan.output)
 }

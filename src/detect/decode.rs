@@ -16,6 +16,7 @@ pub enum Decoding {
     Utf16Be,
     Base64,
     Url,
+    Json,
 }
 
 impl Decoding {
@@ -25,6 +26,7 @@ impl Decoding {
             Decoding::Utf16Be => "utf-16be",
             Decoding::Base64 => "base64",
             Decoding::Url => "url",
+            Decoding::Json => "json",
         }
     }
 }
@@ -374,6 +376,109 @@ pub fn url_view(data: &[u8], hits: &[usize]) -> Option<View> {
     })
 }
 
+/// Bytes of a JSON string's text (a token for `json_view`): not its quotes, not a control byte.
+#[inline]
+pub fn json_string_byte(b: u8) -> bool {
+    b >= 0x20 && b != b'"'
+}
+
+/// Where `data` holds a JSON escape that can hide part of a key: `\/` (PHP's `json_encode`
+/// and others escape every `/`) or `\u` followed by four hex digits.
+pub fn json_escapes(data: &[u8], out: &mut Vec<usize>) {
+    for p in memchr::memchr_iter(b'\\', data) {
+        match data.get(p + 1) {
+            Some(b'/') => out.push(p),
+            Some(b'u')
+                if data
+                    .get(p + 2..p + 6)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                out.push(p)
+            }
+            _ => {}
+        }
+    }
+}
+
+const MAX_JSON_TOKEN: usize = 8192;
+
+/// A view of `data` where the JSON strings around `hits` have their escapes decoded (`\/`,
+/// `\uXXXX` with surrogate pairs, `\\`, `\"`, `\n`…), escape by escape, so offsets map back
+/// exactly: a key pair written by a JSON encoder that escapes `/` is one pair again. Only
+/// strings where an escape stands for a character a key can hold are decoded.
+pub fn json_view(data: &[u8], hits: &[usize]) -> Option<View> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &h in hits {
+        if runs.last().is_some_and(|&(_, e)| h < e) {
+            continue;
+        }
+        runs.push(widen(data, h, h, MAX_JSON_TOKEN, json_string_byte));
+    }
+    splice(data, Decoding::Json, &runs, |tok| {
+        let mut pieces = Vec::new();
+        let mut plain = Vec::new();
+        let mut any = false;
+        let mut i = 0;
+        let flush = |plain: &mut Vec<u8>, pieces: &mut Vec<(Vec<u8>, usize, bool)>| {
+            if !plain.is_empty() {
+                let n = plain.len();
+                pieces.push((std::mem::take(plain), n, false));
+            }
+        };
+        while i < tok.len() {
+            let (text, len): (Option<Vec<u8>>, usize) = if tok[i] == b'\\' {
+                match tok.get(i + 1) {
+                    Some(&c @ (b'/' | b'\\' | b'"')) => (Some(vec![c]), 2),
+                    Some(b'n') => (Some(vec![b'\n']), 2),
+                    Some(b't') => (Some(vec![b'\t']), 2),
+                    Some(b'r') => (Some(vec![b'\r']), 2),
+                    Some(b'b') => (Some(vec![8]), 2),
+                    Some(b'f') => (Some(vec![12]), 2),
+                    Some(b'u') => match json_u(&tok[i..]) {
+                        Some((c, n)) => (Some(c.to_string().into_bytes()), n),
+                        None => (None, 1),
+                    },
+                    _ => (None, 1),
+                }
+            } else {
+                (None, 1)
+            };
+            match text {
+                Some(t) => {
+                    flush(&mut plain, &mut pieces);
+                    any |= t.len() == 1 && (t[0].is_ascii_alphanumeric() || b"/+=".contains(&t[0]));
+                    pieces.push((t, len, true));
+                }
+                None => plain.push(tok[i]),
+            }
+            i += len;
+        }
+        flush(&mut plain, &mut pieces);
+        any.then_some(pieces)
+    })
+}
+
+/// The character of a `\uXXXX` escape at the start of `s` (a surrogate pair takes two), and
+/// how many bytes it spans.
+fn json_u(s: &[u8]) -> Option<(char, usize)> {
+    let hex = |b: &[u8]| -> Option<u32> {
+        let t = std::str::from_utf8(b.get(..4)?).ok()?;
+        u32::from_str_radix(t, 16).ok()
+    };
+    let hi = hex(s.get(2..)?)?;
+    if (0xd800..0xdc00).contains(&hi) {
+        if s.get(6..8) == Some(b"\\u") {
+            let lo = hex(s.get(8..)?)?;
+            if (0xdc00..0xe000).contains(&lo) {
+                let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                return Some((char::from_u32(c)?, 12));
+            }
+        }
+        return None;
+    }
+    Some((char::from_u32(hi)?, 6))
+}
+
 fn hex_pair(a: u8, b: u8) -> Option<u8> {
     let h = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     Some(h(a)? << 4 | h(b)?)
@@ -437,6 +542,34 @@ mod tests {
         assert_eq!(
             v.map(text.find("next").unwrap()),
             data.find("next").unwrap()
+        );
+    }
+
+    /// JSON escapes decoded escape by escape: offsets map back exactly, surrogate pairs make
+    /// one character, and strings whose escapes cannot hide a key are left alone.
+    #[test]
+    fn json_view_maps_escapes_exactly() {
+        let data = br#"{"k": "ab\/cd\u002Bef", "n": "x\ny", "e": "\ud83d\ude00\/"}"#;
+        let mut hits = Vec::new();
+        json_escapes(data, &mut hits);
+        assert_eq!(hits.len(), 5, "{hits:?}");
+        let v = json_view(data, &hits).unwrap();
+        let text = String::from_utf8(v.data.clone()).unwrap();
+        assert_eq!(
+            text,
+            "{\"k\": \"ab/cd+ef\", \"n\": \"x\\ny\", \"e\": \"\u{1f600}/\"}"
+        );
+        let at = text.find("cd+").unwrap();
+        assert_eq!(&data[v.map(at)..v.map(at) + 2], b"cd");
+        let plus = text.find('+').unwrap();
+        assert_eq!(&data[v.map(plus)..v.map_end(plus + 1)], b"\\u002B");
+        let nothing = br#"{"n": "line\none"}"#;
+        let mut h = Vec::new();
+        json_escapes(nothing, &mut h);
+        assert!(h.is_empty());
+        assert!(
+            json_view(nothing, &[7]).is_none(),
+            "a newline escape hides no key"
         );
     }
 

@@ -225,6 +225,19 @@ impl Engine {
         let literals = if depth == 0 { &self.wide } else { &self.plain };
         literals.for_each(data, &mut found);
         let mut out = Vec::new();
+        // Where keywords were seen (merged), for the JSON pass below.
+        let mut near: Vec<(usize, usize)> = Vec::new();
+        if depth < MAX_DECODE_DEPTH {
+            let mut spans: Vec<(usize, usize)> = windows.iter().map(|w| (w.start, w.end)).collect();
+            spans.sort_unstable();
+            for (s, e) in spans {
+                let (s, e) = (s.saturating_sub(JSON_REACH), e + JSON_REACH);
+                match near.last_mut() {
+                    Some(l) if s <= l.1 => l.1 = l.1.max(e),
+                    _ => near.push((s, e)),
+                }
+            }
+        }
         if !windows.is_empty() {
             let mut matches = Vec::new();
             self.confirm(data, windows, &mut matches);
@@ -264,6 +277,30 @@ impl Engine {
                 let local: Vec<usize> = hits[a..b].iter().map(|h| h - s).collect();
                 if let Some(v) = decode::url_view(&data[s..e], &local) {
                     self.scan_child(&v, s, depth, true, &mut out);
+                }
+            }
+            // JSON strings whose escapes may hide part of a key (PHP's `json_encode` writes
+            // every `/` as `\/`): the escapes near keyword hits, decoded in their strings.
+            if !near.is_empty() {
+                let mut esc = Vec::new();
+                for &(s, e) in &near {
+                    let (s, e) = (s.min(data.len()), e.min(data.len()));
+                    let before = esc.len();
+                    decode::json_escapes(&data[s..e], &mut esc);
+                    for p in &mut esc[before..] {
+                        *p += s;
+                    }
+                }
+                esc.dedup();
+                for (s, e) in regions(data, &mut esc, decode::json_string_byte) {
+                    let (a, b) = (
+                        esc.partition_point(|&h| h < s),
+                        esc.partition_point(|&h| h < e),
+                    );
+                    let local: Vec<usize> = esc[a..b].iter().map(|h| h - s).collect();
+                    if let Some(v) = decode::json_view(&data[s..e], &local) {
+                        self.scan_child(&v, s, depth, true, &mut out);
+                    }
                 }
             }
             dedup(&mut out);
@@ -532,6 +569,10 @@ fn is_token_byte(b: u8) -> bool {
 /// How far around a hint a decoded view reaches: past the pair window (the key id may be in one
 /// encoded value, its secret in the next), and out to the ends of the tokens it cuts.
 const VIEW_REACH: usize = 16 << 10;
+
+/// How far from a keyword hit a JSON escape is decoded: the pair window's reach (a key id and
+/// its secret a few lines apart).
+const JSON_REACH: usize = 1 << 10;
 
 /// Merged regions of `VIEW_REACH` around `hits`, widened to the edges of the tokens (`token`
 /// bytes) they would cut. Sorts `hits` (the prefilter gives them in order per searcher only).

@@ -126,15 +126,95 @@ fn object_uri(o: &crate::blob::ObjectInfo) -> String {
     u
 }
 
-fn artifact(origin: &crate::blob::Origin) -> Value {
-    if let Some(o) = &origin.object {
-        return json!({"uri": object_uri(o)});
+/// How places become artifact URIs: relative to `base` (`%SRCROOT%`), the root of the
+/// repository that holds the first scanned path, else that path (a directory, or a file's
+/// directory), else the current directory; so that GitHub maps them to the repository's files
+/// wherever keyhound ran. Paths of git history are already relative to their repository.
+struct Uris {
+    base: std::path::PathBuf,
+    cwd: std::path::PathBuf,
+    repo_relative: bool,
+}
+
+impl Uris {
+    fn new(r: &Report) -> Result<Uris> {
+        let cwd = std::env::current_dir()?;
+        let repo_relative = matches!(r.kind, "history" | "pull-request" | "staged");
+        let scanned = r
+            .roots
+            .first()
+            .map(|p| cwd.join(p))
+            .and_then(|p| std::fs::canonicalize(p).ok());
+        let base = match scanned {
+            Some(p) => {
+                let dir = if p.is_dir() {
+                    p.clone()
+                } else {
+                    p.parent().map_or(p.clone(), |d| d.to_path_buf())
+                };
+                let repo = dir
+                    .ancestors()
+                    .find(|a| a.join(".git").exists())
+                    .map(|a| a.to_path_buf());
+                repo.unwrap_or(dir)
+            }
+            None => cwd.clone(),
+        };
+        Ok(Uris {
+            base,
+            cwd,
+            repo_relative,
+        })
     }
-    let path = origin.path.as_str();
-    match relative_uri(path) {
-        Some(u) => json!({"uri": u, "uriBaseId": "%SRCROOT%"}),
-        None => json!({"uri": file_uri(path)}),
+
+    fn artifact(&self, origin: &crate::blob::Origin) -> Value {
+        if let Some(o) = &origin.object {
+            return json!({"uri": object_uri(o)});
+        }
+        let path = origin.path.as_str();
+        if self.repo_relative {
+            if let Some(u) = relative_uri(path) {
+                return json!({"uri": u, "uriBaseId": "%SRCROOT%"});
+            }
+        }
+        // The file's absolute path (lexically: no symlinks resolved but the base's), made
+        // relative to the base.
+        let abs = self.cwd.join(path);
+        let abs = normalize(&abs);
+        let canon_cwd = std::fs::canonicalize(&self.cwd).unwrap_or_else(|_| self.cwd.clone());
+        let rel = abs
+            .strip_prefix(&self.base)
+            .ok()
+            .map(|p| p.to_path_buf())
+            .or_else(|| {
+                // A relative path under a cwd reached through a symlink.
+                let alt = normalize(&canon_cwd.join(path));
+                alt.strip_prefix(&self.base).ok().map(|p| p.to_path_buf())
+            })
+            .and_then(|p| p.to_str().map(|s| s.replace('\\', "/")));
+        match rel {
+            Some(rel) if !rel.is_empty() => {
+                json!({"uri": encode_path(&rel), "uriBaseId": "%SRCROOT%"})
+            }
+            _ => json!({"uri": file_uri(&abs.to_string_lossy())}),
+        }
     }
+}
+
+/// `a/./b/../c` as `a/c`, without touching the filesystem.
+fn normalize(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Stable across line moves: rule, path and secret hash.
@@ -155,7 +235,7 @@ pub const MAX_RESULTS: usize = 25_000;
 pub const MAX_LOCATIONS: usize = 1_000;
 pub const MAX_GZIP_BYTES: usize = 10 * 1024 * 1024;
 
-fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
+fn location(r: &Report, u: &Uris, c: &Credential, p: &Place, snippets: bool) -> Value {
     let l = &p.location;
     // The raw bytes of a disk image have no lines: a byte region only.
     let mut region = if p.origin.raw {
@@ -179,7 +259,7 @@ fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
     }
     json!({
         "physicalLocation": {
-            "artifactLocation": artifact(&p.origin),
+            "artifactLocation": u.artifact(&p.origin),
             "region": region,
         }
     })
@@ -189,6 +269,7 @@ fn location(r: &Report, c: &Credential, p: &Place, snippets: bool) -> Value {
 /// `total` is how many places the credential has in all.
 fn result(
     r: &Report,
+    u: &Uris,
     c: &Credential,
     places: &[Place],
     total: usize,
@@ -238,6 +319,9 @@ fn result(
         properties["blob"] = json!(g.blob);
         properties["paths"] = json!(g.paths);
         properties["atHead"] = json!(g.at_head);
+        if let Some(m) = &g.message {
+            properties["gitMessage"] = json!(m);
+        }
         if let Some(c) = &g.commit {
             properties["commit"] = json!(c.id);
             properties["author"] = json!(c.author);
@@ -271,7 +355,7 @@ fn result(
         "ruleIndex": rule_index,
         "level": if c.is_live() { "error" } else { level(c.rule.severity) },
         "message": {"text": msg},
-        "locations": places.iter().map(|p| location(r, c, p, snippets)).collect::<Vec<_>>(),
+        "locations": places.iter().map(|p| location(r, u, c, p, snippets)).collect::<Vec<_>>(),
         "partialFingerprints": {
             "secretHash/v1": c.fingerprint,
             "primaryLocationLineHash": line_hash(c, p),
@@ -299,6 +383,7 @@ fn rule_table(r: &Report) -> Vec<(String, Value)> {
 
 fn results(
     r: &Report,
+    u: &Uris,
     table: &[(String, Value)],
     keep: usize,
     snippets: bool,
@@ -317,7 +402,15 @@ fn results(
     if places <= MAX_RESULTS.min(keep) {
         for c in r.credentials {
             for p in &c.places {
-                out.push(result(r, c, std::slice::from_ref(p), 1, index(c), snippets));
+                out.push(result(
+                    r,
+                    u,
+                    c,
+                    std::slice::from_ref(p),
+                    1,
+                    index(c),
+                    snippets,
+                ));
             }
         }
         return out;
@@ -337,6 +430,7 @@ fn results(
         let n = c.places.len().min(MAX_LOCATIONS);
         out.push(result(
             r,
+            u,
             c,
             &c.places[..n],
             c.places.len(),
@@ -356,8 +450,10 @@ fn gzip_len(data: &[u8]) -> usize {
 pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
     let table = rule_table(r);
     let rules: Vec<&Value> = table.iter().map(|(_, v)| v).collect();
-    // %SRCROOT% is where relative paths start: the current directory, as a directory URI.
-    let mut root = file_uri(&std::env::current_dir()?.to_string_lossy());
+    // %SRCROOT% is where relative paths start: the repository of what was scanned (or the
+    // scan root), as a directory URI, wherever keyhound was started.
+    let uris = Uris::new(r)?;
+    let mut root = file_uri(&uris.base.to_string_lossy());
     if !root.ends_with('/') {
         root.push('/');
     }
@@ -365,7 +461,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> Result<()> {
     let (mut keep, mut snippets) = (usize::MAX, true);
     loop {
         let mut notes = Vec::new();
-        let results = results(r, &table, keep, snippets, &mut notes);
+        let results = results(r, &uris, &table, keep, snippets, &mut notes);
         if !snippets {
             notes.push(format!(
                 "snippets left out to stay under GitHub's {} MB (gzipped) limit",

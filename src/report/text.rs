@@ -221,7 +221,10 @@ pub fn history_line(g: &crate::blob::GitInfo) -> String {
         ),
         None => format!("blob {} (in no commit)", g.blob),
     };
-    if g.at_head {
+    if let Some(m) = &g.message {
+        // A message stays in history for good: rewriting it is the only removal.
+        s.push_str(&format!(" (in the {m} message)"));
+    } else if g.at_head {
         s.push_str(" (still at HEAD)");
     } else if let Some(r) = &g.removed_in {
         s.push_str(&format!(

@@ -245,6 +245,12 @@ impl History {
         })
     }
 
+    /// Drops the blobs already in `seen` (scanned in another repository of the same scan),
+    /// and adds the rest.
+    pub fn skip_seen(&mut self, seen: &mut HashSet<ObjectId>) {
+        self.blobs.retain(|b| seen.insert(b.id));
+    }
+
     pub fn blob_count(&self) -> usize {
         self.blobs.len()
     }
@@ -321,12 +327,99 @@ impl History {
                     paths: b.paths.clone(),
                     at_head: head_blobs.contains(&b.id),
                     removed_in: removed.get(&i).and_then(|&c| info(c)),
+                    message: None,
                 };
                 let mut o = Origin::file(self.display_path(b));
                 o.git = Some(Arc::new(git));
                 (i, Arc::new(o))
             })
             .collect()
+    }
+}
+
+impl History {
+    /// Every commit message of the walk and every annotated tag's message (each object once),
+    /// as blobs whose origin names the commit or tag: `commit 1a2b3c4d… › message`, `tag v1.0
+    /// (1a2b3c4d…) › message`. Notes are blobs, scanned with the rest.
+    pub fn messages(
+        &self,
+        stats: &Stats,
+        seen: &mut HashSet<ObjectId>,
+        handle: &mut dyn FnMut(Blob),
+    ) {
+        let repo = self.repo.to_thread_local();
+        let mut buf = Vec::new();
+        let message = |what: String, commit: Option<CommitInfo>, object: String, tag: bool| {
+            let git = GitInfo {
+                blob: object.clone(),
+                commit,
+                paths: Vec::new(),
+                at_head: false,
+                removed_in: None,
+                message: Some(what.clone()),
+            };
+            let mut o = Origin::file(if tag {
+                format!("{what} ({object})")
+            } else {
+                format!("commit {object}")
+            });
+            o.inner.push("message".into());
+            o.git = Some(Arc::new(git));
+            Arc::new(o)
+        };
+        for &id in &self.commits {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Ok(d) = repo.objects.find(&id, &mut buf) else {
+                continue;
+            };
+            let Ok(c) = gix::objs::CommitRef::from_bytes(d.data) else {
+                stats.skip(Skip::Unreadable, Some(format!("commit {id}: corrupt")));
+                continue;
+            };
+            let text = c.message.to_vec();
+            // Counted as bytes read, not as files.
+            stats.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+            let origin = message(
+                "commit".into(),
+                commit_info(&repo, id),
+                id.to_string(),
+                false,
+            );
+            handle(Blob::whole(&text, origin));
+        }
+        let Ok(refs) = repo.references() else { return };
+        let Ok(tags) = refs.tags() else { return };
+        for r in tags.filter_map(Result::ok) {
+            let name = r.name().shorten().to_string();
+            let mut id = r.id().detach();
+            // A tag may point at a tag: each message once.
+            while seen.insert(id) {
+                let Ok(d) = repo.objects.find(&id, &mut buf) else {
+                    break;
+                };
+                if d.kind != gix::object::Kind::Tag {
+                    break;
+                }
+                let Ok(t) = gix::objs::TagRef::from_bytes(d.data) else {
+                    stats.skip(
+                        Skip::Unreadable,
+                        Some(format!("tag {name} ({id}): corrupt")),
+                    );
+                    break;
+                };
+                let (text, target) = (t.message.to_vec(), t.target());
+                let commit = commit_info(&repo, target);
+                // Counted as bytes read, not as files.
+            stats.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                handle(Blob::whole(
+                    &text,
+                    message(format!("tag {name}"), commit, id.to_string(), true),
+                ));
+                id = target;
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use memmap2::{Mmap, UncheckedAdvice};
 use super::archive::Limits;
 use super::block::remote::{Fetched, Remote};
 use super::block::{Disk, Format as DiskFormat, Slice};
-use super::fs::{walk_files, FsKind, WalkOptions, QUEUE_BYTES};
+use super::fs::{walk_files, FsKind, GitCollector, WalkOptions, QUEUE_BYTES};
 use super::partition::{lvm, volumes, Part};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
@@ -33,7 +33,13 @@ pub struct ImageOptions {
     pub mmap: bool,
     /// Archives among the files of the disk's filesystems.
     pub archives: Limits,
+    /// Copy the git repositories met in the filesystems for their history (`GitCollector`),
+    /// at most this many bytes; `None`: `--no-git-history`.
+    pub git_budget: Option<u64>,
 }
+
+/// Bytes of git repositories copied out of one disk for their history, at most.
+pub const GIT_BUDGET: u64 = 4 << 30;
 
 /// Scans a whole disk: the raw pass over every byte that may hold data and, at the same time,
 /// the files of each volume's filesystem with their paths (`base › p1 (ext4) › /etc/app.env`).
@@ -43,6 +49,7 @@ pub fn scan<R, F>(
     disk: &Arc<Disk>,
     base: &Origin,
     opts: &ImageOptions,
+    git: Option<Arc<GitCollector>>,
     stats: &Stats,
     raw: &(dyn Fn() -> R + Sync),
     files: &(dyn Fn() -> F + Sync),
@@ -64,12 +71,13 @@ where
             base,
             parts,
             opts,
+            git,
             stats,
             raw,
             files,
         );
     }
-    let walk = walk_options(opts);
+    let walk = walk_options(opts, git);
     // The raw pass and the walk of the filesystems' files (with their paths) run at once;
     // the walk reads files on one thread and scans them on others (`walk_files`). A 2 GiB
     // ext4 volume of /usr/share on two cores: 1.85 s one after the other, 1.30 s at once
@@ -132,13 +140,14 @@ fn walk_volumes<F>(
     }
 }
 
-fn walk_options(opts: &ImageOptions) -> WalkOptions {
+fn walk_options(opts: &ImageOptions, git: Option<Arc<GitCollector>>) -> WalkOptions {
     WalkOptions {
         chunk: opts.chunk,
         overlap: opts.overlap,
         archives: opts.archives,
         threads: opts.threads,
         queue_bytes: QUEUE_BYTES,
+        git,
     }
 }
 
@@ -152,6 +161,7 @@ fn scan_remote<R, F>(
     base: &Origin,
     parts: Vec<Part>,
     opts: &ImageOptions,
+    git: Option<Arc<GitCollector>>,
     stats: &Stats,
     raw: &(dyn Fn() -> R + Sync),
     files: &(dyn Fn() -> F + Sync),
@@ -160,7 +170,7 @@ where
     R: FnMut(Blob) + Send,
     F: FnMut(Blob) + Send,
 {
-    let walk = walk_options(opts);
+    let walk = walk_options(opts, git);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Fetched>(64);
     let rx = std::sync::Mutex::new(rx);
     let asm = std::sync::Mutex::new(Assembler::new(

@@ -23,19 +23,27 @@ pub struct WalkOptions {
     pub overlap: usize,
     /// Archives found among the files (depth 0: scan them as raw bytes).
     pub archives: super::archive::Limits,
+    /// Note the git repositories under the roots (`--git-history`): `walk` returns them.
+    pub find_repos: bool,
 }
 
 /// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
-/// `exclude` gets each file's display path and says whether to skip it.
+/// `exclude` gets each file's display path and says whether to skip it. With
+/// `opts.find_repos`, returns the git repositories met: each `.git` (a directory, or the file
+/// of a linked worktree or submodule) and each bare repository (`HEAD`, `objects/`, `refs/`),
+/// sorted.
 pub fn walk<F>(
     roots: &[PathBuf],
     opts: &WalkOptions,
     stats: &Stats,
     exclude: &(dyn Fn(&str) -> bool + Sync),
     make: &(dyn Fn() -> F + Sync),
-) where
+) -> Vec<PathBuf>
+where
     F: FnMut(Blob) + Send,
 {
+    let repos: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>> = Default::default();
+    let (found, find) = (repos.clone(), opts.find_repos);
     let mut b = WalkBuilder::new(&roots[0]);
     for r in &roots[1..] {
         b.add(r);
@@ -49,7 +57,23 @@ pub fn walk<F>(
         .ignore(!opts.no_ignore)
         .parents(!opts.no_ignore)
         .require_git(false)
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry(move |e| {
+            if e.file_name() == ".git" {
+                if find {
+                    found.lock().unwrap().push(e.path().to_path_buf());
+                }
+                return false;
+            }
+            let bare = find
+                && e.file_type().is_some_and(|t| t.is_dir())
+                && e.path().join("HEAD").is_file()
+                && e.path().join("objects").is_dir()
+                && e.path().join("refs").is_dir();
+            if bare {
+                found.lock().unwrap().push(e.path().to_path_buf());
+            }
+            !bare
+        });
     b.build_parallel().run(|| {
         let mut handle = make();
         let mut buf = Vec::new();
@@ -87,6 +111,9 @@ pub fn walk<F>(
             WalkState::Continue
         })
     });
+    let mut out = std::mem::take(&mut *repos.lock().unwrap());
+    out.sort();
+    out
 }
 
 /// A path as users want to see it: without a leading `./`, with `/` separators.

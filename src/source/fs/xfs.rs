@@ -666,6 +666,7 @@ mod tests {
             archives: Default::default(),
             threads: 2,
             queue_bytes,
+            git: None,
         };
         let stats = Stats::default();
         let (files, bytes) = (AtomicUsize::new(0), AtomicU64::new(0));
