@@ -4,27 +4,27 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where bytes came from: an outer place (a file path, relative to where the scan started when
 /// it can be), the places inside it, outermost first (archive members, partitions…), and for
 /// git history, the commit and paths of the blob.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Origin {
     pub path: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inner: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<Arc<GitInfo>>,
     /// The raw bytes of a disk image or partition, not a file: places are byte offsets.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw: bool,
     /// An EBS snapshot the bytes were read from (`path` is its `place()`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Arc<SnapshotInfo>>,
     /// An object in S3 the bytes were read from (`path` is its `place()`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Arc<ObjectInfo>>,
 }
 
@@ -42,31 +42,31 @@ impl Origin {
 }
 
 /// Everything known of one snapshot: where it is and whose machine it came from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     pub snapshot_id: String,
     pub account: String,
     pub region: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// The instance's `Name` tag.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
     /// GiB.
     pub size_gib: u64,
     /// RFC 3339.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
     pub state: String,
     pub encrypted: bool,
     /// The snapshot's tags.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volume_tags: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instance_tags: BTreeMap<String, String>,
 }
 
@@ -89,21 +89,21 @@ impl SnapshotInfo {
 }
 
 /// One object (or one version of it) in S3, where it is and what S3 said of it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectInfo {
     pub bucket: String,
     pub key: String,
     /// In a versioned bucket: the version read.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
     /// The current version (false: a noncurrent one, or one behind a delete marker).
     pub latest: bool,
     /// RFC 3339.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
     pub size: u64,
     pub storage_class: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     pub region: String,
     pub account: String,
@@ -128,7 +128,7 @@ impl ObjectInfo {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CommitInfo {
     pub id: String,
     pub author: String,
@@ -139,7 +139,7 @@ pub struct CommitInfo {
 }
 
 /// Where a blob with findings lives in history.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GitInfo {
     pub blob: String,
     /// The oldest commit that has the blob at `paths[0]`; `None` for a blob no commit reaches.
@@ -152,7 +152,7 @@ pub struct GitInfo {
     pub removed_in: Option<CommitInfo>,
     /// Not a blob but a message: `commit` (the commit's own message, `commit` is that
     /// commit), `tag NAME` (an annotated tag's, `commit` is what it points at), `note`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 

@@ -43,6 +43,9 @@ enum Command {
     /// archives expanded, disk images walked through ranged reads, old versions with
     /// --versions; across accounts.
     S3(S3Args),
+    /// Join the JSON reports of a sharded scan's parts (files or directories) into one report,
+    /// in any format: refuses parts of different plans, names missing ones (exit 2).
+    Merge(MergeArgs),
     /// The action report for whole accounts, without scanning: every access key from IAM's
     /// credential report, with owner, age, last use and what to do.
     Audit(AuditArgs),
@@ -338,6 +341,17 @@ struct S3Args {
     output: OutputArgs,
 }
 
+#[derive(Args)]
+struct MergeArgs {
+    /// The parts' JSON reports, or directories holding them (*.json).
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
 fn parse_location(s: &str) -> Result<crate::source::s3::Location, String> {
     s.parse()
 }
@@ -458,6 +472,67 @@ struct OutputArgs {
     /// Colour in text output.
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorWhen,
+    /// Scan only part K of N (1-based: 3/4); `keyhound merge` joins the N reports (JSON).
+    #[arg(long, value_name = "K/N", value_parser = crate::shard::Shard::parse, help_heading = "Sharding")]
+    shard: Option<crate::shard::Shard>,
+    /// Scan only part I (0-based, as fan-out engines count: a GitHub matrix's job-index) of
+    /// --shards N. Without either, JOB_COMPLETION_INDEX (Kubernetes) or
+    /// AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch) with KEYHOUND_SHARDS.
+    #[arg(
+        long,
+        value_name = "I",
+        requires = "shards",
+        conflicts_with = "shard",
+        help_heading = "Sharding"
+    )]
+    shard_index: Option<u32>,
+    /// How many parts, with --shard-index.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "shard_index",
+        help_heading = "Sharding"
+    )]
+    shards: Option<u32>,
+}
+
+/// Flags that change how a report looks or where it goes, not what it holds: left out of a
+/// sharded plan's identity (with the shard flags themselves). The bool says the flag takes a
+/// value.
+const NOT_IN_PLAN: &[(&str, bool)] = &[
+    ("--format", true),
+    ("-f", true),
+    ("--output", true),
+    ("-o", true),
+    ("--quiet", false),
+    ("-q", false),
+    ("--color", true),
+    ("--show-secrets", false),
+    ("--threads", true),
+    ("-j", true),
+    ("--shard", true),
+    ("--shard-index", true),
+    ("--shards", true),
+];
+
+/// The command line as a plan's identity: what shards must share to be merged.
+fn plan_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, _)) if n.starts_with('-') => (n.to_string(), true),
+            _ => (a.clone(), false),
+        };
+        match NOT_IN_PLAN.iter().find(|(n, _)| *n == name) {
+            Some((_, true)) if !inline => {
+                args.next();
+            }
+            Some(_) => {}
+            None => out.push(a),
+        }
+    }
+    out
 }
 
 #[derive(Args)]
@@ -649,7 +724,20 @@ impl DetectArgs {
 
 impl OutputArgs {
     fn plan(self) -> OutputPlan {
+        let shard = match (self.shard, self.shard_index, self.shards) {
+            (Some(s), _, _) => Some(Ok(s)),
+            (None, Some(i), Some(n)) => Some(crate::shard::Shard::indexed(i, n)),
+            _ => crate::shard::Shard::from_env(|k| std::env::var(k).ok()).transpose(),
+        }
+        .map(|r| {
+            r.unwrap_or_else(|e| {
+                eprintln!("keyhound: error: {e}");
+                std::process::exit(EXIT_ERROR.into())
+            })
+        });
         OutputPlan {
+            shard,
+            args: plan_args(),
             format: self.format,
             file: self.output,
             show_secrets: self.show_secrets,
@@ -671,38 +759,47 @@ fn default_threads() -> usize {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(a) => command::scan::run(ScanPlan {
-            roots: a.paths,
-            walk: WalkOptions {
-                no_ignore: a.no_ignore,
-                follow_links: a.follow,
-                threads: a.threads.unwrap_or_else(default_threads).max(1),
-                chunk: a.buffer_mib.max(1) << 20,
-                overlap: 64 << 10,
-                archives: a.archives.limits(a.buffer_mib.max(1) << 20),
-                find_repos: false,
-            },
-            history: a.git_history.then(|| HistoryOptions {
-                threads: a.threads.unwrap_or_else(default_threads).max(1),
-                ..Default::default()
-            }),
-            detect: a.detect.plan(),
-            output: a.output.plan(),
-        }),
-        Command::Git(a) => command::git::run(GitPlan {
-            repo: a.repo,
-            history: HistoryOptions {
-                all_objects: a.all_objects,
-                branch: a.branch,
-                since_commit: a.since_commit,
-                range: a.range,
-                threads: a.threads.unwrap_or_else(default_threads).max(1),
-            },
-            staged: a.staged,
-            archives: a.archives.limits(16 << 20),
-            detect: a.detect.plan(),
-            output: a.output.plan(),
-        }),
+        Command::Scan(a) => {
+            let output = a.output.plan();
+            command::scan::run(ScanPlan {
+                roots: a.paths,
+                walk: WalkOptions {
+                    no_ignore: a.no_ignore,
+                    follow_links: a.follow,
+                    threads: a.threads.unwrap_or_else(default_threads).max(1),
+                    chunk: a.buffer_mib.max(1) << 20,
+                    overlap: 64 << 10,
+                    archives: a.archives.limits(a.buffer_mib.max(1) << 20),
+                    find_repos: false,
+                    shard: output.shard,
+                },
+                history: a.git_history.then(|| HistoryOptions {
+                    threads: a.threads.unwrap_or_else(default_threads).max(1),
+                    shard: output.shard,
+                    ..Default::default()
+                }),
+                detect: a.detect.plan(),
+                output,
+            })
+        }
+        Command::Git(a) => {
+            let output = a.output.plan();
+            command::git::run(GitPlan {
+                repo: a.repo,
+                history: HistoryOptions {
+                    all_objects: a.all_objects,
+                    branch: a.branch,
+                    since_commit: a.since_commit,
+                    range: a.range,
+                    threads: a.threads.unwrap_or_else(default_threads).max(1),
+                    shard: output.shard,
+                },
+                staged: a.staged,
+                archives: a.archives.limits(16 << 20),
+                detect: a.detect.plan(),
+                output,
+            })
+        }
         Command::Protect(a) => command::git::run(GitPlan {
             repo: a.repo,
             history: HistoryOptions::default(),
@@ -773,6 +870,11 @@ pub fn main() -> ExitCode {
                 output: a.output.plan(),
             })
         }
+        Command::Merge(a) => command::merge::run(command::merge::MergePlan {
+            inputs: a.reports,
+            detect: a.detect.plan(),
+            output: a.output.plan(),
+        }),
         Command::Audit(a) => command::audit::run(
             a.accounts,
             a.organization,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::blob::{Blob, Origin};
@@ -15,15 +15,15 @@ pub const ALLOW_MARKER: &[u8] = b"keyhound:allow";
 /// Lines and columns start at 1; columns count characters; offsets count bytes of the origin.
 /// The raw bytes of a disk image have no lines (places there are byte offsets): line and column
 /// are 0, and left out of JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub line: u64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub column: u64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub end_line: u64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub end_column: u64,
     pub offset: u64,
     pub end_offset: u64,
@@ -54,7 +54,7 @@ pub struct Finding {
 }
 
 /// Is this credential a real-looking secret or an example/placeholder?
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     Secret,
@@ -62,7 +62,7 @@ pub enum Class {
 }
 
 /// What STS said of a key pair (`--verify`), or why it was not asked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     /// The key works: STS named its account and identity.
@@ -96,7 +96,7 @@ impl State {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Verification {
     pub state: State,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,13 +110,13 @@ pub struct Verification {
 }
 
 /// One place a credential was seen.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Place {
     #[serde(flatten)]
     pub origin: Arc<Origin>,
     #[serde(flatten)]
     pub location: Location,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decoded: Vec<Decoding>,
     /// Which parts of the credential are at this place (a key id may appear without its secret).
     pub parts: Vec<Role>,

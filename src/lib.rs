@@ -12,5 +12,6 @@ pub mod detect;
 pub mod finding;
 pub mod pipeline;
 pub mod report;
+pub mod shard;
 pub mod source;
 pub mod suppress;

@@ -26,6 +26,10 @@ pub struct OutputPlan {
     pub quiet: bool,
     /// `None`: colour when writing text to a terminal (honours NO_COLOR / CLICOLOR_FORCE).
     pub color: Option<bool>,
+    /// This run is one part of a sharded scan.
+    pub shard: Option<crate::shard::Shard>,
+    /// The command line, less what only changes the report's look (the plan's identity).
+    pub args: Vec<String>,
 }
 
 /// `--verify` and what to keep after it.
@@ -225,6 +229,11 @@ pub(crate) fn finish(
             .collect(),
         summary,
         show_secrets: out.show_secrets,
+        plan: Some(crate::report::PlanId {
+            args: out.args.clone(),
+            rules: det.engine.rules.digest(),
+            shard: out.shard,
+        }),
     };
     write_report(&report, out)?;
     Ok(if report.summary.incomplete {

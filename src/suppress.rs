@@ -71,6 +71,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub fn all() -> &'static [Reason] {
+        &[
+            Reason::Inline,
+            Reason::IgnoreFile,
+            Reason::Baseline,
+            Reason::Allowlist,
+        ]
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Inline => "keyhound:allow",

@@ -758,3 +758,78 @@ fn slow_down_and_broken_connections_are_retried_and_resumed() {
         assert_eq!(resumed["status"], 206);
     }
 }
+
+/// The bucket in 4 shards (each reads its share of the objects, by bucket, key and version)
+/// merged by `keyhound merge`: the single run's credentials, places and counts.
+#[test]
+fn a_bucket_in_four_shards_merges_to_the_single_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = seed(d, 1704, &[]);
+    let moto = &s.moto;
+    let url = format!("s3://{BUCKET}");
+    let args = [url.as_str(), "--versions", "--exclude", "secret/**"];
+    let (code, single, err) = s3_json(moto, d, &args);
+    assert_eq!(code, 1, "{err}");
+    let parts = tempfile::tempdir().unwrap();
+    let mut found = Vec::new();
+    for k in 1..=4 {
+        let file = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let mut a = args.to_vec();
+        a.extend([
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--show-secrets",
+            "-o",
+        ]);
+        a.push(file.to_str().unwrap());
+        let (code, _, err) = s3(moto, d, &a);
+        assert!(code <= 1, "{err}");
+        let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        found.push(creds(&v).len());
+    }
+    assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
+    let (code, out, err) = bin_out(
+        d,
+        &[
+            "merge",
+            "--format",
+            "json",
+            "--show-secrets",
+            parts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    let key = |v: &Value| {
+        let mut c: Vec<String> = creds(v)
+            .iter()
+            .flat_map(|c| {
+                c["places"].as_array().unwrap().iter().map(move |p| {
+                    format!(
+                        "{} {} {} {}",
+                        c["fingerprint"], p["path"], p["inner"], p["offset"]
+                    )
+                })
+            })
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(key(&merged), key(&single));
+    for f in ["files", "bytes", "places", "skipped"] {
+        assert_eq!(merged["summary"][f], single["summary"][f], "{f}");
+    }
+}
+
+fn bin_out(d: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).current_dir(d).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

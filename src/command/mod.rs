@@ -5,6 +5,7 @@ pub mod audit;
 pub mod git;
 pub mod hook;
 pub mod image;
+pub mod merge;
 pub mod remediate;
 pub mod rules;
 pub mod s3;

@@ -151,6 +151,7 @@ pub fn run(plan: S3Plan) -> Result<u8> {
         buckets: buckets.len(),
         ..Default::default()
     };
+    let shard = plan.output.shard;
     let mut skipped: BTreeMap<Skip, u64> = BTreeMap::new();
     let mut archived: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut notes: Vec<String> = Vec::new();
@@ -164,6 +165,8 @@ pub fn run(plan: S3Plan) -> Result<u8> {
             versions: plan.versions,
             filter: &filter,
             requester_pays: plan.requester_pays,
+            // A shard lists every object and reads (and counts) its share.
+            shard,
         };
         let listing = match session
             .rt

@@ -137,7 +137,11 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
     let session = Session::open(plan.access.clone())?;
     let accounts = accounts(&session, plan.organization, &plan.accounts)?;
     let mut errors: Vec<String> = Vec::new();
-    let snaps = discover(&session, &plan, &accounts, &mut errors);
+    let mut snaps = discover(&session, &plan, &accounts, &mut errors);
+    // A shard reads its share of the snapshots.
+    if let Some(s) = plan.output.shard {
+        snaps.retain(|i| s.owns(i.snapshot_id.as_bytes()));
+    }
     if plan.list {
         list(&snaps, plan.output.format)?;
         return Ok(stopped(&errors));

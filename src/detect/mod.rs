@@ -21,7 +21,9 @@ use prefilter::Literals;
 use rules::Rule;
 
 /// What a part of a detection is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// An access key id (identifies the key; not secret on its own, but a lead).

@@ -386,6 +386,32 @@ impl RuleSet {
         Ok(RuleSet { rules, pairs })
     }
 
+    /// A digest of what the rules find: each rule's id, regex and checks, each pair's parts.
+    /// Shards of one plan must have the same (`keyhound merge`).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for r in &self.rules {
+            h.update(r.meta.id.as_bytes());
+            h.update([0]);
+            h.update(r.regex.as_str().as_bytes());
+            h.update([0]);
+            for x in r.reject.iter().chain(&r.require) {
+                h.update(x.as_str().as_bytes());
+                h.update([1]);
+            }
+            h.update(format!("{:?}{:?}{}", r.entropy, r.window, r.secret_group).as_bytes());
+        }
+        for p in &self.pairs {
+            h.update(p.meta.id.as_bytes());
+            h.update(format!("{}{:?}", p.key, p.secrets).as_bytes());
+        }
+        h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Every reportable rule, rules first then pairs, in definition order.
     pub fn metas(&self) -> impl Iterator<Item = &Arc<RuleMeta>> {
         self.rules

@@ -80,6 +80,7 @@ fn header(r: &Report) -> Value {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "keyhound", "version": env!("CARGO_PKG_VERSION")},
         "scan": {"kind": r.kind, "roots": r.roots},
+        "plan": r.plan,
     })
 }
 

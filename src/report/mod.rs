@@ -38,6 +38,17 @@ pub struct Report<'a> {
     pub rules: Vec<Arc<RuleMeta>>,
     pub summary: Summary,
     pub show_secrets: bool,
+    /// What was run: shards of one plan share it, but for the shard (`keyhound merge`).
+    pub plan: Option<PlanId>,
+}
+
+/// A scan's identity in its JSON report: the command line (less what only changes the
+/// report's look), the rules' digest, and which shard of how many this run was.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanId {
+    pub args: Vec<String>,
+    pub rules: String,
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Default)]

@@ -35,6 +35,8 @@ pub struct HistoryOptions {
     /// `A..B`: the commits B has that A has not (what a pull request adds).
     pub range: Option<String>,
     pub threads: usize,
+    /// Only the blobs (and messages) of this shard, by object id; every shard walks history.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Memory for decoded delta bases while walking trees.
@@ -55,6 +57,7 @@ pub struct History {
     repo: gix::ThreadSafeRepository,
     /// Commits walked, oldest first.
     commits: Vec<ObjectId>,
+    shard: Option<crate::shard::Shard>,
     blobs: Vec<BlobEntry>,
     pub shallow: bool,
     pub submodules: usize,
@@ -233,12 +236,16 @@ impl History {
                 });
             }
         }
+        if let Some(s) = opts.shard {
+            blobs.retain(|b| s.owns(b.id.as_bytes()));
+        }
         // Object-id order reads packs with good locality (measured: as fast as pack order).
         blobs.sort_unstable_by_key(|b| b.id);
         let shallow = repo.is_shallow();
         Ok(History {
             repo: sync,
             commits,
+            shard: opts.shard,
             blobs,
             shallow,
             submodules,
@@ -367,8 +374,9 @@ impl History {
             o.git = Some(Arc::new(git));
             Arc::new(o)
         };
+        let ours = |id: &ObjectId| self.shard.is_none_or(|s| s.owns(id.as_bytes()));
         for &id in &self.commits {
-            if !seen.insert(id) {
+            if !ours(&id) || !seen.insert(id) {
                 continue;
             }
             let Ok(d) = repo.objects.find(&id, &mut buf) else {
@@ -395,7 +403,7 @@ impl History {
             let name = r.name().shorten().to_string();
             let mut id = r.id().detach();
             // A tag may point at a tag: each message once.
-            while seen.insert(id) {
+            while ours(&id) && seen.insert(id) {
                 let Ok(d) = repo.objects.find(&id, &mut buf) else {
                     break;
                 };
@@ -412,7 +420,7 @@ impl History {
                 let (text, target) = (t.message.to_vec(), t.target());
                 let commit = commit_info(&repo, target);
                 // Counted as bytes read, not as files.
-            stats.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                stats.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
                 handle(Blob::whole(
                     &text,
                     message(format!("tag {name}"), commit, id.to_string(), true),

@@ -108,6 +108,16 @@ pub struct ListQuery<'a> {
     pub versions: bool,
     pub filter: &'a KeyFilter,
     pub requester_pays: bool,
+    /// Only this shard's objects (by bucket, key and version), counts included.
+    pub shard: Option<crate::shard::Shard>,
+}
+
+impl ListQuery<'_> {
+    fn ours(&self, bucket: &str, key: &str, version: Option<&str>) -> bool {
+        let version = version.filter(|&v| v != "null").unwrap_or("");
+        self.shard
+            .is_none_or(|s| s.owns(format!("{bucket}/{key}?{version}").as_bytes()))
+    }
 }
 
 /// The objects of one bucket to read, and what was left out.
@@ -197,6 +207,9 @@ pub async fn list(
         {
             for v in page.versions() {
                 let Some(key) = v.key() else { continue };
+                if !q.ours(bucket, key, v.version_id()) {
+                    continue;
+                }
                 if !q.filter.wanted(key) {
                     out.excluded += 1;
                     continue;
@@ -244,6 +257,9 @@ pub async fn list(
             out.list_calls += 1;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
+                if !q.ours(bucket, key, None) {
+                    continue;
+                }
                 if !q.filter.wanted(key) {
                     out.excluded += 1;
                     continue;

@@ -25,6 +25,8 @@ pub struct WalkOptions {
     pub archives: super::archive::Limits,
     /// Note the git repositories under the roots (`--git-history`): `walk` returns them.
     pub find_repos: bool,
+    /// Only the files of this shard (by a hash of their path).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
@@ -92,6 +94,10 @@ where
                 return WalkState::Continue;
             }
             let name = display_path(entry.path());
+            // A shard reads, and counts, only its share of the files.
+            if opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
+                return WalkState::Continue;
+            }
             if ft.is_symlink() {
                 stats.skip(Skip::Symlink, None);
                 return WalkState::Continue;

@@ -1,0 +1,142 @@
+//! One part of a scan split N ways: `--shard K/N` (1-based, as people count), or the 0-based
+//! index a fan-out engine hands each copy (`--shard-index I` with `--shards N`;
+//! `JOB_COMPLETION_INDEX` of a Kubernetes Indexed Job or `AWS_BATCH_JOB_ARRAY_INDEX` of an AWS
+//! Batch array job, with `KEYHOUND_SHARDS`). Work is split by a stable hash of its name (a
+//! path, an object id, an S3 key), the same on every machine and every run, so the shards
+//! together cover everything once and `keyhound merge` can check that they do.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Shard `index` (0-based) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `K/N`, 1-based.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s}: expected K/N (1-based, e.g. 3/4)"))?;
+        let (k, n): (u32, u32) = (
+            k.trim()
+                .parse()
+                .map_err(|_| format!("{s}: K is not a number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| format!("{s}: N is not a number"))?,
+        );
+        if n == 0 || k == 0 || k > n {
+            return Err(format!(
+                "{s}: K/N counts from 1 to N (a 0-based index: --shard-index I --shards N)"
+            ));
+        }
+        Ok(Shard {
+            index: k - 1,
+            count: n,
+        })
+    }
+
+    /// From a 0-based index and a count.
+    pub fn indexed(index: u32, count: u32) -> Result<Shard, String> {
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard index {index} of {count}: the index counts from 0 to {}",
+                count.saturating_sub(1)
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard a fan-out engine asks for through the environment, if any:
+    /// `JOB_COMPLETION_INDEX` (Kubernetes) or `AWS_BATCH_JOB_ARRAY_INDEX` (AWS Batch), 0-based,
+    /// with `KEYHOUND_SHARDS`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+        let index = ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"]
+            .iter()
+            .find_map(|v| get(v).map(|i| (v, i)));
+        let Some((var, index)) = index else {
+            return Ok(None);
+        };
+        let Some(count) = get("KEYHOUND_SHARDS") else {
+            // An indexed job that is not sharding keyhound: not ours to split.
+            return Ok(None);
+        };
+        let index: u32 = index
+            .trim()
+            .parse()
+            .map_err(|_| format!("{var}={index}: not a number"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("KEYHOUND_SHARDS={count}: not a number"))?;
+        Shard::indexed(index, count).map(Some)
+    }
+
+    /// Is the work named `name` this shard's?
+    pub fn owns(&self, name: &[u8]) -> bool {
+        self.count <= 1 || bucket(name, self.count) == self.index
+    }
+
+    /// `K/N`, 1-based.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.index + 1, self.count)
+    }
+}
+
+/// Which of `count` shards `name` falls in: the first 8 bytes of its SHA-256, so that the split
+/// is the same on every platform and in every version.
+pub fn bucket(name: &[u8], count: u32) -> u32 {
+    let h = Sha256::digest(name);
+    (u64::from_be_bytes(h[..8].try_into().unwrap()) % u64::from(count.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_environment() {
+        assert_eq!(Shard::parse("3/4"), Ok(Shard { index: 2, count: 4 }));
+        assert!(Shard::parse("0/4").is_err());
+        assert!(Shard::parse("5/4").is_err());
+        assert!(Shard::parse("x").is_err());
+        assert_eq!(Shard::indexed(0, 4), Ok(Shard { index: 0, count: 4 }));
+        assert!(Shard::indexed(4, 4).is_err());
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string())
+        };
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "2"), ("KEYHOUND_SHARDS", "4")]);
+        assert_eq!(Shard::from_env(k8s).unwrap().unwrap().label(), "3/4");
+        let batch = env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("KEYHOUND_SHARDS", "2")]);
+        assert_eq!(Shard::from_env(batch).unwrap().unwrap().label(), "1/2");
+        assert_eq!(
+            Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "2")])),
+            Ok(None)
+        );
+        assert!(Shard::from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "9"),
+            ("KEYHOUND_SHARDS", "4")
+        ]))
+        .is_err());
+    }
+
+    /// Every name falls in exactly one shard, and the shards are about even.
+    #[test]
+    fn each_name_in_one_shard() {
+        let shards: Vec<Shard> = (0..4).map(|i| Shard::indexed(i, 4).unwrap()).collect();
+        let mut sizes = [0u32; 4];
+        for i in 0..4000 {
+            let name = format!("src/file{i}.rs");
+            let owners: Vec<usize> = (0..4)
+                .filter(|&k| shards[k].owns(name.as_bytes()))
+                .collect();
+            assert_eq!(owners.len(), 1);
+            sizes[owners[0]] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (850..1150).contains(&n)), "{sizes:?}");
+    }
+}

@@ -1,0 +1,260 @@
+//! Sharded scans: N parts run as separate processes and `keyhound merge` of their JSON reports
+//! give the report one process writes (the same credentials, places and counts); a missing
+//! part is named, parts of different plans are refused.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// What must be equal between a merged report and a single run's.
+fn essence(v: &Value) -> Value {
+    let mut creds: Vec<Value> = creds(v)
+        .iter()
+        .map(|c| {
+            let mut places: Vec<String> = c["places"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} {} {} {}",
+                        p["path"], p["inner"], p["offset"], p["end_offset"], p["line"]
+                    )
+                })
+                .collect();
+            places.sort();
+            json!({"fingerprint": c["fingerprint"], "rule": c["rule"], "parts": c["parts"],
+                   "class": c["class"], "places": places})
+        })
+        .collect();
+    creds.sort_by_key(|c| c["fingerprint"].to_string());
+    let s = &v["summary"];
+    json!({"credentials": creds, "files": s["files"], "bytes": s["bytes"],
+           "places": s["places"], "skipped": s["skipped"], "incomplete": s["incomplete"]})
+}
+
+/// Runs `args` as 4 shards into `out/`, each with `shard(k)` as its shard flags or
+/// environment; returns how many credentials each part found.
+fn parts(dir: &Path, out: &Path, args: &[&str], env: bool) -> Vec<usize> {
+    std::fs::create_dir_all(out).unwrap();
+    (0..4)
+        .map(|k| {
+            let file = out.join(format!("part-{k}.json"));
+            let mut cmd = bin();
+            cmd.args(args)
+                .args(["--format", "json", "--show-secrets", "-o"])
+                .arg(&file)
+                .current_dir(dir);
+            if env {
+                cmd.env("JOB_COMPLETION_INDEX", k.to_string())
+                    .env("KEYHOUND_SHARDS", "4");
+            } else {
+                cmd.arg("--shard").arg(format!("{}/4", k + 1));
+            }
+            let o = cmd.output().unwrap();
+            let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+            assert_eq!(v["plan"]["shard"], json!({"index": k, "count": 4}));
+            creds(&v).len()
+        })
+        .collect()
+}
+
+fn merge(dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    let mut a = vec!["merge", "--format", "json", "--show-secrets"];
+    a.extend_from_slice(args);
+    let (code, out, err) = run(dir, &a);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v, err)
+}
+
+/// The working tree in 4 shards (`--shard K/4`) merged: the single run's report; a key in
+/// several files falls in several shards and is one credential with every place. Then the
+/// refusals: a missing part is named (exit 2), a part of another plan is refused, a part given
+/// twice too.
+#[test]
+fn tree_in_four_shards_merges_to_the_single_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2100);
+    let shared = g.pair();
+    for i in 0..24 {
+        let own = g.pair();
+        write(
+            d,
+            &format!("app{i}/config.env"),
+            format!(
+                "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+                own.0, own.1
+            ),
+        );
+        write(
+            d,
+            &format!("app{i}/shared.ini"),
+            format!(
+                "aws_access_key_id = {}\naws_secret_access_key = {}\n",
+                shared.0, shared.1
+            ),
+        );
+        write(d, &format!("app{i}/README.md"), "nothing here\n");
+    }
+    let (code, single, _) = {
+        let (c, o, e) = run(d, &["scan", ".", "--format", "json", "--show-secrets"]);
+        (c, serde_json::from_str::<Value>(&o).unwrap(), e)
+    };
+    assert_eq!(code, 1);
+    assert_eq!(creds(&single).len(), 25);
+    // The parts' reports (secrets shown) go outside the scanned tree.
+    let out = tempfile::tempdir().unwrap();
+    let parts_dir = out.path().join("parts");
+    let found = parts(d, &parts_dir, &["scan", "."], false);
+    assert!(
+        found.iter().filter(|&&n| n > 0).count() > 1,
+        "findings in more than one shard: {found:?}"
+    );
+    let (code, merged, err) = merge(d, &[parts_dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(essence(&merged), essence(&single));
+    assert_eq!(merged["plan"]["shard"], Value::Null);
+    let shared_places = creds(&merged)
+        .iter()
+        .find(|c| c["parts"]["key_id"] == shared.0.as_str())
+        .unwrap()["places"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        shared_places, 24,
+        "every place of the shared key, from every shard"
+    );
+
+    // The same in SARIF: a result for each place.
+    let (_, sarif, _) = run(
+        d,
+        &["merge", "--format", "sarif", parts_dir.to_str().unwrap()],
+    );
+    let sarif: Value = serde_json::from_str(&sarif).unwrap();
+    validate_sarif(&sarif);
+    assert_eq!(
+        sarif["runs"][0]["results"].as_array().unwrap().len(),
+        24 + 24
+    );
+
+    // A part missing: named, exit 2, the rest merged.
+    let three: Vec<String> = (0..4)
+        .filter(|&k| k != 1)
+        .map(|k| {
+            parts_dir
+                .join(format!("part-{k}.json"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut a: Vec<&str> = three.iter().map(String::as_str).collect();
+    let (code, v, err) = merge(d, &a);
+    assert_eq!(code, 2);
+    assert!(err.contains("shard 2/4 is missing"), "{err}");
+    assert_eq!(v["summary"]["incomplete"], true);
+    // A part twice: refused.
+    a.push(&three[0]);
+    let (code, _, err) = run(d, &[&["merge"], &a[..]].concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("are both shard 1/4"), "{err}");
+    // A part of another plan (another option that changes results): refused.
+    let other = parts_dir.join("other.json");
+    let (code, _, _) = run(
+        d,
+        &[
+            "scan",
+            ".",
+            "--no-ignore",
+            "--shard",
+            "2/4",
+            "--format",
+            "json",
+            "-o",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    let (code, _, err) = run(d, &["merge", parts_dir.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is a part of another plan"), "{err}");
+}
+
+/// Git history in 4 shards given as fan-out engines give them (`JOB_COMPLETION_INDEX` with
+/// `KEYHOUND_SHARDS`, and `--shard-index I --shards N`): every shard walks history, each scans
+/// its blobs and messages; merged, the single run's report, attribution included.
+#[test]
+fn git_history_in_four_shards_merges_to_the_single_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    std::fs::create_dir(&dir).unwrap();
+    let mut g = Keys::new(2101);
+    git(&dir, &["init", "-q"]);
+    for i in 0..12 {
+        let k = g.pair();
+        write(
+            &dir,
+            &format!("svc{i}.env"),
+            format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", k.0, k.1),
+        );
+        git(&dir, &["add", "."]);
+        git(&dir, &["commit", "-qm", &format!("service {i}")]);
+        if i % 3 == 0 {
+            git(&dir, &["rm", "-q", &format!("svc{i}.env")]);
+            let m = g.pair();
+            let msg = format!(
+                "remove\n\naws_access_key_id={}\naws_secret_access_key={}\n",
+                m.0, m.1
+            );
+            git(&dir, &["commit", "-qm", &msg]);
+        }
+    }
+    let (code, out, _) = run(&dir, &["git", "--format", "json", "--show-secrets"]);
+    assert_eq!(code, 1);
+    let single: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(creds(&single).len(), 16);
+    let out_dir = tmp.path().join("parts");
+    let found = parts(&dir, &out_dir, &["git"], true);
+    assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
+    let (code, merged, err) = merge(&dir, &[out_dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(essence(&merged), essence(&single));
+    // Attribution came along: the commit of each place.
+    let commits = |v: &Value| -> Vec<String> {
+        let mut c: Vec<String> = creds(v)
+            .iter()
+            .flat_map(|c| c["places"].as_array().unwrap())
+            .map(|p| p["git"]["commit"]["id"].to_string())
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(commits(&merged), commits(&single));
+    assert_eq!(merged["summary"]["commits"], single["summary"]["commits"]);
+
+    // The 0-based form is the same split.
+    let (_, a, _) = run(&dir, &["git", "--format", "json", "--shard", "3/4"]);
+    let (_, b, _) = run(
+        &dir,
+        &[
+            "git",
+            "--format",
+            "json",
+            "--shard-index",
+            "2",
+            "--shards",
+            "4",
+        ],
+    );
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&a).unwrap(),
+        serde_json::from_str(&b).unwrap(),
+    );
+    assert_eq!(essence(&a), essence(&b));
+    assert_eq!(a["plan"], b["plan"]);
+}
