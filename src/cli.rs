@@ -457,7 +457,8 @@ struct OutputArgs {
     /// Report format.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
     format: Format,
-    /// Write the report to FILE instead of standard output.
+    /// Write the report to FILE instead of standard output (`{shard}` in it: the shard's
+    /// number, 1-based).
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Show secrets in full (they are redacted otherwise).
@@ -735,11 +736,20 @@ impl OutputArgs {
                 std::process::exit(EXIT_ERROR.into())
             })
         });
+        // `--output part-{shard}.json`: each part's own file, for engines that give no shell
+        // to expand an index in (AWS Batch).
+        let file = match (self.output, shard) {
+            (Some(f), Some(s)) => Some(PathBuf::from(
+                f.to_string_lossy()
+                    .replace("{shard}", &(s.index + 1).to_string()),
+            )),
+            (f, _) => f,
+        };
         OutputPlan {
             shard,
             args: plan_args(),
             format: self.format,
-            file: self.output,
+            file,
             show_secrets: self.show_secrets,
             include_examples: self.include_examples,
             quiet: self.quiet,

@@ -109,10 +109,15 @@ fn keys_inside_archives_are_found_with_their_chains() {
     let s: Value = serde_json::from_str(&out).unwrap();
     validate_sarif(&s);
     let r = &s["runs"][0]["results"][0];
+    // Relative to the scan root (`backups`, in no repository), which %SRCROOT% names.
     assert_eq!(
         r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
-        "backups/release.tgz"
+        "release.tgz"
     );
+    assert!(s["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("/backups/"));
     assert!(r["message"]["text"]
         .as_str()
         .unwrap()
