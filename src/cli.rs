@@ -385,6 +385,7 @@ impl DiskArgs {
             mmap,
             archives: self.archives.limits(chunk),
             git_budget: (!self.no_git_history).then_some(crate::source::image::GIT_BUDGET),
+            shard: None,
         }
     }
 }
@@ -818,12 +819,17 @@ pub fn main() -> ExitCode {
             detect: a.detect.plan(),
             output: a.output.plan(),
         }),
-        Command::Image(a) => command::image::run(ImagePlan {
-            images: a.images,
-            options: a.disk.options(64 << 10, !a.no_mmap),
-            detect: a.detect.plan(),
-            output: a.output.plan(),
-        }),
+        Command::Image(a) => {
+            let output = a.output.plan();
+            let mut options = a.disk.options(64 << 10, !a.no_mmap);
+            options.shard = output.shard;
+            command::image::run(ImagePlan {
+                images: a.images,
+                options,
+                detect: a.detect.plan(),
+                output,
+            })
+        }
         Command::Snapshot(a) => {
             let access = a.detect.access_plan();
             command::snapshot::run(command::snapshot::SnapshotPlan {

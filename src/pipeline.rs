@@ -212,6 +212,7 @@ pub(crate) fn finish(
         examples_hidden: if out.include_examples { 0 } else { examples },
         baseline_missing: outcome.baseline_missing,
         incomplete: stats.incomplete() || incomplete,
+        shards: Vec::new(),
     };
     for w in &summary.warnings {
         eprintln!("keyhound: warning: {w}");

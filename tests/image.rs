@@ -756,3 +756,89 @@ fn git_clones_inside_filesystem_images_have_their_history_read() {
         );
     }
 }
+
+/// A GPT disk (ext4, FAT, a deleted file's key, a git clone whose key is only in history) in 4
+/// shards — the raw pass by 32 MiB unit, files by path, history by object id — merged: the
+/// single run's credentials and places (a key seen in a file and by the raw pass of another
+/// part is still reported once, with its path).
+#[test]
+fn a_disk_in_four_shards_merges_to_the_single_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(2103);
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let (k, s) = keys.pair();
+        write(d, &format!("ext/home/u{i}/.aws/credentials"), ini(&k, &s));
+        files.push(k);
+    }
+    let (efi_k, efi_s) = keys.pair();
+    write(d, "fat/EFI/BOOT/notes.txt", ini(&efi_k, &efi_s));
+    let (gone_k, gone_s) = keys.pair();
+    write(d, "deleted.txt", ini(&gone_k, &gone_s));
+    let app = d.join("ext/srv/app");
+    std::fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q"]);
+    let (h_k, h_s) = keys.pair();
+    write(
+        &app,
+        "settings.py",
+        format!("KEY = '{h_k}'\nSECRET = '{h_s}'\n"),
+    );
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "-qm", "settings"]);
+    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(&app, &["commit", "-qam", "from the environment"]);
+    make_disk(d, "gpt");
+    let (code, single) = image_json(d, &["disk.img"]);
+    assert_eq!(code, 1, "{single:#}");
+    assert_eq!(creds(&single).len(), 11, "{single:#}");
+    let parts = tempfile::tempdir().unwrap();
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let (code, _, err) = run(
+            d,
+            &[
+                "image",
+                "disk.img",
+                "--shard",
+                &format!("{k}/4"),
+                "--format",
+                "json",
+                "--show-secrets",
+                "-o",
+                f.to_str().unwrap(),
+            ],
+        );
+        assert!(code <= 1, "{err}");
+    }
+    let (code, out, err) = run(
+        d,
+        &[
+            "merge",
+            "--format",
+            "json",
+            "--show-secrets",
+            parts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    let places = |v: &Value| {
+        let mut p: Vec<String> = creds(v)
+            .iter()
+            .flat_map(|c| {
+                c["places"].as_array().unwrap().iter().map(move |p| {
+                    format!(
+                        "{} {} {} {}",
+                        c["fingerprint"], p["path"], p["inner"], p["offset"]
+                    )
+                })
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(places(&merged), places(&single));
+    assert_eq!(merged["summary"]["bytes"], single["summary"]["bytes"]);
+}

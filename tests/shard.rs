@@ -258,3 +258,91 @@ fn git_history_in_four_shards_merges_to_the_single_report() {
     assert_eq!(essence(&a), essence(&b));
     assert_eq!(a["plan"], b["plan"]);
 }
+
+/// `--verify` on merge: STS is asked once per key for the whole scan (a canned STS counts the
+/// requests), though several parts found each key; the merged summary says how even the parts
+/// were. Parts written without --show-secrets cannot be verified: refused, said why.
+#[test]
+fn verify_on_merge_asks_once_per_key() {
+    use common::servers::{Canned, Reply};
+    let sts = Canned::start(
+        Reply::Ok {
+            account: "111122223333".into(),
+            arn: "arn:aws:iam::111122223333:user/ci".into(),
+        },
+        std::time::Duration::ZERO,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2102);
+    let keys: Vec<(String, String)> = (0..6).map(|_| g.pair()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        for copy in 0..4 {
+            write(
+                d,
+                &format!("svc{i}/copy{copy}.env"),
+                format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", k.0, k.1),
+            );
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let found = parts(d, out.path(), &["scan", "."], false);
+    assert!(
+        found.iter().sum::<usize>() > keys.len(),
+        "keys in several parts: {found:?}"
+    );
+    let merged = bin()
+        .args(["merge", "--verify", "--format", "json", "--show-secrets"])
+        .arg(out.path())
+        .env("AWS_ENDPOINT_URL", &sts.endpoint)
+        .env_remove("AWS_ENDPOINT_URL_STS")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&merged.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&merged.stderr)));
+    assert_eq!(creds(&v).len(), keys.len());
+    for k in &keys {
+        assert_eq!(sts.calls(&k.0), 1, "{} asked once", k.0);
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == k.0.as_str())
+            .unwrap();
+        assert_eq!(c["verification"]["state"], "live");
+        assert_eq!(c["places"].as_array().unwrap().len(), 4);
+    }
+    assert_eq!(sts.total_calls(), keys.len());
+    let shards = &v["summary"]["shards"];
+    assert_eq!(shards["parts"].as_array().unwrap().len(), 4, "{shards}");
+    assert!(shards["bytes_min"].as_u64() <= shards["bytes_max"].as_u64());
+
+    // Redacted parts: nothing to sign with.
+    let red = tempfile::tempdir().unwrap();
+    for k in 1..=4 {
+        let f = red.path().join(format!("{k}.json"));
+        let (code, _, _) = run(
+            d,
+            &[
+                "scan",
+                ".",
+                "--shard",
+                &format!("{k}/4"),
+                "--format",
+                "json",
+                "-o",
+                f.to_str().unwrap(),
+            ],
+        );
+        assert!(code <= 1);
+    }
+    let o = bin()
+        .args(["merge", "--verify"])
+        .arg(red.path())
+        .env("AWS_ENDPOINT_URL", &sts.endpoint)
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("run the parts with --show-secrets"));
+    assert_eq!(sts.total_calls(), keys.len(), "nothing more was asked");
+}

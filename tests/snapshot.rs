@@ -451,3 +451,92 @@ fn the_readmes_iam_policy_allows_every_call_discovery_makes() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("DescribeSnapshots: AccessDenied"), "{err}");
 }
+
+/// Five snapshots with keys (the GPT disk and four ext4 volumes) in 4 shards, each reading its
+/// share of the snapshots (by id): merged, the single run's credentials and places, with the
+/// findings in more than one part.
+#[test]
+fn snapshots_in_four_shards_merge_to_the_single_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(1602);
+    make_disk(d, &mut keys);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
+    let mut extra = Vec::new();
+    for i in 0..4 {
+        let (k, s) = keys.pair();
+        write(
+            d,
+            &format!("v{i}/etc/app.env"),
+            format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
+        );
+        let img = format!("v{i}.img");
+        tool(d, &["bash", script, &img, "ext4", &format!("v{i}")]);
+        extra.push(d.join(img).to_str().unwrap().to_string());
+    }
+    let mut args = vec![d.join("disk.img").to_str().unwrap().to_string()];
+    for e in &extra {
+        args.extend(["--extra".to_string(), e.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let moto = Moto::start_with("moto_ebs.py", &args);
+    let mut ids: Vec<String> = vec![moto.setup["snapshot"].as_str().unwrap().to_string()];
+    ids.extend(
+        moto.setup["extra"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string()),
+    );
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut a = ids.clone();
+    a.extend(["--format", "json", "--show-secrets"]);
+    let (code, out, err) = snapshot(&moto, d, &a);
+    assert_eq!(code, 1, "{err}");
+    let single: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(creds(&single).len(), 7, "{single:#}");
+    let parts = tempfile::tempdir().unwrap();
+    let mut found = Vec::new();
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let mut a = ids.clone();
+        a.extend([
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--show-secrets",
+            "-o",
+        ]);
+        a.push(f.to_str().unwrap());
+        let (code, _, err) = snapshot(&moto, d, &a);
+        assert!(code <= 1, "{err}");
+        let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        found.push(creds(&v).len());
+    }
+    assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
+    let out = bin()
+        .args(["merge", "--format", "json", "--show-secrets"])
+        .arg(parts.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let places = |v: &Value| {
+        let mut p: Vec<String> = creds(v)
+            .iter()
+            .flat_map(|c| {
+                c["places"].as_array().unwrap().iter().map(move |p| {
+                    format!(
+                        "{} {} {} {}",
+                        c["fingerprint"], p["path"], p["inner"], p["offset"]
+                    )
+                })
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(places(&merged), places(&single));
+}

@@ -116,6 +116,7 @@ fn histories(
     let mut out = Vec::new();
     let history = HistoryOptions {
         threads: options.threads,
+        shard: options.shard,
         ..Default::default()
     };
     for (place, dir) in repos {

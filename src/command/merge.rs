@@ -171,11 +171,51 @@ pub fn run(plan: MergePlan) -> Result<u8> {
     // Places in a stable order, whatever the order the parts came in.
     let mut creds: Vec<Credential> = order.iter().filter_map(|f| creds.remove(f)).collect();
     for c in &mut creds {
+        // As one process reports a disk: a key found in a file is not also reported where
+        // the raw pass saw it on the same disk (the file and the raw bytes may have fallen in
+        // different parts).
+        let in_files: BTreeSet<String> = c
+            .places
+            .iter()
+            .filter(|p| !p.origin.raw)
+            .map(|p| p.origin.path.clone())
+            .collect();
+        c.places
+            .retain(|p| !(p.origin.raw && in_files.contains(&p.origin.path)));
         c.places
             .sort_by(|a, b| (&a.origin, a.location.offset).cmp(&(&b.origin, b.location.offset)));
     }
+    // --verify on merge: each key asked once for the whole scan, not once a part.
+    if let Some(opts) = &plan.detect.verify.options {
+        let redacted = creds.iter().any(|c| {
+            c.part(Role::KeyId).is_some() && c.part(Role::Secret).is_some_and(|s| s.contains('…'))
+        });
+        if redacted {
+            bail!(
+                "the parts' secrets are redacted: run the parts with --show-secrets to verify \
+                 on merge (or --verify on each part)"
+            );
+        }
+        for w in crate::aws::verify::verify(&mut creds, opts)? {
+            eprintln!("keyhound: warning: {w}");
+        }
+    }
+    if plan.detect.verify.only_verified {
+        creds.retain(Credential::is_live);
+    }
     creds.sort_by_key(|c| !c.is_live());
     let mut summary = sum(&parts);
+    // Balance: how even the split was.
+    summary.shards = parts
+        .iter()
+        .map(|p| crate::report::ShardLoad {
+            shard: p.plan.shard.map_or(1, |s| s.index + 1),
+            files: p.summary["files"].as_u64().unwrap_or(0),
+            bytes: p.summary["bytes"].as_u64().unwrap_or(0),
+            duration_ms: p.summary["duration_ms"].as_u64().unwrap_or(0),
+        })
+        .collect();
+    summary.shards.sort_by_key(|l| l.shard);
     for e in &errors {
         eprintln!("keyhound: error: {e}");
         summary.warnings.push(e.clone());

@@ -55,7 +55,7 @@ pub fn summary(r: &Report) -> Value {
         .iter()
         .map(|(k, n)| (k.as_str().to_string(), json!(n)))
         .collect();
-    json!({
+    let mut v = json!({
         "files": s.files,
         "commits": s.commits,
         "bytes": s.bytes,
@@ -71,7 +71,17 @@ pub fn summary(r: &Report) -> Value {
         "baseline_missing": s.baseline_missing,
         "warnings": s.warnings,
         "incomplete": s.incomplete,
-    })
+    });
+    if !s.shards.is_empty() {
+        let bytes = s.shards.iter().map(|l| l.bytes);
+        let time = s.shards.iter().map(|l| l.duration_ms);
+        v["shards"] = json!({
+            "parts": s.shards,
+            "bytes_min": bytes.clone().min(), "bytes_max": bytes.max(),
+            "duration_ms_min": time.clone().min(), "duration_ms_max": time.max(),
+        });
+    }
+    v
 }
 
 fn header(r: &Report) -> Value {

@@ -67,6 +67,17 @@ pub struct Summary {
     pub examples_hidden: u64,
     pub baseline_missing: Vec<String>,
     pub incomplete: bool,
+    /// A merged report: what each part read and how long it took.
+    pub shards: Vec<ShardLoad>,
+}
+
+/// One part of a merged scan: what it read and how long it took (1-based shard number).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ShardLoad {
+    pub shard: u32,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
 }
 
 impl Summary {

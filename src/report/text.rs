@@ -151,6 +151,21 @@ pub fn write_summary(r: &Report, out: &mut dyn Write) -> Result<()> {
             by.join(", ")
         )?;
     }
+    if !s.shards.is_empty() {
+        let (b, t) = (
+            s.shards.iter().map(|l| l.bytes),
+            s.shards.iter().map(|l| l.duration_ms),
+        );
+        writeln!(
+            out,
+            "Merged {} parts: {} to {} each, {:.2}s to {:.2}s.",
+            s.shards.len(),
+            human_bytes(b.clone().min().unwrap_or(0)),
+            human_bytes(b.max().unwrap_or(0)),
+            t.clone().min().unwrap_or(0) as f64 / 1000.0,
+            t.max().unwrap_or(0) as f64 / 1000.0,
+        )?;
+    }
     let unit = if r.kind == "worktree" { "file" } else { "blob" };
     let commits = if s.commits > 0 {
         format!(" from {} commit{}", s.commits, plural(s.commits))

@@ -36,6 +36,9 @@ pub struct ImageOptions {
     /// Copy the git repositories met in the filesystems for their history (`GitCollector`),
     /// at most this many bytes; `None`: `--no-git-history`.
     pub git_budget: Option<u64>,
+    /// Only this shard's part of a local disk: the raw pass's units (by number) and the files
+    /// (by path); git histories by object id. (A remote disk is one shard's whole.)
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Bytes of git repositories copied out of one disk for their history, at most.
@@ -148,6 +151,7 @@ fn walk_options(opts: &ImageOptions, git: Option<Arc<GitCollector>>) -> WalkOpti
         threads: opts.threads,
         queue_bytes: QUEUE_BYTES,
         git,
+        shard: opts.shard,
     }
 }
 
@@ -280,6 +284,12 @@ pub fn raw_pass<F>(
                         break;
                     }
                     let hi = (lo + UNIT).min(len);
+                    if opts
+                        .shard
+                        .is_some_and(|s| !s.owns(&(lo / UNIT).to_le_bytes()))
+                    {
+                        continue;
+                    }
                     unit_pass(disk, map, origin, lo, hi, opts, stats, &mut w);
                 }
             });

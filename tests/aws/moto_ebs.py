@@ -3,7 +3,7 @@
 coldsnap or any uploader would: StartSnapshot, PutSnapshotBlock for every block that is not all
 zeros (with its SHA-256, base64), CompleteSnapshot.
 
-    moto_ebs.py ENDPOINT IMAGE [--bad-block N] [--policy FILE]
+    moto_ebs.py ENDPOINT IMAGE [--bad-block N] [--policy FILE] [--extra IMAGE]...
 
 moto's EBS block size is 512 bytes (AWS's is 512 KiB). With --bad-block N, block N (counted
 among the blocks put, in order; -1 the last) is stored with a wrong checksum, as moto stores whatever it is
@@ -61,6 +61,9 @@ sid, put, bad_index = seed(ebs, data, [{"Key": "team", "Value": "payments"},
                                        {"Key": "owner", "Value": "payments-oncall@example.com"}],
                            bad)
 volume = ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["VolumeId"]
+# --extra IMAGE (repeatable): one more snapshot of each image (the shard tests).
+extra = [seed(ebs, open(args[i + 1], "rb").read(), [{"Key": "team", "Value": "extra"}])[0]
+         for i, a in enumerate(args) if a == "--extra"]
 
 # An instance with its root volume and a snapshot of it (EC2's CreateSnapshot: no blocks).
 inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[{
@@ -112,5 +115,5 @@ print(json.dumps({
     "users": users,
     "snapshot": sid, "volume": volume, "blocks": put, "block_size": BS, "bad_block": bad_index,
     "instance": iid, "instance_volume": ivol, "instance_snapshot": isnap,
-    "member_account": MEMBER, "member_snapshot": msid, "bare_volume": bare,
+    "member_account": MEMBER, "member_snapshot": msid, "bare_volume": bare, "extra": extra,
 }))

@@ -85,6 +85,9 @@ pub struct WalkOptions {
     pub queue_bytes: usize,
     /// Where the files of git repositories met on the way are copied, for their history.
     pub git: Option<Arc<GitCollector>>,
+    /// Only this shard's files are scanned (by path); a repository's files are still copied
+    /// for its history, which is sharded by object id.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The git repositories inside a disk's filesystems, materialised under a budget so that gix
@@ -393,6 +396,13 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
             std::fs::File::create(dest).ok()
         });
         let mut tee = Tee { r, out: copy };
+        if self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
+            // Another shard's file: only copied, when a repository's.
+            if tee.out.is_some() {
+                let _ = std::io::copy(&mut tee, &mut std::io::sink());
+            }
+            return;
+        }
         self.read_file(name, len, &mut tee)
     }
 

@@ -667,6 +667,7 @@ mod tests {
             threads: 2,
             queue_bytes,
             git: None,
+            shard: None,
         };
         let stats = Stats::default();
         let (files, bytes) = (AtomicUsize::new(0), AtomicU64::new(0));
