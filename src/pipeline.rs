@@ -237,13 +237,18 @@ pub(crate) fn finish(
         }),
     };
     write_report(&report, out)?;
-    Ok(if report.summary.incomplete {
+    Ok(exit_code(&report))
+}
+
+/// 2 when the scan is incomplete, 1 when it found secrets, 0 otherwise.
+pub(crate) fn exit_code(report: &Report) -> u8 {
+    if report.summary.incomplete {
         EXIT_ERROR
-    } else if creds.iter().any(|c| c.class == Class::Secret) {
+    } else if report.credentials.iter().any(|c| c.class == Class::Secret) {
         EXIT_FOUND
     } else {
         EXIT_CLEAN
-    })
+    }
 }
 
 /// The operator's AWS session, when IAM or SNS is needed.

@@ -804,22 +804,7 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
     );
     assert_eq!(code, 1, "{err}");
     let merged: Value = serde_json::from_str(&out).unwrap();
-    let key = |v: &Value| {
-        let mut c: Vec<String> = creds(v)
-            .iter()
-            .flat_map(|c| {
-                c["places"].as_array().unwrap().iter().map(move |p| {
-                    format!(
-                        "{} {} {} {}",
-                        c["fingerprint"], p["path"], p["inner"], p["offset"]
-                    )
-                })
-            })
-            .collect();
-        c.sort();
-        c
-    };
-    assert_eq!(key(&merged), key(&single));
+    assert_eq!(place_keys(&merged), place_keys(&single));
     for f in ["files", "bytes", "places", "skipped"] {
         assert_eq!(merged["summary"][f], single["summary"][f], "{f}");
     }

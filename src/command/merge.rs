@@ -14,10 +14,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::detect::{Role, RuleMeta, Severity};
-use crate::finding::{Class, Credential, Place, Verification};
-use crate::pipeline::{
-    write_report, DetectPlan, Detector, OutputPlan, EXIT_CLEAN, EXIT_ERROR, EXIT_FOUND,
-};
+use crate::finding::{Credential, Place, Verification};
+use crate::pipeline::{exit_code, write_report, DetectPlan, Detector, OutputPlan};
 use crate::report::{PlanId, Report, Summary};
 use crate::source::Skip;
 use crate::suppress::Reason;
@@ -234,13 +232,7 @@ pub fn run(plan: MergePlan) -> Result<u8> {
         }),
     };
     write_report(&report, &plan.output)?;
-    Ok(if report.summary.incomplete {
-        EXIT_ERROR
-    } else if creds.iter().any(|c| c.class == Class::Secret) {
-        EXIT_FOUND
-    } else {
-        EXIT_CLEAN
-    })
+    Ok(exit_code(&report))
 }
 
 /// The report kinds keyhound writes (a `&'static str` in `Report`).

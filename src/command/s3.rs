@@ -7,7 +7,7 @@
 //! `--s3-concurrency` workers → the shared stages (`pipeline::finish`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,11 +18,10 @@ use serde::Serialize;
 use crate::aws::iam::{Access, Session};
 use crate::blob::{Blob, Origin};
 use crate::command::image::disk_findings;
-use crate::command::snapshot::{account_config, accounts, stopped};
+use crate::command::snapshot::{account_config, accounts, cost_gate, ReadCost};
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
-use crate::report::Format;
 use crate::source::archive::{self, Expander};
 use crate::source::block::{remote, s3 as s3block, Disk, Format as DiskFormat, Memory, Slice};
 use crate::source::image::ImageOptions;
@@ -85,7 +84,7 @@ pub struct Cost {
     pub noncurrent_bytes_left: u64,
 }
 
-impl Cost {
+impl ReadCost for Cost {
     fn gib(&self) -> f64 {
         self.bytes as f64 / (1u64 << 30) as f64
     }
@@ -221,27 +220,8 @@ pub fn run(plan: S3Plan) -> Result<u8> {
     for n in &notes {
         eprintln!("keyhound: warning: {n}");
     }
-    if plan.plan_only {
-        let mut out = std::io::stdout().lock();
-        match plan.output.format {
-            Format::Json | Format::Jsonl => {
-                serde_json::to_writer_pretty(&mut out, &cost)?;
-                writeln!(out)?;
-            }
-            _ => writeln!(out, "{}", cost.line())?,
-        }
-        return Ok(stopped(&errors));
-    }
-    if let Some(max) = plan.max_gib {
-        if cost.gib() > max {
-            bail!(
-                "{}: more than --max-gib {max}; nothing was read",
-                cost.line()
-            );
-        }
-    }
-    if !plan.output.quiet {
-        eprintln!("keyhound: {}", cost.line());
+    if let Some(code) = cost_gate(&cost, plan.plan_only, plan.max_gib, &plan.output, &errors)? {
+        return Ok(code);
     }
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());

@@ -63,7 +63,7 @@ pub struct Cost {
     pub per_snapshot: Vec<(String, u64, u64)>,
 }
 
-impl Cost {
+impl ReadCost for Cost {
     fn gib(&self) -> f64 {
         self.bytes as f64 / (1u64 << 30) as f64
     }
@@ -93,6 +93,45 @@ pub(crate) fn stopped(errors: &[String]) -> u8 {
     } else {
         EXIT_ERROR
     }
+}
+
+/// What a read costs, said before it is made (`snapshot`'s and `s3`'s).
+pub(crate) trait ReadCost {
+    /// One line: what will be read and what the requests cost.
+    fn line(&self) -> String;
+    fn gib(&self) -> f64;
+}
+
+/// What reading will cost, before anything is read: with `--plan`, printed (text or JSON) and
+/// the run stops (`Some(exit code)`); past `--max-gib`, refused; otherwise said on stderr.
+pub(crate) fn cost_gate<C: Serialize + ReadCost>(
+    cost: &C,
+    plan_only: bool,
+    max_gib: Option<f64>,
+    output: &OutputPlan,
+    errors: &[String],
+) -> Result<Option<u8>> {
+    let (line, gib) = (cost.line(), cost.gib());
+    if plan_only {
+        let mut out = std::io::stdout().lock();
+        match output.format {
+            Format::Json | Format::Jsonl => {
+                serde_json::to_writer_pretty(&mut out, cost)?;
+                writeln!(out)?;
+            }
+            _ => writeln!(out, "{line}")?,
+        }
+        return Ok(Some(stopped(errors)));
+    }
+    if let Some(max) = max_gib {
+        if gib > max {
+            bail!("{line}: more than --max-gib {max}; nothing was read");
+        }
+    }
+    if !output.quiet {
+        eprintln!("keyhound: {line}");
+    }
+    Ok(None)
 }
 
 /// The accounts to look in: the organization's, those named, or the operator's own.
@@ -170,27 +209,8 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
         }
     }
     let cost = cost(&opened);
-    if plan.plan_only {
-        let mut out = std::io::stdout().lock();
-        match plan.output.format {
-            Format::Json | Format::Jsonl => {
-                serde_json::to_writer_pretty(&mut out, &cost)?;
-                writeln!(out)?;
-            }
-            _ => writeln!(out, "{}", cost.line())?,
-        }
-        return Ok(stopped(&errors));
-    }
-    if let Some(max) = plan.max_gib {
-        if cost.gib() > max {
-            bail!(
-                "{}: more than --max-gib {max}; nothing was read",
-                cost.line()
-            );
-        }
-    }
-    if !plan.output.quiet {
-        eprintln!("keyhound: {}", cost.line());
+    if let Some(code) = cost_gate(&cost, plan.plan_only, plan.max_gib, &plan.output, &errors)? {
+        return Ok(code);
     }
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());

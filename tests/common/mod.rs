@@ -266,3 +266,21 @@ pub fn check_github_rules(sarif: &serde_json::Value) {
         }
     }
 }
+
+/// Every place of every credential of a JSON report, as sortable lines (fingerprint, path,
+/// inner places, offset): what a merged report and a single run's must share.
+pub fn place_keys(v: &serde_json::Value) -> Vec<String> {
+    let mut p: Vec<String> = creds(v)
+        .iter()
+        .flat_map(|c| {
+            c["places"].as_array().unwrap().iter().map(move |p| {
+                format!(
+                    "{} {} {} {}",
+                    c["fingerprint"], p["path"], p["inner"], p["offset"]
+                )
+            })
+        })
+        .collect();
+    p.sort();
+    p
+}

@@ -143,20 +143,25 @@ impl Read for StoreReader {
 
 impl Seek for StoreReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let p = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.len as i128 + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if p < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before start",
-            ));
-        }
-        self.pos = p as u64;
+        self.pos = seek_to(self.len, self.pos, to)?;
         Ok(self.pos)
     }
+}
+
+/// Where a seek lands in something `len` bytes long, read at `pos`.
+fn seek_to(len: u64, pos: u64, to: SeekFrom) -> io::Result<u64> {
+    let p = match to {
+        SeekFrom::Start(p) => p as i128,
+        SeekFrom::End(d) => len as i128 + d as i128,
+        SeekFrom::Current(d) => pos as i128 + d as i128,
+    };
+    if p < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "seek before start",
+        ));
+    }
+    Ok(p as u64)
 }
 
 /// One opened handle of a reader that reads where it was last moved to, or keeps a cache.
@@ -491,18 +496,7 @@ impl Read for Slice {
 
 impl Seek for Slice {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let p = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.len as i128 + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if p < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before start",
-            ));
-        }
-        self.pos = p as u64;
+        self.pos = seek_to(self.len, self.pos, to)?;
         Ok(self.pos)
     }
 }
