@@ -623,6 +623,14 @@ struct GitArgs {
     /// Scan what is staged for the next commit instead of history.
     #[arg(long)]
     staged: bool,
+    /// Many repositories as one scan: a file of paths or clone URLs, one a line (`#`
+    /// comments). Each blob once across them; with --shard, whole repositories are split.
+    #[arg(long, value_name = "FILE", conflicts_with = "staged")]
+    repos: Option<PathBuf>,
+    /// Where repositories given by URL are cloned (bare, with gix); an existing clone there is
+    /// reused as it is.
+    #[arg(long, value_name = "DIR", requires = "repos")]
+    clone_dir: Option<PathBuf>,
     #[command(flatten)]
     archives: ArchiveArgs,
     /// Worker threads [default: the number of CPUs].
@@ -806,6 +814,8 @@ pub fn main() -> ExitCode {
                     shard: output.shard,
                 },
                 staged: a.staged,
+                repos: a.repos,
+                clone_dir: a.clone_dir,
                 archives: a.archives.limits(16 << 20),
                 detect: a.detect.plan(),
                 output,
@@ -815,6 +825,8 @@ pub fn main() -> ExitCode {
             repo: a.repo,
             history: HistoryOptions::default(),
             staged: true,
+            repos: None,
+            clone_dir: None,
             archives: crate::source::archive::Limits::default(),
             detect: a.detect.plan(),
             output: a.output.plan(),

@@ -485,3 +485,148 @@ fn commit_and_tag_messages_are_scanned() {
         .collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
 }
+
+/// `git --repos FILE`: repositories served by `git daemon` on loopback (cloned bare with gix
+/// into --clone-dir) and a local path, as one scan, each with its keys only in history and its
+/// places prefixed by the repository as listed; the same clone reused by a second run; in 2
+/// shards (whole repositories each) merged, the single report.
+#[test]
+fn many_repositories_cloned_over_git_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2104);
+    let mut keys = Vec::new();
+    for name in ["api", "web", "local"] {
+        let w = d.join("work").join(name);
+        std::fs::create_dir_all(&w).unwrap();
+        git(&w, &["init", "-q"]);
+        let k = g.pair();
+        write(
+            &w,
+            "deploy.env",
+            format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", k.0, k.1),
+        );
+        git(&w, &["add", "."]);
+        git(&w, &["commit", "-qm", "deploy"]);
+        git(&w, &["rm", "-q", "deploy.env"]);
+        git(&w, &["commit", "-qm", "no keys in git"]);
+        keys.push(k);
+        if name != "local" {
+            let srv = d.join("srv");
+            std::fs::create_dir_all(&srv).unwrap();
+            let st = Command::new("git")
+                .args(["clone", "-q", "--bare", w.to_str().unwrap()])
+                .arg(srv.join(format!("{name}.git")))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    /// Stops the daemon however the test ends.
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Daemon(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", d.join("srv").display()))
+            .arg(d.join("srv"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = |n: &str| format!("git://127.0.0.1:{port}/{n}.git");
+    let local = d.join("work/local");
+    write(
+        d,
+        "repos.txt",
+        format!(
+            "# the services\n{}\n{}\n\n{}\n",
+            url("api"),
+            url("web"),
+            local.display()
+        ),
+    );
+    let args = ["--repos", "repos.txt", "--clone-dir", "clones"];
+    let (code, v, err) = git_json(d, &args);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(creds(&v).len(), 3, "{v:#}");
+    for (k, place) in keys
+        .iter()
+        .zip([url("api"), url("web"), local.display().to_string()])
+    {
+        let c = find_key(&v, &k.0).unwrap_or_else(|| panic!("{place}: {v:#}"));
+        let p = &c["places"][0];
+        assert!(
+            p["path"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{place} @ ")),
+            "{p}"
+        );
+        assert_eq!(p["inner"], serde_json::json!(["deploy.env"]));
+    }
+    // The clones are reused.
+    let clones = std::fs::read_dir(d.join("clones")).unwrap().count();
+    assert_eq!(clones, 2);
+    let (code, again, _) = git_json(d, &args);
+    assert_eq!(code, 1);
+    assert_eq!(place_keys(&again), place_keys(&v));
+
+    // Two parts, whole repositories each, merged.
+    let parts = tempfile::tempdir().unwrap();
+    for k in 1..=2 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/2");
+        let mut a = vec![
+            "git",
+            "--format",
+            "json",
+            "--show-secrets",
+            "--shard",
+            &shard,
+            "-o",
+        ];
+        a.push(f.to_str().unwrap());
+        a.extend(args);
+        let (code, _, err) = run(d, &a);
+        assert!(code <= 1, "{err}");
+    }
+    let (code, out, err) = run(
+        d,
+        &[
+            "merge",
+            "--format",
+            "json",
+            "--show-secrets",
+            parts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(place_keys(&merged), place_keys(&v));
+}

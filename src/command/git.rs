@@ -2,11 +2,11 @@
 //! and paths of each finding; with `--staged`, what the next commit adds (the pre-commit check).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::blob::{Blob, Origin};
 use crate::detect::Engine;
@@ -14,13 +14,17 @@ use crate::finding::Finding;
 use crate::pipeline::{finish, progress, scan_blob, DetectPlan, Detector, OutputPlan, EXIT_FOUND};
 use crate::source::archive;
 use crate::source::git::{self, History, HistoryOptions};
-use crate::source::Stats;
+use crate::source::{Skip, Stats};
 
 pub struct GitPlan {
     pub repo: PathBuf,
     pub history: HistoryOptions,
     /// Scan what is staged instead of history (the pre-commit check).
     pub staged: bool,
+    /// A file of repositories (paths or clone URLs) to scan as one.
+    pub repos: Option<PathBuf>,
+    /// Where URLs are cloned.
+    pub clone_dir: Option<PathBuf>,
     /// Archives among the blobs.
     pub archives: crate::source::archive::Limits,
     pub detect: DetectPlan,
@@ -29,6 +33,9 @@ pub struct GitPlan {
 
 /// `keyhound git`: history, or with `staged` the index.
 pub fn run(plan: GitPlan) -> Result<u8> {
+    if plan.repos.is_some() {
+        return run_many(plan);
+    }
     let start = Instant::now();
     let repo = git::open(&plan.repo)?;
     let root = {
@@ -86,6 +93,117 @@ pub fn run(plan: GitPlan) -> Result<u8> {
         "history"
     };
     finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
+
+/// Is this line of `--repos` a clone URL (`https://…`, `git://…`, `ssh://…`, `git@host:path`)?
+fn is_url(s: &str) -> bool {
+    s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists())
+}
+
+/// A directory name for a clone of `url`: its last path part, and a hash of the whole so that
+/// two repositories named alike do not meet.
+fn clone_name(url: &str) -> String {
+    let last = url
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo");
+    let safe: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let h = crate::shard::bucket(url.as_bytes(), u32::MAX);
+    format!("{safe}-{h:08x}.git")
+}
+
+/// `keyhound git --repos FILE`: every repository of the list as one scan, each blob and commit
+/// once across them, places prefixed with the repository as listed. URLs are cloned bare into
+/// `--clone-dir` with gix. With a shard, whole repositories are split (by a hash of the line),
+/// so that no part walks another's history.
+fn run_many(plan: GitPlan) -> Result<u8> {
+    let start = Instant::now();
+    let list = plan.repos.as_ref().unwrap();
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("cannot read {}", list.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let det = Detector::new(&plan.detect, &[])?;
+    let stats = Arc::new(Stats::default());
+    let progress = progress(&stats, &plan.output);
+    // Each part takes whole repositories; within one, every blob.
+    let opts = HistoryOptions {
+        shard: None,
+        ..plan.history
+    };
+    let shard = plan.output.shard;
+    let mut seen = HashSet::new();
+    let mut found = Vec::new();
+    for line in &lines {
+        if shard.is_some_and(|s| !s.owns(line.as_bytes())) {
+            continue;
+        }
+        let repo = if is_url(line) {
+            let Some(dir) = &plan.clone_dir else {
+                stats.skip(
+                    Skip::Unreadable,
+                    Some(format!("{line}: a URL; pass --clone-dir DIR to clone it")),
+                );
+                continue;
+            };
+            clone(line, dir)
+        } else {
+            git::open(Path::new(line))
+        };
+        let res = repo.and_then(|r| {
+            history_findings(
+                &det.engine,
+                r,
+                &opts,
+                plan.archives,
+                &stats,
+                &mut seen,
+                RepoName::Found(line),
+            )
+        });
+        match res {
+            Ok(f) => found.extend(f),
+            Err(e) => stats.skip(Skip::Unreadable, Some(format!("{line}: {e:#}"))),
+        }
+    }
+    progress.finish();
+    finish(&det, found, &stats, start, "history", lines, &plan.output)
+}
+
+/// A bare clone of `url` in `dir` (reused when it is there already).
+fn clone(url: &str, dir: &Path) -> Result<gix::ThreadSafeRepository> {
+    let dest = dir.join(clone_name(url));
+    if dest.exists() {
+        return git::open(&dest);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut prep =
+        gix::prepare_clone_bare(url, &dest).map_err(|e| anyhow::anyhow!("clone: {e}"))?;
+    let (repo, _) = prep
+        .fetch_only(
+            gix::progress::Discard,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dest);
+            anyhow::anyhow!("clone: {e}")
+        })?;
+    Ok(repo.into_sync())
 }
 
 /// Which repository: the one `keyhound git` was asked to scan, or one found inside a scan
