@@ -407,8 +407,8 @@ impl Reader<'_> {
         }
         // Big: its first bytes by range say what it is (a disk image is read by ranges, and
         // so is its rest, when over --max-object-mib, only if it is one).
-        let probe = s3block::Object::new(job.client.clone(), target.clone(), o.size, HEAD as u64);
-        let head = match self.rt.block_on(remote::Fetch::fetch(&probe, 0)) {
+        let probe = s3block::range(&job.client, &target, 0, HEAD.min(o.size as usize) as u64);
+        let head = match self.rt.block_on(probe) {
             Ok(h) => h.to_vec(),
             Err(e) => return self.fail(o, e.message),
         };
@@ -507,10 +507,13 @@ impl Reader<'_> {
         };
         let found = disk_findings(self.engine, &disk, origin, self.options, self.stats);
         self.found.lock().unwrap().extend(found);
-        self.stats
-            .objects
-            .bytes
-            .fetch_add(o.size, Ordering::Relaxed);
+        if fetch.is_some() {
+            // (A small image read whole was counted as it was read.)
+            self.stats
+                .objects
+                .bytes
+                .fetch_add(o.size, Ordering::Relaxed);
+        }
         if let (Some(f), false) = (fetch, self.quiet) {
             eprintln!(
                 "keyhound: {}: a {} disk image of {:.1} MiB, read by {} ranged GETs ({:.1} MiB \

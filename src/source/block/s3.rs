@@ -64,14 +64,27 @@ impl Object {
     }
 
     async fn get(&self, index: u64) -> Result<Bytes, FetchError> {
-        let t = &self.target;
         let start = index * self.block;
         let end = (start + self.block).min(self.len);
         if start >= end {
             return Err(FetchError::block(format!("block {index} is past the end")));
         }
-        let mut req = self
-            .client
+        let body = range(&self.client, &self.target, start, end).await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(body)
+    }
+}
+
+/// Bytes `start..end` of the object, by one ranged GetObject, checked to be exactly those.
+pub async fn range(
+    client: &aws_sdk_s3::Client,
+    t: &Target,
+    start: u64,
+    end: u64,
+) -> Result<Bytes, FetchError> {
+    {
+        let mut req = client
             .get_object()
             .bucket(&t.bucket)
             .key(&t.key)
@@ -115,8 +128,6 @@ impl Object {
                 end - start
             )));
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok(body)
     }
 }

@@ -390,6 +390,9 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
     /// git repository's file is copied for its history on the way.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
         let copy = self.opts.git.as_ref().and_then(|g| {
+            if !name.contains("/.git/") {
+                return None;
+            }
             let place = format!("{} › {}", self.base, self.label);
             let dest = g.destination(&place, name, len)?;
             std::fs::create_dir_all(dest.parent()?).ok()?;
