@@ -515,6 +515,16 @@ const NOT_IN_PLAN: &[(&str, bool)] = &[
     ("--shard", true),
     ("--shard-index", true),
     ("--shards", true),
+    // Where other outputs go, and how fast: not what is found.
+    ("--report", true),
+    ("--clone-dir", true),
+    ("--buffer-mib", true),
+    ("--cache-mib", true),
+    ("--no-mmap", false),
+    ("--s3-concurrency", true),
+    ("--ebs-concurrency", true),
+    ("--ebs-requests-per-second", true),
+    ("--verify-concurrency", true),
 ];
 
 /// The command line as a plan's identity: what shards must share to be merged.
