@@ -805,9 +805,40 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
     assert_eq!(code, 1, "{err}");
     let merged: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(place_keys(&merged), place_keys(&single));
+
+    // The parts uploaded to a bucket, as a fan-out's jobs leave them, merged from there.
+    let files: Vec<String> = (1..=4)
+        .map(|k| parts.path().join(format!("{k}.json")).display().to_string())
+        .collect();
+    let mut a = vec![moto.endpoint.as_str(), "keyhound-reports", "run-1/"];
+    a.extend(files.iter().map(String::as_str));
+    common::servers::python("put_files.py", &a);
+    let (code, out, err) = s3_merge(moto, d, "s3://keyhound-reports/run-1/");
+    assert_eq!(code, 1, "{err}");
+    let from_s3: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(place_keys(&from_s3), place_keys(&single));
     for f in ["files", "bytes", "places", "skipped"] {
         assert_eq!(merged["summary"][f], single["summary"][f], "{f}");
     }
+}
+
+/// `keyhound merge` of reports under an S3 prefix of the moto server.
+fn s3_merge(moto: &Moto, d: &Path, prefix: &str) -> (i32, String, String) {
+    let out = bin()
+        .args(["merge", "--format", "json", "--show-secrets", prefix])
+        .current_dir(d)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn bin_out(d: &Path, args: &[&str]) -> (i32, String, String) {

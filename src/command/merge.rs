@@ -37,19 +37,31 @@ struct Part {
     summary: Value,
 }
 
-fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// The parts' reports: (name, text) of each file, each `*.json` of a directory, each `*.json`
+/// object under an `s3://bucket/prefix/` (read with the operator's credentials).
+fn sources(inputs: &[PathBuf], access: &crate::aws::iam::Access) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
+    let mut session = None;
     for i in inputs {
-        if i.is_dir() {
+        let name = i.to_string_lossy();
+        if name.starts_with("s3://") {
+            let loc: crate::source::s3::Location = name.parse().map_err(anyhow::Error::msg)?;
+            if session.is_none() {
+                session = Some(crate::aws::iam::Session::open(access.clone())?);
+            }
+            out.extend(s3_reports(session.as_ref().unwrap(), &loc)?);
+        } else if i.is_dir() {
             let mut v: Vec<PathBuf> = std::fs::read_dir(i)
                 .with_context(|| format!("cannot read {}", i.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
                 .collect();
             v.sort();
-            out.extend(v);
+            for p in v {
+                out.push((p.display().to_string(), read_text(&p)?));
+            }
         } else {
-            out.push(i.clone());
+            out.push((i.display().to_string(), read_text(i)?));
         }
     }
     if out.is_empty() {
@@ -58,10 +70,88 @@ fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<Part> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {file}"))?;
-    let v: Value = serde_json::from_str(&text)
+fn read_text(p: &Path) -> Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+/// The `*.json` objects under an S3 prefix (where the parts of a fan-out wrote their reports).
+fn s3_reports(
+    session: &crate::aws::iam::Session,
+    loc: &crate::source::s3::Location,
+) -> Result<Vec<(String, String)>> {
+    use crate::source::block::s3 as s3block;
+    let conf = &session.base;
+    let home = conf
+        .region()
+        .map_or("us-east-1".to_string(), |r| r.to_string());
+    let region = session
+        .rt
+        .block_on(crate::source::s3::bucket_region(
+            &s3block::client(conf, &home),
+            &loc.bucket,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    let client = s3block::client(conf, &region);
+    let keys: Vec<String> = session.rt.block_on(async {
+        let mut keys = Vec::new();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(&loc.bucket)
+            .prefix(&loc.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!(
+                    "s3://{}/{}: ListObjectsV2: {}",
+                    loc.bucket,
+                    loc.prefix,
+                    crate::source::block::ebs::describe(&e)
+                )
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.ends_with(".json"))
+                    .map(str::to_string),
+            );
+        }
+        anyhow::Ok(keys)
+    })?;
+    let mut out = Vec::new();
+    for key in keys {
+        let name = format!("s3://{}/{key}", loc.bucket);
+        let body = session.rt.block_on(async {
+            let o = client
+                .get_object()
+                .bucket(&loc.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{name}: GetObject: {}",
+                        crate::source::block::ebs::describe(&e)
+                    )
+                })?;
+            let b = o
+                .body
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            anyhow::Ok(b.into_bytes())
+        })?;
+        out.push((
+            name.clone(),
+            String::from_utf8(body.to_vec()).with_context(|| format!("{name}: not UTF-8"))?,
+        ));
+    }
+    Ok(out)
+}
+
+fn read(file: String, text: &str) -> Result<Part> {
+    let v: Value = serde_json::from_str(text)
         .with_context(|| format!("{file}: not a JSON report (write parts with --format json)"))?;
     if v["schema"] != crate::report::json::SCHEMA {
         bail!("{file}: not a keyhound report");
@@ -80,9 +170,9 @@ fn read(path: &Path) -> Result<Part> {
 }
 
 pub fn run(plan: MergePlan) -> Result<u8> {
-    let parts: Vec<Part> = files(&plan.inputs)?
-        .iter()
-        .map(|f| read(f))
+    let parts: Vec<Part> = sources(&plan.inputs, &plan.detect.actions.access)?
+        .into_iter()
+        .map(|(name, text)| read(name, &text))
         .collect::<Result<_>>()?;
     // One plan, every shard once.
     let first = &parts[0];
