@@ -387,7 +387,7 @@ fn credential(v: &Value, metas: &HashMap<String, Arc<RuleMeta>>) -> Result<Crede
 
 /// The parts' summaries summed (commits: each part walks the whole history, so the most).
 fn sum(parts: &[Part]) -> Summary {
-    let skips: HashMap<&str, Skip> = ALL_SKIPS.iter().map(|s| (s.as_str(), *s)).collect();
+    let skips: HashMap<&str, Skip> = Skip::ALL.iter().map(|s| (s.as_str(), *s)).collect();
     let reasons: HashMap<&str, Reason> = Reason::all().iter().map(|r| (r.as_str(), *r)).collect();
     let mut s = Summary::default();
     let mut warnings = BTreeSet::new();
@@ -427,18 +427,3 @@ fn sum(parts: &[Part]) -> Summary {
     s.warnings = warnings.into_iter().collect();
     s
 }
-
-const ALL_SKIPS: &[Skip] = &[
-    Skip::Unreadable,
-    Skip::Symlink,
-    Skip::Special,
-    Skip::Allowlisted,
-    Skip::CorruptArchive,
-    Skip::ArchiveBudget,
-    Skip::ArchiveAsBytes,
-    Skip::Filesystem,
-    Skip::Archived,
-    Skip::TooLarge,
-    Skip::Excluded,
-    Skip::Noncurrent,
-];

@@ -62,6 +62,22 @@ pub enum Skip {
 }
 
 impl Skip {
+    /// Every reason, for reading a report's counts back (`keyhound merge`).
+    pub const ALL: &'static [Skip] = &[
+        Skip::Unreadable,
+        Skip::Symlink,
+        Skip::Special,
+        Skip::Allowlisted,
+        Skip::CorruptArchive,
+        Skip::ArchiveBudget,
+        Skip::ArchiveAsBytes,
+        Skip::Filesystem,
+        Skip::Archived,
+        Skip::TooLarge,
+        Skip::Excluded,
+        Skip::Noncurrent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Unreadable => "unreadable",

@@ -345,8 +345,6 @@ pub struct Stream<'a> {
     chunk: Bytes,
     pos: u64,
     resumes: u32,
-    /// GetObject requests made.
-    pub requests: u64,
 }
 
 /// Why an object could not be opened: the message, and whether it was refused (access denied,
@@ -373,7 +371,6 @@ impl<'a> Stream<'a> {
             chunk: Bytes::new(),
             pos: from,
             resumes: 0,
-            requests: 0,
         };
         s.body = Some(s.get((from > 0).then_some(from))?);
         Ok(s)
@@ -392,7 +389,6 @@ impl<'a> Stream<'a> {
         if t.requester_pays {
             req = req.request_payer(aws_sdk_s3::types::RequestPayer::Requester);
         }
-        self.requests += 1;
         let out = self.rt.block_on(req.send()).map_err(|e| {
             let status = e.raw_response().map(|r| r.status().as_u16());
             OpenError {
