@@ -616,17 +616,6 @@ fn many_repositories_cloned_over_git_daemon() {
         let (code, _, err) = run(d, &a);
         assert!(code <= 1, "{err}");
     }
-    let (code, out, err) = run(
-        d,
-        &[
-            "merge",
-            "--format",
-            "json",
-            "--show-secrets",
-            parts.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 1, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&v));
 }

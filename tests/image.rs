@@ -812,18 +812,7 @@ fn a_disk_in_four_shards_merges_to_the_single_report() {
         );
         assert!(code <= 1, "{err}");
     }
-    let (code, out, err) = run(
-        d,
-        &[
-            "merge",
-            "--format",
-            "json",
-            "--show-secrets",
-            parts.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 1, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
     assert_eq!(merged["summary"]["bytes"], single["summary"]["bytes"]);
 }

@@ -33,22 +33,7 @@ fn s3(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn s3_as(moto: &Moto, d: &Path, creds: (&str, &str), args: &[&str]) -> (i32, String, String) {
-    let out = bin()
-        .arg("s3")
-        .args(args)
-        .current_dir(d)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", creds.0)
-        .env("AWS_SECRET_ACCESS_KEY", creds.1)
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_aws(d, &moto.endpoint, creds, &[&["s3"], args].concat())
 }
 
 fn s3_json(moto: &Moto, d: &Path, args: &[&str]) -> (i32, Value, String) {
@@ -792,18 +777,7 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
         found.push(creds(&v).len());
     }
     assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
-    let (code, out, err) = bin_out(
-        d,
-        &[
-            "merge",
-            "--format",
-            "json",
-            "--show-secrets",
-            parts.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 1, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
 
     // The parts uploaded to a bucket, as a fan-out's jobs leave them, merged from there.
@@ -813,39 +787,18 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
     let mut a = vec![moto.endpoint.as_str(), "keyhound-reports", "run-1/"];
     a.extend(files.iter().map(String::as_str));
     common::servers::python("put_files.py", &a);
-    let (code, out, err) = s3_merge(moto, d, "s3://keyhound-reports/run-1/");
+    let prefix = [
+        "merge",
+        "--format",
+        "json",
+        "--show-secrets",
+        "s3://keyhound-reports/run-1/",
+    ];
+    let (code, out, err) = run_aws(d, &moto.endpoint, ("testing", "testing"), &prefix);
     assert_eq!(code, 1, "{err}");
     let from_s3: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(place_keys(&from_s3), place_keys(&single));
     for f in ["files", "bytes", "places", "skipped"] {
         assert_eq!(merged["summary"][f], single["summary"][f], "{f}");
     }
-}
-
-/// `keyhound merge` of reports under an S3 prefix of the moto server.
-fn s3_merge(moto: &Moto, d: &Path, prefix: &str) -> (i32, String, String) {
-    let out = bin()
-        .args(["merge", "--format", "json", "--show-secrets", prefix])
-        .current_dir(d)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn bin_out(d: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = bin().args(args).current_dir(d).output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }

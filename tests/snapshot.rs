@@ -32,22 +32,7 @@ fn snapshot(moto: &Moto, d: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn snapshot_as(moto: &Moto, d: &Path, creds: (&str, &str), args: &[&str]) -> (i32, String, String) {
-    let out = bin()
-        .arg("snapshot")
-        .args(args)
-        .current_dir(d)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", creds.0)
-        .env("AWS_SECRET_ACCESS_KEY", creds.1)
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_aws(d, &moto.endpoint, creds, &[&["snapshot"], args].concat())
 }
 
 /// A GPT disk: p1 XFS (a home directory with a credentials file, and a deleted file's bytes in
@@ -516,12 +501,6 @@ fn snapshots_in_four_shards_merge_to_the_single_report() {
         found.push(creds(&v).len());
     }
     assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
-    let out = bin()
-        .args(["merge", "--format", "json", "--show-secrets"])
-        .arg(parts.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
 }

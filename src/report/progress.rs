@@ -10,43 +10,43 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::text::human_bytes;
 use crate::source::{ObjectProgress, RemoteProgress, Stats};
 
+fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// `, 212.4 MiB/s, ETA 0:42`: the rate of `bytes` so far, and the time left at the pace of
+/// `done` of `total` units (blocks, bytes).
+fn pace(bytes: u64, done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let mut s = format!(", {:.1} MiB/s", bytes as f64 / secs / (1 << 20) as f64);
+    if done > 0 && total > done {
+        let left = ((total - done) as f64 * secs / done as f64) as u64;
+        s.push_str(&format!(", ETA {}:{:02}", left / 60, left % 60));
+    }
+    s
+}
+
 /// `snapshots 1/3, blocks 5,120/20,480, 212.4 MiB/s, ETA 0:42`.
 fn remote_line(r: &RemoteProgress, elapsed: Duration) -> String {
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let (fetched, blocks, bytes) = (get(&r.fetched), get(&r.blocks), get(&r.bytes));
-    let secs = elapsed.as_secs_f64().max(0.001);
-    let eta = if fetched > 0 && blocks > fetched {
-        let left = ((blocks - fetched) as f64 * secs / fetched as f64) as u64;
-        format!(", ETA {}:{:02}", left / 60, left % 60)
-    } else {
-        String::new()
-    };
+    let (fetched, blocks) = (get(&r.fetched), get(&r.blocks));
     format!(
-        "snapshots {}/{}, blocks {fetched}/{blocks}, {:.1} MiB/s{eta}",
+        "snapshots {}/{}, blocks {fetched}/{blocks}{}",
         get(&r.disks_done),
         get(&r.disks),
-        bytes as f64 / secs / (1 << 20) as f64
+        pace(get(&r.bytes), fetched, blocks, elapsed)
     )
 }
 
-/// `objects 12/340, 1.2/4.5 GiB, 85.3 MiB/s, ETA 0:40`.
+/// `objects 12/340, 1.2 GiB/4.5 GiB, 85.3 MiB/s, ETA 0:40`.
 fn objects_line(o: &ObjectProgress, elapsed: Duration) -> String {
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let (bytes, total) = (get(&o.bytes), get(&o.bytes_total));
-    let secs = elapsed.as_secs_f64().max(0.001);
-    let eta = if bytes > 0 && total > bytes {
-        let left = ((total - bytes) as f64 * secs / bytes as f64) as u64;
-        format!(", ETA {}:{:02}", left / 60, left % 60)
-    } else {
-        String::new()
-    };
     format!(
-        "objects {}/{}, {}/{}, {:.1} MiB/s{eta}",
+        "objects {}/{}, {}/{}{}",
         get(&o.done),
         get(&o.total),
         human_bytes(bytes),
         human_bytes(total),
-        bytes as f64 / secs / (1 << 20) as f64
+        pace(bytes, bytes, total, elapsed)
     )
 }
 

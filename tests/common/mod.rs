@@ -44,16 +44,45 @@ pub fn bin() -> Command {
 
 /// Runs keyhound with `args` in `dir`; returns (exit code, stdout, stderr).
 pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out: Output = bin()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run keyhound");
+    outcome(bin().args(args).current_dir(dir))
+}
+
+/// Runs a prepared keyhound command; returns (exit code, stdout, stderr).
+pub fn outcome(cmd: &mut Command) -> (i32, String, String) {
+    let out: Output = cmd.output().expect("run keyhound");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// keyhound with `args` in `dir`, reaching AWS at `endpoint` (a moto server) as `creds`.
+pub fn run_aws(
+    dir: &Path,
+    endpoint: &str,
+    creds: (&str, &str),
+    args: &[&str],
+) -> (i32, String, String) {
+    outcome(
+        bin()
+            .args(args)
+            .current_dir(dir)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", creds.0)
+            .env("AWS_SECRET_ACCESS_KEY", creds.1)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE"),
+    )
+}
+
+/// `keyhound merge` of the parts in `parts` (secrets shown) as JSON, which must have found
+/// secrets (exit 1).
+pub fn merged(dir: &Path, parts: &Path) -> serde_json::Value {
+    let p = parts.to_str().unwrap();
+    let (code, out, err) = run(dir, &["merge", "--format", "json", "--show-secrets", p]);
+    assert_eq!(code, 1, "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
 }
 
 pub fn json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
