@@ -343,7 +343,8 @@ struct S3Args {
 
 #[derive(Args)]
 struct MergeArgs {
-    /// The parts' JSON reports, or directories holding them (*.json).
+    /// The parts' JSON reports (scan reports, and the action reports of `--report part.json`),
+    /// or directories or s3://bucket/prefix/ holding them (*.json).
     #[arg(required = true)]
     reports: Vec<PathBuf>,
     #[command(flatten)]
@@ -434,6 +435,10 @@ struct AuditArgs {
     /// Seconds to wait for IAM to generate a credential report.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     report_wait: u64,
+    /// Accounts split by a hash of their id; `keyhound merge` joins the parts' JSON action
+    /// reports (`--report part-{shard}.json`).
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 #[derive(Args)]
@@ -474,7 +479,14 @@ struct OutputArgs {
     /// Colour in text output.
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorWhen,
-    /// Scan only part K of N (1-based: 3/4); `keyhound merge` joins the N reports (JSON).
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// Which part of a split scan (or audit) this run is.
+#[derive(Args)]
+struct ShardArgs {
+    /// Only part K of N (1-based: 3/4); `keyhound merge` joins the N reports (JSON).
     #[arg(long, value_name = "K/N", value_parser = crate::shard::Shard::parse, help_heading = "Sharding")]
     shard: Option<crate::shard::Shard>,
     /// Scan only part I (0-based, as fan-out engines count: a GitHub matrix's job-index) of
@@ -496,6 +508,23 @@ struct OutputArgs {
         help_heading = "Sharding"
     )]
     shards: Option<u32>,
+}
+
+impl ShardArgs {
+    /// The shard asked for on the command line or, without one, by the fan-out engine.
+    fn resolve(self) -> Option<crate::shard::Shard> {
+        match (self.shard, self.shard_index, self.shards) {
+            (Some(s), _, _) => Some(Ok(s)),
+            (None, Some(i), Some(n)) => Some(crate::shard::Shard::indexed(i, n)),
+            _ => crate::shard::Shard::from_env(|k| std::env::var(k).ok()).transpose(),
+        }
+        .map(|r| {
+            r.unwrap_or_else(|e| {
+                eprintln!("keyhound: error: {e}");
+                std::process::exit(EXIT_ERROR.into())
+            })
+        })
+    }
 }
 
 /// Flags that change how a report looks or where it goes, not what it holds: left out of a
@@ -525,6 +554,7 @@ const NOT_IN_PLAN: &[(&str, bool)] = &[
     ("--ebs-concurrency", true),
     ("--ebs-requests-per-second", true),
     ("--verify-concurrency", true),
+    ("--report-wait", true),
 ];
 
 /// The command line as a plan's identity: what shards must share to be merged.
@@ -634,7 +664,8 @@ struct GitArgs {
     #[arg(long)]
     staged: bool,
     /// Many repositories as one scan: a file of paths or clone URLs, one a line (`#`
-    /// comments). Each blob once across them; with --shard, whole repositories are split.
+    /// comments), each with its size after it if known (`git@host:org/api 800m`). Each blob
+    /// once across them; with --shard, whole repositories are split, balanced by size.
     #[arg(long, value_name = "FILE", conflicts_with = "staged")]
     repos: Option<PathBuf>,
     /// Where repositories given by URL are cloned (bare, with gix); an existing clone there is
@@ -744,26 +775,8 @@ impl DetectArgs {
 
 impl OutputArgs {
     fn plan(self) -> OutputPlan {
-        let shard = match (self.shard, self.shard_index, self.shards) {
-            (Some(s), _, _) => Some(Ok(s)),
-            (None, Some(i), Some(n)) => Some(crate::shard::Shard::indexed(i, n)),
-            _ => crate::shard::Shard::from_env(|k| std::env::var(k).ok()).transpose(),
-        }
-        .map(|r| {
-            r.unwrap_or_else(|e| {
-                eprintln!("keyhound: error: {e}");
-                std::process::exit(EXIT_ERROR.into())
-            })
-        });
-        // `--output part-{shard}.json`: each part's own file, for engines that give no shell
-        // to expand an index in (AWS Batch).
-        let file = match (self.output, shard) {
-            (Some(f), Some(s)) => Some(PathBuf::from(
-                f.to_string_lossy()
-                    .replace("{shard}", &(s.index + 1).to_string()),
-            )),
-            (f, _) => f,
-        };
+        let shard = self.shard.resolve();
+        let file = self.output.map(|f| crate::shard::fill(&f, shard));
         OutputPlan {
             shard,
             args: plan_args(),
@@ -918,6 +931,11 @@ pub fn main() -> ExitCode {
             a.organization,
             a.actions.plan(true, a.access.plan()),
             std::time::Duration::from_secs(a.report_wait),
+            crate::report::PlanId {
+                args: plan_args(),
+                rules: String::new(),
+                shard: a.shard.resolve(),
+            },
         ),
         Command::Remediate(a) => command::remediate::run(
             &a.plan,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::blob::Blob;
 use crate::detect::{Engine, RuleSet};
@@ -154,52 +154,12 @@ pub(crate) fn finish(
     if !out.include_examples {
         creds.retain(|c| c.class != Class::Example);
     }
-    let mut incomplete = false;
-    // IAM is asked before STS: a verification call would itself count as the key's last use.
-    let mut session = None;
-    if det.actions.wanted() {
-        match open_session(det.actions) {
-            Ok(s) => session = s,
-            Err(e) => {
-                eprintln!("keyhound: error: {e:#}");
-                incomplete = true;
-            }
-        }
-    }
-    let lookups = session.as_ref().filter(|_| det.actions.owners).map(|s| {
-        let (found, warnings) = crate::aws::owners::lookup(s, &creds);
-        for w in warnings {
-            eprintln!("keyhound: warning: {w}");
-        }
-        found
-    });
-    if let Some(opts) = &det.verify.options {
-        for w in crate::aws::verify::verify(&mut creds, opts)? {
-            eprintln!("keyhound: warning: {w}");
-        }
-        // Live keys are incidents: they come first.
-        creds.sort_by_key(|c| !c.is_live());
-    }
-    if det.verify.only_verified {
-        creds.retain(Credential::is_live);
-    }
-    if det.actions.wanted() {
-        let secrets: Vec<Credential> = creds
-            .iter()
-            .filter(|c| c.class == Class::Secret)
-            .cloned()
-            .collect();
-        let directory = load_directory(det.actions)?;
-        let rows = crate::aws::owners::records(
-            &secrets,
-            lookups.as_ref(),
-            &record_options(det.actions, directory.as_ref()),
-        );
-        let report = action_report("scan", session.as_ref(), det.actions, rows, Vec::new());
-        if !deliver(&report, session.as_ref(), det.actions)? {
-            incomplete = true;
-        }
-    }
+    let plan = crate::report::PlanId {
+        args: out.args.clone(),
+        rules: det.engine.rules.digest(),
+        shard: out.shard,
+    };
+    let incomplete = enrich(Some(det.actions), det.verify, &mut creds, &plan)?;
     let summary = Summary {
         files: stats.files.load(std::sync::atomic::Ordering::Relaxed),
         commits: stats.commits.load(std::sync::atomic::Ordering::Relaxed),
@@ -230,14 +190,72 @@ pub(crate) fn finish(
             .collect(),
         summary,
         show_secrets: out.show_secrets,
-        plan: Some(crate::report::PlanId {
-            args: out.args.clone(),
-            rules: det.engine.rules.digest(),
-            shard: out.shard,
-        }),
+        plan: Some(plan),
     };
     write_report(&report, out)?;
     Ok(exit_code(&report))
+}
+
+/// What a run asks AWS about its credentials once they are grouped and suppressed: owners from
+/// IAM (before STS: a verification call would itself count as the key's last use), then STS,
+/// then the action report and its delivery. Shared by every scan and by `merge`. True when
+/// something could not be done (the run is then incomplete). Without `actions`, only STS.
+pub(crate) fn enrich(
+    actions: Option<&ActionPlan>,
+    verify: &VerifyPlan,
+    creds: &mut Vec<Credential>,
+    plan: &crate::report::PlanId,
+) -> Result<bool> {
+    let mut incomplete = false;
+    let mut session = None;
+    let actions = actions.filter(|a| a.wanted());
+    if let Some(actions) = actions {
+        match open_session(actions) {
+            Ok(s) => session = s,
+            Err(e) => {
+                eprintln!("keyhound: error: {e:#}");
+                incomplete = true;
+            }
+        }
+    }
+    let lookups = session
+        .as_ref()
+        .filter(|_| actions.is_some_and(|a| a.owners))
+        .map(|s| {
+            let (found, warnings) = crate::aws::owners::lookup(s, creds);
+            for w in warnings {
+                eprintln!("keyhound: warning: {w}");
+            }
+            found
+        });
+    if let Some(opts) = &verify.options {
+        for w in crate::aws::verify::verify(creds, opts)? {
+            eprintln!("keyhound: warning: {w}");
+        }
+        // Live keys are incidents: they come first.
+        creds.sort_by_key(|c| !c.is_live());
+    }
+    if verify.only_verified {
+        creds.retain(Credential::is_live);
+    }
+    if let Some(actions) = actions {
+        let secrets: Vec<Credential> = creds
+            .iter()
+            .filter(|c| c.class == Class::Secret)
+            .cloned()
+            .collect();
+        let directory = load_directory(actions)?;
+        let rows = crate::aws::owners::records(
+            &secrets,
+            lookups.as_ref(),
+            &record_options(actions, directory.as_ref()),
+        );
+        let report = action_report("scan", session.as_ref(), actions, rows, Vec::new(), plan);
+        if !deliver(&report, session.as_ref(), actions)? {
+            incomplete = true;
+        }
+    }
+    Ok(incomplete)
 }
 
 /// 2 when the scan is incomplete, 1 when it found secrets, 0 otherwise.
@@ -285,6 +303,7 @@ pub(crate) fn action_report(
     a: &ActionPlan,
     keys: Vec<crate::aws::actions::KeyRecord>,
     failed: Vec<(String, String)>,
+    plan: &crate::report::PlanId,
 ) -> report::actions::ActionReport {
     report::actions::ActionReport {
         schema: report::actions::SCHEMA.into(),
@@ -299,6 +318,7 @@ pub(crate) fn action_report(
             .map(|(account, error)| report::actions::AccountError { account, error })
             .collect(),
         keys,
+        plan: Some(plan.clone()),
     }
 }
 
@@ -308,10 +328,19 @@ pub(crate) fn deliver(
     session: Option<&crate::aws::iam::Session>,
     a: &ActionPlan,
 ) -> Result<bool> {
+    let shard = r.plan.as_ref().and_then(|p| p.shard);
     for path in &a.reports {
-        report::actions::write_file(r, path)?;
+        report::actions::write_file(r, &crate::shard::fill(path, shard))?;
     }
     match (&a.notify_sns, session) {
+        // Each owner hears once, from `keyhound merge --notify-sns`, not once a part.
+        (Some(_), _) if shard.is_some_and(|s| s.count > 1) => {
+            eprintln!(
+                "keyhound: note: a part of a sharded run does not notify: `keyhound merge \
+                 --notify-sns TOPIC` does, once, for the whole run"
+            );
+            Ok(true)
+        }
         (Some(topic), Some(s)) => crate::aws::notify::run(s, topic, r),
         _ => Ok(true),
     }
@@ -329,9 +358,7 @@ pub(crate) fn write_report(report: &Report, out: &OutputPlan) -> Result<()> {
     let quiet_text = out.quiet && out.format == Format::Text;
     match &out.file {
         Some(path) => {
-            let f = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(f);
+            let mut w = std::io::BufWriter::new(report::create_file(path)?);
             report::write(report, out.format, false, &mut w)?;
             w.flush()?;
             if out.format != Format::Text && !out.quiet {

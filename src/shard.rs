@@ -87,6 +87,18 @@ impl Shard {
     }
 }
 
+/// A file name with `{shard}` in it, for this shard (its 1-based number): each part's own file,
+/// for engines that give no shell to expand an index in (AWS Batch).
+pub fn fill(path: &std::path::Path, shard: Option<Shard>) -> std::path::PathBuf {
+    match shard {
+        Some(s) => path
+            .to_string_lossy()
+            .replace("{shard}", &(s.index + 1).to_string())
+            .into(),
+        None => path.to_path_buf(),
+    }
+}
+
 /// Which of `count` shards `name` falls in: the first 8 bytes of its SHA-256, so that the split
 /// is the same on every platform and in every version.
 pub fn bucket(name: &[u8], count: u32) -> u32 {
@@ -94,9 +106,53 @@ pub fn bucket(name: &[u8], count: u32) -> u32 {
     (u64::from_be_bytes(h[..8].try_into().unwrap()) % u64::from(count.max(1))) as u32
 }
 
+/// Whole items of known sizes split among `count` shards so that each gets about as many bytes:
+/// largest first, each to the shard with the least so far (ties: the lower index; equal sizes in
+/// name order). The same names and sizes give the same split on every machine. Returns each
+/// item's shard, in the order given.
+pub fn balance(items: &[(&str, u64)], count: u32) -> Vec<u32> {
+    let count = count.max(1);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[b].1.cmp(&items[a].1).then(items[a].0.cmp(items[b].0)));
+    let mut load = vec![0u64; count as usize];
+    let mut out = vec![0u32; items.len()];
+    for i in order {
+        let (k, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|&(k, l)| (*l, k))
+            .unwrap();
+        load[k] += items[i].1;
+        out[i] = k as u32;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One big repository and many small ones: the loads end within one small one of each
+    /// other; the input's order does not matter.
+    #[test]
+    fn balance_by_size() {
+        let mut items: Vec<(String, u64)> = vec![("big".into(), 900)];
+        items.extend((0..30).map(|i| (format!("small{i:02}"), 60 + i)));
+        let view: Vec<(&str, u64)> = items.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let got = balance(&view, 3);
+        let mut load = [0u64; 3];
+        for (i, k) in got.iter().enumerate() {
+            load[*k as usize] += view[i].1;
+        }
+        assert_eq!(got[0], 0, "the biggest goes first, to shard 1");
+        let (max, min) = (load.iter().max().unwrap(), load.iter().min().unwrap());
+        assert!(max - min <= 100, "{load:?}");
+        let mut rev = view.clone();
+        rev.reverse();
+        let mut back = balance(&rev, 3);
+        back.reverse();
+        assert_eq!(back, got);
+    }
 
     #[test]
     fn forms_and_environment() {

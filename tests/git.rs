@@ -489,7 +489,7 @@ fn commit_and_tag_messages_are_scanned() {
 /// `git --repos FILE`: repositories served by `git daemon` on loopback (cloned bare with gix
 /// into --clone-dir) and a local path, as one scan, each with its keys only in history and its
 /// places prefixed by the repository as listed; the same clone reused by a second run; in 2
-/// shards (whole repositories each) merged, the single report.
+/// shards (whole repositories each) merged, the single report; split by the sizes given.
 #[test]
 fn many_repositories_cloned_over_git_daemon() {
     let tmp = tempfile::tempdir().unwrap();
@@ -618,4 +618,47 @@ fn many_repositories_cloned_over_git_daemon() {
     }
     let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&v));
+
+    // Split by size: api said to be big takes a part alone; web (said small) and the local
+    // repository (measured) share the other.
+    write(
+        d,
+        "sized.txt",
+        format!(
+            "{} 5g\n{} 1k\n{}\n",
+            url("api"),
+            url("web"),
+            local.display()
+        ),
+    );
+    let holds = |k: u32| {
+        let shard = format!("{k}/2");
+        let a = [
+            "git",
+            "--format",
+            "json",
+            "--shard",
+            &shard,
+            "--repos",
+            "sized.txt",
+            "--clone-dir",
+            "clones",
+        ];
+        let (code, out, err) = run(d, &a);
+        assert!(code <= 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut roots: Vec<String> = creds(&v)
+            .iter()
+            .map(|c| {
+                let p = c["places"][0]["path"].as_str().unwrap();
+                p.split(" @ ").next().unwrap().to_string()
+            })
+            .collect();
+        roots.sort();
+        roots
+    };
+    assert_eq!(holds(1), [url("api")]);
+    let mut rest = vec![url("web"), local.display().to_string()];
+    rest.sort();
+    assert_eq!(holds(2), rest);
 }

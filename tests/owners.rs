@@ -445,6 +445,34 @@ fn sns_message_per_owner_read_back_from_sqs() {
         ["(no owner)", "dave@example.com", "erin@example.com"],
         "{err}"
     );
+
+    // A sharded audit: the parts send nothing; their merge sends the same messages, once.
+    let topic = s(&moto.setup, "topic_arn");
+    for k in ["1/2", "2/2"] {
+        let (code, _, err) = exec(
+            operator(&moto, dir),
+            &[
+                "audit",
+                "--notify-sns",
+                topic,
+                "--shard",
+                k,
+                "--report",
+                "p/{shard}.json",
+            ],
+        );
+        assert!(code <= 1, "{err}");
+        assert!(err.contains("does not notify"), "{err}");
+    }
+    let none: Value =
+        serde_json::from_str(&query(&moto, &["sqs-read", s(&moto.setup, "queue_url")])).unwrap();
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none:#}");
+    let (code, out, err) = exec(operator(&moto, dir), &["merge", "p", "--notify-sns", topic]);
+    assert_eq!(code, 1, "{err}\n{out}");
+    assert!(out.contains("# keyhound action report"), "{out}");
+    let messages: Value =
+        serde_json::from_str(&query(&moto, &["sqs-read", s(&moto.setup, "queue_url")])).unwrap();
+    assert_eq!(messages.as_array().unwrap().len(), 3, "{messages:#}");
 }
 
 #[test]
@@ -482,4 +510,229 @@ fn owners_without_credentials_is_an_error_not_a_crash() {
     // The scan itself still reports, and the action report is still written (REVIEW).
     let r = read_json(&tmp.path().join("r.json"));
     assert_eq!(r["keys"][0]["action"], "REVIEW");
+}
+
+/// The facts of a row that any run of the same plan gives (not dates of use, which moto moves
+/// as the operator's own key is used), with its places in order.
+fn essentials(report: &Value) -> Vec<Value> {
+    report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let mut places: Vec<&str> = k["places"]
+                .as_array()
+                .map(|p| p.iter().map(|x| x.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            places.sort();
+            serde_json::json!({
+                "key_id": k["key_id"], "user": k["user"], "account": k["account"],
+                "owner": k["owner"], "status": k["status"], "action": k["action"],
+                "foreign": k["foreign"], "secret_found": k["secret_found"], "places": places,
+            })
+        })
+        .collect()
+}
+
+/// A sharded audit and a sharded scan with --owners: each part writes its action report
+/// (`--report …-{shard}.json`) and `merge` joins them into the one a single run writes; with
+/// --owners on merge, IAM is asked on the joined credentials, once per key.
+#[test]
+fn sharded_audit_and_scan_merge_their_action_reports() {
+    let moto = Moto::start_with("moto_org.py", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let member = s(&moto.setup, "member_account");
+    let main = s(&moto.setup["admin"], "account");
+    // As many shards as it takes for the two accounts to fall in different ones.
+    let bucket = |a: &str, n| keyhound::shard::bucket(a.as_bytes(), n);
+    let n = (2..16)
+        .find(|&n| bucket(main, n) != bucket(member, n))
+        .unwrap();
+    let accounts = format!("{main},{member}");
+    let audit = [
+        "audit",
+        "--assume-role",
+        "KeyhoundAudit",
+        "--accounts",
+        &accounts,
+        "--max-age",
+        "0",
+    ];
+    let run = |extra: &[&str]| exec(operator(&moto, dir), &[&audit[..], extra].concat());
+    let (code, out, err) = run(&["--report", "whole.json"]);
+    assert_eq!(code, 1, "{err}\n{out}");
+    for k in 1..=n {
+        let shard = format!("{k}/{n}");
+        let (code, out, err) = run(&["--shard", &shard, "--report", "audit/part-{shard}.json"]);
+        assert!(code <= 1, "{shard}: {err}\n{out}");
+        assert!(err.contains(&format!("shard {shard}: ")), "{err}");
+    }
+    let audited: Vec<usize> = (1..=n)
+        .map(|k| {
+            read_json(&dir.join(format!("audit/part-{k}.json")))["keys"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(
+        audited.iter().filter(|&&c| c > 0).count() >= 2,
+        "the accounts fall in two parts: {audited:?}"
+    );
+    let (code, out, err) = exec(
+        operator(&moto, dir),
+        &["merge", "audit", "--report", "merged.json"],
+    );
+    assert_eq!(code, 1, "{err}\n{out}");
+    let (whole, merged) = (
+        read_json(&dir.join("whole.json")),
+        read_json(&dir.join("merged.json")),
+    );
+    assert_eq!(essentials(&merged), essentials(&whole));
+    assert_eq!(merged["source"], "audit");
+    assert!(merged["plan"]["shard"].is_null(), "{:#}", merged["plan"]);
+    // A part missing: named, exit 2.
+    std::fs::remove_file(dir.join("audit/part-1.json")).unwrap();
+    let (code, _, err) = exec(
+        operator(&moto, dir),
+        &["merge", "audit", "--report", "m.json"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("shard 1/{n} is missing")), "{err}");
+
+    // A scan: alice's key in several files (so in several parts), mallory's in another account.
+    let (alice, mallory) = (&moto.setup["alice"], &moto.setup["mallory"]);
+    let pair = |u: &Value| {
+        format!(
+            "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+            s(u, "key_id"),
+            s(u, "secret")
+        )
+    };
+    for f in ["a.env", "b/c.env", "d/e.env", "f.env", "g/h.env", "i.env"] {
+        write(dir, &format!("tree/app/{f}"), pair(alice));
+    }
+    write(dir, "tree/vendor/.env", pair(mallory));
+    let scan = [
+        "scan",
+        "tree",
+        "--owners",
+        "--format",
+        "json",
+        "--show-secrets",
+    ];
+    let run = |extra: &[&str]| exec(operator(&moto, dir), &[&scan[..], extra].concat());
+    let (code, out, err) = run(&["--report", "whole-scan.json", "-o", "whole-scan.out"]);
+    assert_eq!(code, 1, "{err}\n{out}");
+    for k in 1..=n {
+        let shard = format!("{k}/{n}");
+        let (code, out, err) = run(&[
+            "--shard",
+            &shard,
+            "-o",
+            "parts/scan-{shard}.json",
+            "--report",
+            "parts/actions-{shard}.json",
+        ]);
+        assert!(code <= 1, "{shard}: {err}\n{out}");
+    }
+    let holding = (1..=n)
+        .filter(|k| {
+            let r = read_json(&dir.join(format!("parts/actions-{k}.json")));
+            r["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["key_id"] == alice["key_id"])
+        })
+        .count();
+    assert!(holding >= 2, "alice's key is found in {holding} parts");
+    // The parts' action reports joined: owner facts carried over, nothing asked.
+    moto.record();
+    let (code, out, err) = exec(
+        operator(&moto, dir),
+        &[
+            "merge",
+            "parts",
+            "--report",
+            "carried.json",
+            "-o",
+            "merged.out",
+        ],
+    );
+    assert_eq!(code, 1, "{err}\n{out}");
+    let iam = |calls: &[Value], action: &str| {
+        calls
+            .iter()
+            .filter(|r| {
+                let body = r["body"].as_str().unwrap_or_default();
+                let body = if r["body_encoded"] == true {
+                    use base64::Engine;
+                    String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD
+                            .decode(body)
+                            .unwrap_or_default(),
+                    )
+                    .into_owned()
+                } else {
+                    body.to_string()
+                };
+                body.contains(&format!("Action={action}"))
+            })
+            .count()
+    };
+    assert_eq!(iam(&moto.recorded(), "GetAccessKeyLastUsed"), 0);
+    let whole = read_json(&dir.join("whole-scan.json"));
+    assert_eq!(
+        essentials(&read_json(&dir.join("carried.json"))),
+        essentials(&whole)
+    );
+    assert_eq!(essentials(&whole).len(), 2, "{whole:#}");
+    assert_eq!(
+        key_row(&whole, s(alice, "key_id"))["places"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    // Only the scan parts, --owners on merge: IAM asked once, for the one key in reach.
+    std::fs::create_dir(dir.join("scans")).unwrap();
+    for k in 1..=n {
+        let f = format!("scan-{k}.json");
+        std::fs::copy(dir.join("parts").join(&f), dir.join("scans").join(&f)).unwrap();
+    }
+    moto.record();
+    let (code, out, err) = exec(
+        operator(&moto, dir),
+        &[
+            "merge",
+            "scans",
+            "--owners",
+            "--report",
+            "asked.json",
+            "-o",
+            "m.out",
+        ],
+    );
+    assert_eq!(code, 1, "{err}\n{out}");
+    assert_eq!(iam(&moto.recorded(), "GetAccessKeyLastUsed"), 1);
+    assert_eq!(
+        essentials(&read_json(&dir.join("asked.json"))),
+        essentials(&whole)
+    );
+    // Redacted parts carry no key id to ask about: said, exit 2.
+    let (code, out, err) = exec(
+        operator(&moto, dir),
+        &[
+            "scan", "tree", "--owners", "--format", "json", "--shard", "1/1", "-o", "r/1.json",
+        ],
+    );
+    assert_eq!(code, 1, "{err}\n{out}");
+    let (code, _, err) = exec(
+        operator(&moto, dir),
+        &["merge", "r", "--owners", "--report", "x.json"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("key ids are redacted"), "{err}");
 }

@@ -123,21 +123,98 @@ fn clone_name(url: &str) -> String {
     format!("{safe}-{h:08x}.git")
 }
 
+/// A line of a `--repos` file: a path or URL, and a size after it when given (`12345`,
+/// `800k`, `1.5g`: bytes, or KiB, MiB, GiB).
+fn repo_line(line: &str) -> (&str, Option<u64>) {
+    if let Some((target, last)) = line.rsplit_once(char::is_whitespace) {
+        if let Some(n) = parse_size(last) {
+            return (target.trim_end(), Some(n));
+        }
+    }
+    (line, None)
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.to_ascii_lowercase();
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &s[digits.len()..] {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    let n: f64 = digits.parse().ok()?;
+    (n.is_finite() && n >= 0.0).then_some((n * unit as f64) as u64)
+}
+
+/// The bytes of a local repository's object database (loose objects and packs), as its size for
+/// the split.
+fn repo_bytes(path: &Path) -> Option<u64> {
+    let repo = git::open(path).ok()?.to_thread_local();
+    let objects = repo.common_dir().join("objects");
+    let mut total = 0;
+    for e in ignore::WalkBuilder::new(&objects)
+        .standard_filters(false)
+        .build()
+        .flatten()
+    {
+        if let Ok(m) = e.metadata() {
+            if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Which repositories of the list are this shard's: balanced by size (given on the line, else
+/// the local object database's; a URL without one counts as the mean of the others, or 1 when
+/// none is known), so that one big repository does not make one part the slowest.
+fn owned_repos(targets: &[(&str, Option<u64>)], shard: Option<crate::shard::Shard>) -> Vec<bool> {
+    let Some(shard) = shard.filter(|s| s.count > 1) else {
+        return vec![true; targets.len()];
+    };
+    let sizes: Vec<Option<u64>> = targets
+        .iter()
+        .map(|(t, given)| {
+            given.or_else(|| (!is_url(t)).then(|| repo_bytes(Path::new(t))).flatten())
+        })
+        .collect();
+    let known: Vec<u64> = sizes.iter().flatten().copied().collect();
+    let mean = if known.is_empty() {
+        1
+    } else {
+        (known.iter().sum::<u64>() / known.len() as u64).max(1)
+    };
+    let items: Vec<(&str, u64)> = targets
+        .iter()
+        .zip(&sizes)
+        .map(|((t, _), s)| (*t, s.unwrap_or(mean)))
+        .collect();
+    crate::shard::balance(&items, shard.count)
+        .into_iter()
+        .map(|k| k == shard.index)
+        .collect()
+}
+
 /// `keyhound git --repos FILE`: every repository of the list as one scan, each blob and commit
 /// once across them, places prefixed with the repository as listed. URLs are cloned bare into
-/// `--clone-dir` with gix. With a shard, whole repositories are split (by a hash of the line),
-/// so that no part walks another's history.
+/// `--clone-dir` with gix. With a shard, whole repositories are split by size (see
+/// `owned_repos`), so that no part walks another's history.
 fn run_many(plan: GitPlan) -> Result<u8> {
     let start = Instant::now();
     let list = plan.repos.as_ref().unwrap();
     let text =
         std::fs::read_to_string(list).with_context(|| format!("cannot read {}", list.display()))?;
-    let lines: Vec<String> = text
+    let targets: Vec<(&str, Option<u64>)> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
+        .map(repo_line)
         .collect();
+    let owned = owned_repos(&targets, plan.output.shard);
+    let lines: Vec<String> = targets.iter().map(|(t, _)| t.to_string()).collect();
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());
     let progress = progress(&stats, &plan.output);
@@ -146,13 +223,9 @@ fn run_many(plan: GitPlan) -> Result<u8> {
         shard: None,
         ..plan.history
     };
-    let shard = plan.output.shard;
     let mut seen = HashSet::new();
     let mut found = Vec::new();
-    for line in &lines {
-        if shard.is_some_and(|s| !s.owns(line.as_bytes())) {
-            continue;
-        }
+    for (line, _) in lines.iter().zip(&owned).filter(|(_, &mine)| mine) {
         let repo = if is_url(line) {
             let Some(dir) = &plan.clone_dir else {
                 stats.skip(
@@ -322,4 +395,26 @@ fn line_at(data: &[u8], n: u64) -> &[u8] {
     }
     let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
     rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repos_lines_with_sizes() {
+        assert_eq!(
+            repo_line("git://h/a.git 5g"),
+            ("git://h/a.git", Some(5 << 30))
+        );
+        assert_eq!(
+            repo_line("/srv/my repo  800k"),
+            ("/srv/my repo", Some(800 << 10))
+        );
+        assert_eq!(repo_line("/srv/a 1.5m"), ("/srv/a", Some(3 << 19)));
+        assert_eq!(repo_line("/srv/a 4096"), ("/srv/a", Some(4096)));
+        assert_eq!(repo_line("/srv/my repo"), ("/srv/my repo", None));
+        assert_eq!(repo_line("/srv/a 12x"), ("/srv/a 12x", None));
+        assert_eq!(repo_line("12k"), ("12k", None));
+    }
 }

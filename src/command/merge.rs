@@ -4,6 +4,12 @@
 //! different plans are refused; a missing part, or one that did not finish, is named and makes
 //! the exit status 2. Credentials are joined by fingerprint with every place of every part
 //! (what STS said, when a part verified, carried over); counts are summed.
+//!
+//! Action reports (`--report part-{shard}.json` of a sharded scan or `audit`) are parts too:
+//! joined by key id with every place, each key's action decided again on the joined facts,
+//! and written where this run's `--report` says (owner facts carried over, IAM not asked). With
+//! `--owners` (or `--report` and no action parts), IAM is asked once, on the joined
+//! credentials, as a single scan would.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,9 +19,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::aws::actions::KeyRecord;
 use crate::detect::{Role, RuleMeta, Severity};
 use crate::finding::{Credential, Place, Verification};
-use crate::pipeline::{exit_code, write_report, DetectPlan, Detector, OutputPlan};
+use crate::pipeline::{
+    deliver, enrich, exit_code, open_session, write_report, ActionPlan, DetectPlan, Detector,
+    OutputPlan,
+};
+use crate::report::actions::ActionReport;
 use crate::report::{PlanId, Report, Summary};
 use crate::source::Skip;
 use crate::suppress::Reason;
@@ -25,6 +36,19 @@ pub struct MergePlan {
     pub inputs: Vec<PathBuf>,
     pub detect: DetectPlan,
     pub output: OutputPlan,
+}
+
+/// One input: a part's scan report, or a part's action report.
+enum Input {
+    Scan(Part),
+    Actions(ActionPart),
+}
+
+/// A part's action report (`--report part-{shard}.json`).
+struct ActionPart {
+    file: String,
+    plan: PlanId,
+    report: ActionReport,
 }
 
 /// One part's report, read.
@@ -150,68 +174,113 @@ fn s3_reports(
     Ok(out)
 }
 
-fn read(file: String, text: &str) -> Result<Part> {
+fn read(file: String, text: &str) -> Result<Input> {
     let v: Value = serde_json::from_str(text)
         .with_context(|| format!("{file}: not a JSON report (write parts with --format json)"))?;
+    let no_plan = || format!("{file}: the report names no plan (written by an older keyhound?)");
+    if v["schema"] == crate::report::actions::SCHEMA {
+        let report: ActionReport = serde_json::from_value(v)
+            .with_context(|| format!("{file}: not a keyhound action report"))?;
+        if report.version != crate::report::actions::VERSION {
+            bail!("{file}: action report version {}", report.version);
+        }
+        let plan = report.plan.clone().with_context(no_plan)?;
+        return Ok(Input::Actions(ActionPart { file, plan, report }));
+    }
     if v["schema"] != crate::report::json::SCHEMA {
         bail!("{file}: not a keyhound report");
     }
-    let plan: PlanId = serde_json::from_value(v["plan"].clone()).with_context(|| {
-        format!("{file}: the report names no plan (written by an older keyhound?)")
-    })?;
-    Ok(Part {
+    let plan: PlanId = serde_json::from_value(v["plan"].clone())
+        .ok()
+        .with_context(no_plan)?;
+    Ok(Input::Scan(Part {
         file,
         plan,
         kind: v["scan"]["kind"].as_str().unwrap_or("worktree").to_string(),
         roots: serde_json::from_value(v["scan"]["roots"].clone()).unwrap_or_default(),
         credentials: v["credentials"].as_array().cloned().unwrap_or_default(),
         summary: v["summary"].clone(),
-    })
+    }))
+}
+
+/// Checks that `parts` (of one kind: `what`) are of `first`'s plan, each shard once; the
+/// shards missing are returned.
+fn check<'a>(
+    parts: impl Iterator<Item = (&'a str, &'a PlanId)>,
+    first: (&str, &PlanId),
+    what: &str,
+) -> Result<Vec<String>> {
+    let (first_file, first) = first;
+    let count = first.shard.map_or(1, |s| s.count);
+    let mut have: BTreeMap<u32, &str> = BTreeMap::new();
+    for (file, p) in parts {
+        if p.args != first.args || p.rules != first.rules {
+            bail!(
+                "{file} is a part of another plan than {first_file} (`{}` with rules {} against \
+                 `{}` with rules {}): refused",
+                p.args.join(" "),
+                p.rules,
+                first.args.join(" "),
+                first.rules
+            );
+        }
+        let s = p.shard.map_or((0, 1), |s| (s.index, s.count));
+        if s.1 != count {
+            bail!(
+                "{file} is a part of {} shards, {first_file} of {count}: refused",
+                s.1
+            );
+        }
+        if let Some(other) = have.insert(s.0, file) {
+            bail!("{file} and {other} are both shard {}/{count}", s.0 + 1);
+        }
+    }
+    Ok((0..count)
+        .filter(|k| !have.contains_key(k))
+        .map(|k| {
+            format!(
+                "shard {}/{count} is missing: its part of the {what} is not in this report",
+                k + 1
+            )
+        })
+        .collect())
 }
 
 pub fn run(plan: MergePlan) -> Result<u8> {
-    let parts: Vec<Part> = sources(&plan.inputs, &plan.detect.actions.access)?
-        .into_iter()
-        .map(|(name, text)| read(name, &text))
-        .collect::<Result<_>>()?;
-    // One plan, every shard once.
-    let first = &parts[0];
-    let count = first.plan.shard.map_or(1, |s| s.count);
-    let mut have: BTreeMap<u32, &str> = BTreeMap::new();
-    for p in &parts {
-        if p.plan.args != first.plan.args || p.plan.rules != first.plan.rules {
-            bail!(
-                "{} is a part of another plan than {} (`{}` with rules {} against `{}` with rules \
-                 {}): refused",
-                p.file,
-                first.file,
-                p.plan.args.join(" "),
-                p.plan.rules,
-                first.plan.args.join(" "),
-                first.plan.rules
-            );
-        }
-        let s = p.plan.shard.map_or((0, 1), |s| (s.index, s.count));
-        if s.1 != count {
-            bail!(
-                "{} is a part of {} shards, {} of {count}: refused",
-                p.file,
-                s.1,
-                first.file
-            );
-        }
-        if let Some(other) = have.insert(s.0, &p.file) {
-            bail!("{} and {other} are both shard {}/{count}", p.file, s.0 + 1);
+    let mut parts: Vec<Part> = Vec::new();
+    let mut action_parts: Vec<ActionPart> = Vec::new();
+    for (name, text) in sources(&plan.inputs, &plan.detect.actions.access)? {
+        match read(name, &text)? {
+            Input::Scan(p) => parts.push(p),
+            Input::Actions(a) => action_parts.push(a),
         }
     }
-    let mut errors: Vec<String> = Vec::new();
-    for k in 0..count {
-        if !have.contains_key(&k) {
-            errors.push(format!(
-                "shard {}/{count} is missing: its part of the scan is not in this report",
-                k + 1
-            ));
-        }
+    // One plan, every shard once (scan reports and action reports alike).
+    let first = parts
+        .first()
+        .map(|p| (p.file.as_str(), &p.plan))
+        .or(action_parts.first().map(|a| (a.file.as_str(), &a.plan)))
+        .context("no reports to merge")?;
+    let mut errors = if parts.is_empty() {
+        Vec::new()
+    } else {
+        check(
+            parts.iter().map(|p| (p.file.as_str(), &p.plan)),
+            first,
+            "scan",
+        )?
+    };
+    let first = (first.0.to_string(), first.1.clone());
+    if !action_parts.is_empty() {
+        let missing = check(
+            action_parts.iter().map(|a| (a.file.as_str(), &a.plan)),
+            (&first.0, &first.1),
+            "action report",
+        )?;
+        errors.extend(missing);
+    }
+    if parts.is_empty() {
+        return actions_only(&plan, &first.1, &action_parts, errors);
     }
     for p in &parts {
         if p.summary["incomplete"] == true {
@@ -273,23 +342,43 @@ pub fn run(plan: MergePlan) -> Result<u8> {
         c.places
             .sort_by(|a, b| (&a.origin, a.location.offset).cmp(&(&b.origin, b.location.offset)));
     }
-    // --verify on merge: each key asked once for the whole scan, not once a part.
-    if let Some(opts) = &plan.detect.verify.options {
-        let redacted = creds.iter().any(|c| {
-            c.part(Role::KeyId).is_some() && c.part(Role::Secret).is_some_and(|s| s.contains('…'))
-        });
-        if redacted {
-            bail!(
-                "the parts' secrets are redacted: run the parts with --show-secrets to verify \
-                 on merge (or --verify on each part)"
-            );
-        }
-        for w in crate::aws::verify::verify(&mut creds, opts)? {
-            eprintln!("keyhound: warning: {w}");
-        }
+    // --verify on merge: each key asked once for the whole scan, not once a part; the same
+    // for IAM with --owners. The action report is the parts' own, joined, when they wrote one.
+    let carry = !action_parts.is_empty() && !plan.detect.actions.owners;
+    let actions = Some(&plan.detect.actions).filter(|a| a.wanted() && !carry);
+    let redacted = |role: Role| {
+        creds
+            .iter()
+            .any(|c| c.part(Role::KeyId).is_some() && c.part(role).is_some_and(|s| s.contains('…')))
+    };
+    if plan.detect.verify.options.is_some() && redacted(Role::Secret) {
+        bail!(
+            "the parts' secrets are redacted: run the parts with --show-secrets to verify \
+             on merge (or --verify on each part)"
+        );
     }
-    if plan.detect.verify.only_verified {
-        creds.retain(Credential::is_live);
+    if actions.is_some() && redacted(Role::KeyId) {
+        bail!(
+            "the parts' key ids are redacted: give merge the parts' action reports (--report \
+             part-{{shard}}.json on each part), or run the parts with --show-secrets"
+        );
+    }
+    let merged = PlanId {
+        shard: None,
+        ..first.1.clone()
+    };
+    let mut incomplete = enrich(actions, &plan.detect.verify, &mut creds, &merged)?;
+    if carry {
+        let a = &plan.detect.actions;
+        if a.reports.is_empty() && a.notify_sns.is_none() {
+            eprintln!(
+                "keyhound: warning: the parts' action reports are joined only with --report FILE"
+            );
+        } else {
+            let report = join_actions(a, &merged, &action_parts);
+            let session = open_session(a)?;
+            incomplete |= !deliver(&report, session.as_ref(), a)?;
+        }
     }
     creds.sort_by_key(|c| !c.is_live());
     let mut summary = sum(&parts);
@@ -308,21 +397,130 @@ pub fn run(plan: MergePlan) -> Result<u8> {
         eprintln!("keyhound: error: {e}");
         summary.warnings.push(e.clone());
     }
-    summary.incomplete |= !errors.is_empty();
+    summary.incomplete |= !errors.is_empty() || incomplete;
     let report = Report {
-        kind: kind_name(&first.kind),
-        roots: first.roots.clone(),
+        kind: kind_name(&parts[0].kind),
+        roots: parts[0].roots.clone(),
         credentials: &creds,
         rules: metas.values().cloned().collect(),
         summary,
         show_secrets: plan.output.show_secrets,
-        plan: Some(PlanId {
-            shard: None,
-            ..first.plan.clone()
-        }),
+        plan: Some(merged),
     };
     write_report(&report, &plan.output)?;
     Ok(exit_code(&report))
+}
+
+/// Only action reports (a sharded `audit`'s parts): joined, written, and the exit status an
+/// audit gives.
+fn actions_only(
+    plan: &MergePlan,
+    first: &PlanId,
+    parts: &[ActionPart],
+    errors: Vec<String>,
+) -> Result<u8> {
+    for e in &errors {
+        eprintln!("keyhound: error: {e}");
+    }
+    let merged = PlanId {
+        shard: None,
+        ..first.clone()
+    };
+    let report = join_actions(&plan.detect.actions, &merged, parts);
+    let session = open_session(&plan.detect.actions)?;
+    let line = format!("{} keys", report.keys.len());
+    crate::command::audit::conclude(
+        &report,
+        session.as_ref(),
+        &plan.detect.actions,
+        &line,
+        !errors.is_empty(),
+    )
+}
+
+/// The parts' action reports as one: rows joined by key id (every place, every machine owner;
+/// the action decided again on the joined facts), failed accounts once each, rows in the order
+/// one run writes them (an audit's by account, a scan's by key id).
+fn join_actions(a: &ActionPlan, plan: &PlanId, parts: &[ActionPart]) -> ActionReport {
+    let mut parts: Vec<&ActionPart> = parts.iter().collect();
+    parts.sort_by_key(|p| p.plan.shard.map_or(0, |s| s.index));
+    let first = &parts[0].report;
+    let policy = crate::aws::actions::Policy {
+        max_age_days: first.max_age_days,
+        max_unused_days: first.max_unused_days,
+    };
+    let mut keys: Vec<KeyRecord> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    let mut joined: BTreeSet<usize> = BTreeSet::new();
+    let mut failed: Vec<crate::report::actions::AccountError> = Vec::new();
+    for p in &parts {
+        for f in &p.report.accounts_failed {
+            if !failed.iter().any(|x| x.account == f.account) {
+                failed.push(f.clone());
+            }
+        }
+        for k in &p.report.keys {
+            match k.key_id.as_ref().and_then(|id| at.get(id)) {
+                Some(&i) => {
+                    join_key(&mut keys[i], k);
+                    joined.insert(i);
+                }
+                None => {
+                    if let Some(id) = &k.key_id {
+                        at.insert(id.clone(), keys.len());
+                    }
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+    for i in joined {
+        crate::aws::actions::apply(&mut keys[i], &policy, a.access.profile.as_deref());
+    }
+    if first.source == "audit" {
+        keys.sort_by(|x, y| x.account.cmp(&y.account));
+    } else {
+        keys.sort_by(|x, y| x.key_id.cmp(&y.key_id));
+    }
+    ActionReport {
+        schema: crate::report::actions::SCHEMA.into(),
+        version: crate::report::actions::VERSION,
+        generated: jiff::Timestamp::now().to_string(),
+        source: first.source.clone(),
+        operator: first.operator.clone(),
+        max_age_days: first.max_age_days,
+        max_unused_days: first.max_unused_days,
+        accounts_failed: failed,
+        keys,
+        plan: Some(plan.clone()),
+    }
+}
+
+/// What another part knew of the same key, added to a row.
+fn join_key(r: &mut KeyRecord, k: &KeyRecord) {
+    for p in &k.places {
+        if !r.places.contains(p) {
+            r.places.push(p.clone());
+        }
+    }
+    for m in &k.machine_owners {
+        if !r.machine_owners.contains(m) {
+            r.machine_owners.push(m.clone());
+        }
+    }
+    r.exposed |= k.exposed;
+    r.secret_found |= k.secret_found;
+    r.canary |= k.canary;
+    r.root |= k.root;
+    if r.verification.is_none() || k.verification.as_deref() == Some("live") {
+        r.verification.clone_from(&k.verification);
+    }
+    if r.arn.is_none() {
+        r.arn.clone_from(&k.arn);
+    }
+    if r.account.is_none() {
+        r.account.clone_from(&k.account);
+    }
 }
 
 /// The report kinds keyhound writes (a `&'static str` in `Report`).

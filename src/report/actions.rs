@@ -39,6 +39,10 @@ pub struct ActionReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts_failed: Vec<AccountError>,
     pub keys: Vec<KeyRecord>,
+    /// The run's plan (as in the JSON scan report): what `keyhound merge` checks the parts of a
+    /// sharded scan or audit by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::report::PlanId>,
 }
 
 impl ActionReport {
@@ -114,7 +118,9 @@ pub fn write_file(r: &ActionReport, path: &Path) -> Result<()> {
             path.display()
         ),
     }
-    std::fs::write(path, buf).with_context(|| format!("cannot write {}", path.display()))
+    crate::report::create_file(path)?
+        .write_all(&buf)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn key_label(k: &KeyRecord) -> String {

@@ -144,6 +144,16 @@ pub fn write(report: &Report, format: Format, color: bool, out: &mut dyn Write) 
 /// A value as it may be shown: key ids keep their 4-letter prefix and last 4 characters (enough
 /// to find the key in IAM); other values keep a vendor prefix (`ghp_`, `sk_live_`, a PEM header)
 /// or their first 4 characters.
+/// A report file created, with its folder (a part of a fan-out writes `reports/part-3.json`
+/// into a fresh volume).
+pub fn create_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn redact(role: Role, v: &str) -> String {
     let n = v.chars().count();
     if role == Role::KeyId && n >= 12 {
