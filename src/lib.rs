@@ -10,6 +10,8 @@ pub mod cli;
 pub mod command;
 pub mod detect;
 pub mod finding;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipeline;
 pub mod report;
 pub mod shard;

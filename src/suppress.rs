@@ -48,7 +48,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// A config's text; `name` says where it came from in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config> {
+        toml::from_str(text).with_context(|| format!("invalid config {name}"))
     }
 
     pub fn path_filter(&self) -> Result<Option<RegexSet>> {
@@ -170,16 +175,19 @@ impl Suppressor {
 fn read_baseline(path: &Path) -> Result<HashSet<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read baseline {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("baseline {} is not JSON", path.display()))?;
+    parse_baseline(&text, &path.display().to_string())
+}
+
+/// The fingerprints of a baseline's text (an earlier JSON report); `name` says where it came
+/// from in errors.
+pub fn parse_baseline(text: &str, name: &str) -> Result<HashSet<String>> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("baseline {name} is not JSON"))?;
     let creds = v
         .get("credentials")
         .and_then(|c| c.as_array())
         .with_context(|| {
-            format!(
-                "baseline {} is not a keyhound JSON report (no \"credentials\" list)",
-                path.display()
-            )
+            format!("baseline {name} is not a keyhound JSON report (no \"credentials\" list)")
         })?;
     Ok(creds
         .iter()

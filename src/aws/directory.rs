@@ -67,11 +67,15 @@ impl Directory {
     pub fn load(path: &Path) -> Result<Directory> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read directory {}", path.display()))?;
+        Directory::parse(&text, &path.display().to_string())
+    }
+
+    /// A directory's text (CSV, or JSON); `name` says where it came from in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Directory> {
         let rows = if text.trim_start().starts_with(['[', '{']) {
-            json_rows(&text).with_context(|| format!("directory {}", path.display()))?
+            json_rows(text).with_context(|| format!("directory {name}"))?
         } else {
-            super::csv_records(text.as_bytes())
-                .with_context(|| format!("directory {}", path.display()))?
+            super::csv_records(text.as_bytes()).with_context(|| format!("directory {name}"))?
         };
         let mut d = Directory::default();
         let mut identities = 0;
@@ -88,8 +92,7 @@ impl Directory {
         }
         if identities == 0 {
             bail!(
-                "directory {}: no email column (looked for email, mail, primaryEmail, userPrincipalName, login…)",
-                path.display()
+                "directory {name}: no email column (looked for email, mail, primaryEmail, userPrincipalName, login…)"
             );
         }
         Ok(d)

@@ -101,10 +101,18 @@ impl Limits {
 
 /// Why a block could not be had: the request failed (the SDK has already retried it), or its
 /// answer is not the block (a bad transfer, or bad data: fetched once more).
-enum Fault {
+pub(crate) enum Fault {
     /// The message, and whether it holds for every block of the snapshot.
     Request(String, bool),
     Body(String),
+}
+
+impl Fault {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Fault::Request(m, _) | Fault::Body(m) => m,
+        }
+    }
 }
 
 /// A completed snapshot's written blocks, ready to be fetched.
@@ -144,7 +152,7 @@ impl Snapshot {
     ) -> Result<Snapshot, String> {
         let mut blocks: Vec<(u64, Box<str>)> = Vec::new();
         let mut next: Option<String> = None;
-        let (mut block_size, mut volume_gib): (u64, u64);
+        let (mut block_size, mut volume_gib): (Option<i32>, Option<i64>);
         loop {
             rates.1.wait().await;
             let page = client
@@ -155,28 +163,24 @@ impl Snapshot {
                 .send()
                 .await
                 .map_err(|e| format!("ListSnapshotBlocks: {}", describe(&e)))?;
-            block_size = page.block_size().unwrap_or(0).max(0) as u64;
-            volume_gib = page.volume_size().unwrap_or(0).max(0) as u64;
-            for b in page.blocks() {
-                if let (Some(i), Some(t)) = (b.block_index(), b.block_token()) {
-                    if i >= 0 {
-                        blocks.push((i as u64, t.into()));
-                    }
-                }
-            }
+            block_size = page.block_size();
+            volume_gib = page.volume_size();
+            blocks.extend(listed(
+                page.blocks()
+                    .iter()
+                    .map(|b| (b.block_index(), b.block_token())),
+            ));
             match page.next_token() {
                 Some(t) if !t.is_empty() && !page.blocks().is_empty() => next = Some(t.into()),
                 _ => break,
             }
         }
-        if block_size == 0 {
-            return Err("ListSnapshotBlocks: no block size in the answer".into());
-        }
-        // The API lists blocks in order; an emulator may not. A block listed twice is one.
-        blocks.sort_unstable_by_key(|b| b.0);
-        blocks.dedup_by_key(|b| b.0);
-        let len = (volume_gib << 30).max(blocks.last().map_or(0, |b| (b.0 + 1) * block_size));
-        let (written, tokens) = blocks.into_iter().unzip();
+        let Layout {
+            block_size,
+            len,
+            written,
+            tokens,
+        } = layout(block_size, volume_gib, blocks)?;
         Ok(Snapshot {
             id: id.to_string(),
             client,
@@ -219,37 +223,111 @@ impl Snapshot {
             // One segment (the usual case) is handed over without a copy; several are joined.
             // (`AggregatedBytes::to_vec` copies byte by byte: 29% of a snapshot scan's time.)
             .into_bytes();
-        if let Some(n) = length {
-            if n as usize != body.len() {
+        check_block(
+            body,
+            length,
+            checksum,
+            algorithm.as_deref(),
+            self.block_size,
+        )
+    }
+}
+
+/// A snapshot's blocks as ListSnapshotBlocks gives them (index, token), less any without both
+/// or with a negative index.
+pub(crate) fn listed<'a, I: Iterator<Item = (Option<i32>, Option<&'a str>)>>(
+    blocks: I,
+) -> impl Iterator<Item = (u64, Box<str>)> + use<'a, I> {
+    blocks.filter_map(|(i, t)| match (i, t) {
+        (Some(i), Some(t)) if i >= 0 => Some((i as u64, t.into())),
+        _ => None,
+    })
+}
+
+/// Where a snapshot's written blocks lie, from ListSnapshotBlocks' answers.
+pub(crate) struct Layout {
+    pub block_size: u64,
+    /// Bytes of the volume: its size, or past the last block if a block lies beyond it.
+    pub len: u64,
+    pub written: Vec<u64>,
+    pub tokens: Vec<Box<str>>,
+}
+
+/// The layout from the last page's block size and volume size (GiB) and every page's blocks.
+/// Sizes the API cannot mean (none, negative, a volume past 2^64 bytes) are errors, not
+/// overflows.
+pub(crate) fn layout(
+    block_size: Option<i32>,
+    volume_gib: Option<i64>,
+    mut blocks: Vec<(u64, Box<str>)>,
+) -> Result<Layout, String> {
+    let block_size = match block_size {
+        Some(b) if b > 0 => b as u64,
+        Some(b) => return Err(format!("ListSnapshotBlocks: block size {b}")),
+        None => return Err("ListSnapshotBlocks: no block size in the answer".into()),
+    };
+    let volume = match volume_gib.unwrap_or(0) {
+        v if v < 0 => return Err(format!("ListSnapshotBlocks: volume size {v} GiB")),
+        v => (v as u64)
+            .checked_mul(1 << 30)
+            .ok_or_else(|| format!("ListSnapshotBlocks: volume size {v} GiB"))?,
+    };
+    // The API lists blocks in order; an emulator may not. A block listed twice is one.
+    blocks.sort_unstable_by_key(|b| b.0);
+    blocks.dedup_by_key(|b| b.0);
+    let end = match blocks.last() {
+        Some(b) => (b.0 + 1)
+            .checked_mul(block_size)
+            .ok_or_else(|| format!("ListSnapshotBlocks: block {} lies past 2^64 bytes", b.0))?,
+        None => 0,
+    };
+    let (written, tokens) = blocks.into_iter().unzip();
+    Ok(Layout {
+        block_size,
+        len: volume.max(end),
+        written,
+        tokens,
+    })
+}
+
+/// A GetSnapshotBlock answer's body, checked: its length against `DataLength` and the block
+/// size, its SHA-256 against `x-amz-Checksum`.
+pub(crate) fn check_block(
+    body: Bytes,
+    length: Option<i32>,
+    checksum: Option<String>,
+    algorithm: Option<&str>,
+    block_size: u64,
+) -> Result<Bytes, Fault> {
+    if let Some(n) = length {
+        if usize::try_from(n).ok() != Some(body.len()) {
+            return Err(Fault::Body(format!(
+                "DataLength says {n} bytes, the body has {}",
+                body.len()
+            )));
+        }
+    }
+    if body.len() as u64 != block_size {
+        return Err(Fault::Body(format!(
+            "{} bytes, not the block size {block_size}",
+            body.len(),
+        )));
+    }
+    match (checksum, algorithm) {
+        (Some(want), Some("SHA256") | None) => {
+            let got = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+            if got != want {
                 return Err(Fault::Body(format!(
-                    "DataLength says {n} bytes, the body has {}",
-                    body.len()
+                    "checksum mismatch (x-amz-Checksum {want}, body {got})"
                 )));
             }
         }
-        if body.len() as u64 != self.block_size {
-            return Err(Fault::Body(format!(
-                "{} bytes, not the block size {}",
-                body.len(),
-                self.block_size
-            )));
+        (Some(_), Some(other)) => {
+            return Err(Fault::Body(format!("unknown checksum algorithm {other}")));
         }
-        match (checksum, algorithm.as_deref()) {
-            (Some(want), Some("SHA256") | None) => {
-                let got = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
-                if got != want {
-                    return Err(Fault::Body(format!(
-                        "checksum mismatch (x-amz-Checksum {want}, body {got})"
-                    )));
-                }
-            }
-            (Some(_), Some(other)) => {
-                return Err(Fault::Body(format!("unknown checksum algorithm {other}")));
-            }
-            (None, _) => return Err(Fault::Body("no x-amz-Checksum in the answer".into())),
-        }
-        Ok(body)
+        (None, _) => return Err(Fault::Body("no x-amz-Checksum in the answer".into())),
     }
+    Ok(body)
 }
 
 impl Fetch for Snapshot {
@@ -300,4 +378,35 @@ pub fn client(conf: &aws_config::SdkConfig, region: &str) -> aws_sdk_ebs::Client
         )
         .build();
     aws_sdk_ebs::Client::from_conf(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes no volume has are errors, not overflows (a volume size of 2^33 GiB or more used to
+    /// wrap `volume_gib << 30`; seen while writing the `ebs_response` fuzz target).
+    #[test]
+    fn layout_of_impossible_sizes() {
+        let blocks = |v: &[u64]| v.iter().map(|&i| (i, "t".into())).collect::<Vec<_>>();
+        let l = layout(Some(524288), Some(8), blocks(&[3, 1, 3])).unwrap();
+        assert_eq!((l.len, l.written), (8 << 30, vec![1, 3]));
+        let past = layout(Some(512), Some(0), blocks(&[9])).unwrap();
+        assert_eq!(
+            past.len,
+            10 * 512,
+            "a block past the volume's size extends it"
+        );
+        assert!(layout(Some(512), Some(i64::MAX), blocks(&[])).is_err());
+        assert!(layout(Some(512), Some(-1), blocks(&[])).is_err());
+        assert!(layout(Some(0), Some(1), blocks(&[])).is_err());
+        assert!(layout(None, Some(1), blocks(&[])).is_err());
+        assert!(layout(Some(i32::MAX), Some(0), blocks(&[u64::MAX / 2])).is_err());
+        let body = Bytes::from_static(&[7u8; 512]);
+        let sum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+        assert!(check_block(body.clone(), Some(512), Some(sum.clone()), None, 512).is_ok());
+        assert!(check_block(body.clone(), Some(-1), Some(sum.clone()), None, 512).is_err());
+        assert!(check_block(body.clone(), None, Some(sum), Some("CRC32"), 512).is_err());
+        assert!(check_block(body, None, None, None, 512).is_err());
+    }
 }

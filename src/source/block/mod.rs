@@ -149,7 +149,7 @@ impl Seek for StoreReader {
 }
 
 /// Where a seek lands in something `len` bytes long, read at `pos`.
-fn seek_to(len: u64, pos: u64, to: SeekFrom) -> io::Result<u64> {
+pub(crate) fn seek_to(len: u64, pos: u64, to: SeekFrom) -> io::Result<u64> {
     let p = match to {
         SeekFrom::Start(p) => p as i128,
         SeekFrom::End(d) => len as i128 + d as i128,
@@ -420,7 +420,8 @@ impl Disk {
 }
 
 /// The container reader of `format` over `store`; errors name the format.
-fn container(format: Format, store: Arc<dyn Store>) -> io::Result<Box<dyn BlockReader>> {
+/// The reader of a container `format` over `store`.
+pub fn container(format: Format, store: Arc<dyn Store>) -> io::Result<Box<dyn BlockReader>> {
     let bad = |e: &dyn std::fmt::Display| invalid(format!("{}: {e}", format.name()));
     Ok(match format {
         Format::Vmdk => vmdk::open_store(store).map_err(|e| bad(&e))?,
@@ -459,6 +460,11 @@ impl Slice {
     }
 
     /// Reads at `off` from the slice's start; short only at its end.
+    /// Bytes in the slice.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let want = (buf.len() as u64).min(self.len.saturating_sub(off)) as usize;
         self.disk.read_at(&mut buf[..want], self.start + off)

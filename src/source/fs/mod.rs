@@ -267,7 +267,20 @@ where
             batch: Vec::new(),
             batch_bytes: 0,
         };
-        let r = walk(slice, &mut files);
+        // A filesystem crate that panics on a corrupt volume (one did: ntfs 0.4.0, on a short
+        // read inside a structure) costs that volume's walk, not the scan; the raw pass still
+        // covers its bytes.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walk(slice, &mut files)))
+            .unwrap_or_else(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| p.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(format!(
+                    "the filesystem reader failed ({why}); only raw bytes are scanned"
+                ))
+            });
         files.flush();
         r
         // `files` (the sender) is dropped here: the scanning threads finish the queue and end.

@@ -1,15 +1,59 @@
 //! NTFS through the `ntfs` crate: the unnamed data stream of every file; `$` metadata files
 //! and alternate streams are left to the raw pass.
 
+use std::io::{self, Read, Seek, SeekFrom};
+
 use super::{Blob, FileScanner, Slice};
 
-pub(super) fn walk<F: FnMut(Blob)>(
-    mut slice: Slice,
-    files: &mut FileScanner<F>,
-) -> Result<(), String> {
+/// The volume as the ntfs crate reads it. The crate panics on any error met inside one of its
+/// structures (ntfs 0.4.0 expects bare I/O errors from binrw, which wraps those met inside a
+/// structure: a volume cut short panicked it; found by fuzzing). So reads here never fail:
+/// past the end of the volume, or where the disk cannot be read, they give zeros, which the
+/// crate's own checks then reject; the first read error is kept to be named.
+struct Volume {
+    slice: Slice,
+    pos: u64,
+    error: Option<io::Error>,
+}
+
+impl Read for Volume {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.slice.read_at(buf, self.pos) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                0
+            }
+        };
+        buf[n..].fill(0);
+        self.pos = self.pos.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+}
+
+impl Seek for Volume {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = crate::source::block::seek_to(self.slice.size(), self.pos, to)?;
+        Ok(self.pos)
+    }
+}
+
+pub(super) fn walk<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
+    let mut volume = Volume {
+        slice,
+        pos: 0,
+        error: None,
+    };
+    let r = walk_volume(&mut volume, files);
+    match volume.error {
+        Some(e) => Err(format!("ntfs: reading the volume: {e}")),
+        None => r,
+    }
+}
+
+fn walk_volume<F: FnMut(Blob)>(fs: &mut Volume, files: &mut FileScanner<F>) -> Result<(), String> {
     use ::ntfs::indexes::NtfsFileNameIndex;
     use ::ntfs::structured_values::NtfsFileNamespace;
-    let fs = &mut slice;
     let mut ntfs = ::ntfs::Ntfs::new(fs).map_err(|e| format!("ntfs: {e}"))?;
     ntfs.read_upcase_table(fs)
         .map_err(|e| format!("ntfs: upcase table: {e}"))?;

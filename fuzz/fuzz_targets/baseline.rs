@@ -1,0 +1,9 @@
+#![no_main]
+//! A baseline (an earlier JSON report), as `--baseline` reads it.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        keyhound::fuzzing::baseline(text);
+    }
+});

@@ -1,0 +1,168 @@
+//! What fuzzing found, kept found: every input under `fuzz/regressions/<target>/` through the
+//! entry point its target drives (`keyhound::fuzzing`), and hostile inputs built here run as
+//! their own process, named in a warning, with the peak RSS read from the kernel (wait4).
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+use keyhound::source::block::Format;
+use keyhound::source::fs::FsKind;
+
+/// Runs one fuzz target's entry point on `data`.
+fn drive(target: &str, data: &[u8]) {
+    use keyhound::fuzzing as f;
+    let text = std::str::from_utf8(data).ok();
+    match target {
+        "archive" => drop(f::archive(data)),
+        "partition" => drop(f::partitions(data)),
+        "container_qcow2" => drop(f::container(Format::Qcow2, data)),
+        "container_vhd" => drop(f::container(Format::Vhd, data)),
+        "container_vhdx" => drop(f::container(Format::Vhdx, data)),
+        "container_vmdk" => drop(f::container(Format::Vmdk, data)),
+        "fs_ext4" => drop(f::filesystem(FsKind::Ext, data)),
+        "fs_xfs" => drop(f::filesystem(FsKind::Xfs, data)),
+        "fs_fat" => drop(f::filesystem(FsKind::Fat, data)),
+        "fs_ntfs" => drop(f::filesystem(FsKind::Ntfs, data)),
+        "credential_report" => drop(f::credential_report(data)),
+        "detect" | "detect_props" => drop(f::detect(data)),
+        "directory" => drop(text.map(f::directory)),
+        "config" => drop(text.map(f::config)),
+        "rules" => drop(text.map(f::rules)),
+        "baseline" => drop(text.map(f::baseline)),
+        other => panic!("fuzz/regressions/{other}: no such fuzz target"),
+    }
+}
+
+#[test]
+fn inputs_fuzzing_found_stay_harmless() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut n = 0;
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        let target = dir.file_name().unwrap().to_str().unwrap().to_string();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            drive(&target, &std::fs::read(&file).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no regression inputs under {}", root.display());
+}
+
+/// keyhound run as a child: (exit code, stderr, peak RSS in MiB from the kernel's rusage).
+// The child is reaped by wait4, which std does not know of.
+#[allow(clippy::zombie_processes)]
+fn measured(dir: &Path, args: &[&str]) -> (i32, String, u64) {
+    let mut child = bin()
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 reaps our own child, by its pid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    assert!(
+        libc::WIFEXITED(status),
+        "keyhound died: status {status}\n{err}"
+    );
+    (
+        libc::WEXITSTATUS(status),
+        err,
+        usage.ru_maxrss as u64 / 1024,
+    )
+}
+
+/// A FAT volume whose subdirectory `B` is its own parent `A` (its directory entry points at
+/// A's cluster): fatfs follows it forever, and the walk made an ever longer path until memory
+/// ran out (found by fuzzing `fs_fat`). Now: named, the walk stops, memory stays small.
+#[test]
+fn fat_directory_loop_is_named_and_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let img = d.join("loop.img");
+    let ok = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(std::process::Command::new("mkfs.fat")
+        .args(["-C", img.to_str().unwrap(), "1024"])
+        .stdout(Stdio::null()));
+    for dir in ["::/A", "::/A/B"] {
+        ok(std::process::Command::new("mmd")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-i", img.to_str().unwrap(), dir]));
+    }
+    let mut data = std::fs::read(&img).unwrap();
+    // FAT12/16: the root directory follows the FATs; a cluster's bytes follow the root.
+    let u16_at = |d: &[u8], o: usize| u16::from_le_bytes([d[o], d[o + 1]]) as usize;
+    let sector = u16_at(&data, 11);
+    let per_cluster = data[13] as usize;
+    let reserved = u16_at(&data, 14);
+    let fats = data[16] as usize;
+    let root_entries = u16_at(&data, 17);
+    let fat_sectors = u16_at(&data, 22);
+    let root = (reserved + fats * fat_sectors) * sector;
+    let first_data = root + root_entries * 32;
+    let entry = |d: &[u8], at: usize, name: &[u8]| {
+        (at..at + 64 * 32)
+            .step_by(32)
+            .find(|&o| &d[o..o + 11] == name)
+            .unwrap_or_else(|| panic!("{} not found", String::from_utf8_lossy(name)))
+    };
+    let a = entry(&data, root, b"A          ");
+    let a_cluster = u16_at(&data, a + 26);
+    let a_at = first_data + (a_cluster - 2) * per_cluster * sector;
+    let b = entry(&data, a_at, b"B          ");
+    data[b + 26..b + 28].copy_from_slice(&(a_cluster as u16).to_le_bytes());
+    std::fs::write(&img, &data).unwrap();
+
+    let found = keyhound::fuzzing::filesystem(FsKind::Fat, &data);
+    assert_eq!(found, 0);
+    let (code, err, rss) = measured(d, &["image", "loop.img"]);
+    assert!(err.contains("directories loop"), "{err}");
+    assert!(err.contains("loop.img"), "{err}");
+    assert!(code <= 2, "{err}");
+    assert!(rss < 256, "peak RSS {rss} MiB");
+}
+
+/// A tar member that claims 2^63 - 1 bytes (a base-256 size field): named as a corrupt
+/// archive, nothing allocated for it.
+#[test]
+fn archive_member_claiming_2_63_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut header = [0u8; 512];
+    header[..8].copy_from_slice(b"huge.env");
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    // Size: base-256 (high bit of the first byte set), 2^63 - 1.
+    header[124] = 0x80;
+    header[128..136].copy_from_slice(&(i64::MAX as u64).to_be_bytes());
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| b as u32).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(&[b'x'; 4096]);
+    write(d, "huge.tar", &tar);
+    let (code, err, rss) = measured(d, &["scan", "huge.tar"]);
+    assert!(err.contains("huge.tar"), "{err}");
+    assert!(code <= 2, "{err}");
+    assert!(rss < 256, "peak RSS {rss} MiB");
+}
