@@ -175,6 +175,9 @@ pub struct Blob<'a> {
     pub offset: u64,
     /// Newlines in the whole input before `data[0]`.
     pub line: u64,
+    /// Characters between the start of `data[0]`'s line and `data[0]` (a window that starts
+    /// inside a long line: columns continue from there).
+    pub column: u64,
     /// The part of `data` whose detections this blob reports.
     pub own: Range<usize>,
 }
@@ -186,6 +189,7 @@ impl<'a> Blob<'a> {
             origin,
             offset: 0,
             line: 0,
+            column: 0,
             own: 0..data.len(),
         }
     }

@@ -207,7 +207,7 @@ impl Lines {
 }
 
 /// Characters in `b`: UTF-8 characters, each invalid byte counting as one.
-fn chars(b: &[u8]) -> u64 {
+pub(crate) fn chars(b: &[u8]) -> u64 {
     // Every byte that does not continue a UTF-8 sequence starts a character (or is invalid).
     b.iter().filter(|&&c| (c as i8) >= -0x40).count() as u64
 }
@@ -238,8 +238,13 @@ pub fn from_detections(blob: &Blob, dets: Vec<Detection>) -> Vec<Finding> {
             .map(|p| {
                 let (line, column, end_line, end_column) = match &lines {
                     Some(lines) => {
+                        // On the window's first line, columns continue the line's start,
+                        // which may lie in an earlier window.
+                        let shift = if utf16 { blob.column / 2 } else { blob.column };
                         let (l, c) = lines.at(p.start, utf16);
                         let (el, ec) = lines.at(p.end, utf16);
+                        let c = if l == 0 { c + shift } else { c };
+                        let ec = if el == 0 { ec + shift } else { ec };
                         (blob.line + l + 1, c, blob.line + el + 1, ec)
                     }
                     None => (0, 0, 0, 0),

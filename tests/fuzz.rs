@@ -166,3 +166,47 @@ fn archive_member_claiming_2_63_bytes() {
     assert!(code <= 2, "{err}");
     assert!(rss < 256, "peak RSS {rss} MiB");
 }
+
+/// One line of 1 GiB (zeros, sparse, then a key pair at its end): found where it is, in a
+/// process that stays small (the file is read in windows, never whole). Its column was the
+/// window's (4 MiB and some) until this test.
+#[test]
+fn key_at_the_end_of_a_one_gib_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (id, secret) = Keys::new(2111).pair();
+    let f = std::fs::File::create(d.join("one-line.txt")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("one-line.txt"))
+        .unwrap();
+    use std::io::Write;
+    write!(f, "AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret}").unwrap();
+    drop(f);
+    let (code, err, rss) = measured(
+        d,
+        &[
+            "scan",
+            "one-line.txt",
+            "--format",
+            "json",
+            "--show-secrets",
+            "-o",
+            "r.json",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
+    let c = creds(&v)
+        .iter()
+        .find(|c| c["parts"]["key_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(c["places"][0]["line"], 1);
+    assert_eq!(c["places"][0]["offset"], (1u64 << 30) + 18);
+    // The column counts from the line's start, windows before it included.
+    assert_eq!(c["places"][0]["column"], (1u64 << 30) + 19);
+    assert!(rss < 256, "peak RSS {rss} MiB");
+}

@@ -36,6 +36,7 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
     buf.clear();
     let mut offset = 0u64; // of buf[0] in the input
     let mut line = 0u64; // newlines before buf[0]
+    let mut column = 0u64; // characters of buf[0]'s line before it
     let mut own_start = 0usize;
     let mut total = 0u64;
     loop {
@@ -63,6 +64,7 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
                 origin: origin.clone(),
                 offset,
                 line,
+                column,
                 own: own_start..own_end,
             });
         }
@@ -72,11 +74,22 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         // Keep `overlap` bytes of context before the next owned range.
         let keep_from = own_end.saturating_sub(overlap);
         if !origin.raw {
-            line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
+            advance(&buf[..keep_from], &mut line, &mut column);
         }
         offset += keep_from as u64;
         buf.drain(..keep_from);
         own_start = own_end - keep_from;
+    }
+}
+
+/// Moves the line and column of a window's start past `skipped` bytes.
+fn advance(skipped: &[u8], line: &mut u64, column: &mut u64) {
+    match memchr::memrchr(b'\n', skipped) {
+        Some(nl) => {
+            *line += memchr::memchr_iter(b'\n', skipped).count() as u64;
+            *column = crate::finding::chars(&skipped[nl + 1..]);
+        }
+        None => *column += crate::finding::chars(skipped),
     }
 }
 
@@ -103,6 +116,7 @@ pub fn windows<F: FnMut(Blob)>(
     let mut from = 0; // start of the window (context before what it owns)
     let mut own_start = 0; // relative to `from`
     let mut line = 0u64; // newlines before `from`
+    let mut column = 0u64; // characters of `from`'s line before it
     loop {
         let end = (from + overlap + chunk).min(data.len());
         let w = &data[from..end];
@@ -119,6 +133,7 @@ pub fn windows<F: FnMut(Blob)>(
             origin: origin.clone(),
             offset: offset + from as u64,
             line,
+            column,
             own,
         });
         if eof {
@@ -126,7 +141,7 @@ pub fn windows<F: FnMut(Blob)>(
         }
         let keep_from = next.saturating_sub(overlap);
         if !origin.raw {
-            line += memchr::memchr_iter(b'\n', &data[from..keep_from]).count() as u64;
+            advance(&data[from..keep_from], &mut line, &mut column);
         }
         own_start = next - keep_from;
         from = keep_from;
@@ -163,6 +178,11 @@ mod tests {
                     .filter(|&&c| c == b'\n')
                     .count() as u64;
                 assert_eq!(nl, b.line);
+                let line_start = data[..b.offset as usize]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |p| p + 1);
+                assert_eq!(b.column, b.offset - line_start as u64);
                 assert_eq!(b.own.start, if b.offset == 0 { 0 } else { 4096 });
                 owned.push((b.offset + b.own.start as u64, b.offset + b.own.end as u64));
             },

@@ -309,6 +309,7 @@ struct Job {
     data: Vec<u8>,
     offset: u64,
     line: u64,
+    column: u64,
     own: Range<usize>,
     /// The whole file: look inside it if it is an archive.
     whole: bool,
@@ -330,6 +331,7 @@ impl Job {
             origin: self.origin,
             offset: self.offset,
             line: self.line,
+            column: self.column,
             own: self.own,
         });
     }
@@ -438,6 +440,7 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
                     data,
                     offset: 0,
                     line: 0,
+                    column: 0,
                     whole: true,
                 });
             })
@@ -450,6 +453,7 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
                     data: b.data.to_vec(),
                     offset: b.offset,
                     line: b.line,
+                    column: b.column,
                     own: b.own,
                     whole: false,
                 })
