@@ -139,6 +139,7 @@ impl Xfs {
             && agcount > 0
             && (256..=2048).contains(&inodesize)
             && inodesize.is_power_of_two()
+            && inopblog < 16
             && blocksize >> inopblog == inodesize
             && dirblklog <= 8;
         if !sane {
@@ -179,7 +180,9 @@ impl Xfs {
         if ag >= self.g.agcount || b >= self.g.agblocks {
             return Err(format!("block {fsb} is outside the filesystem"));
         }
-        Ok((ag * self.g.agblocks + b) * self.g.blocksize)
+        (ag * self.g.agblocks + b)
+            .checked_mul(self.g.blocksize)
+            .ok_or_else(|| format!("block {fsb} is outside the filesystem"))
     }
 
     fn read_block(&self, fsb: u64) -> Result<Vec<u8>> {
