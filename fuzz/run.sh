@@ -6,7 +6,7 @@
 #
 #   fuzz/run.sh [--smoke] [--asan] [--merge] [SECONDS] [TARGET...]
 #
-# --smoke: CI's step (dev build, every target 15 s). Default: release build, no sanitizer (the
+# --smoke: CI's step (dev build, every target 10 s). Default: release build, no sanitizer (the
 # parsers are safe Rust; --asan adds AddressSanitizer for the C compressors), 1200 s a target.
 # Prints, per target: runs, coverage (edges) and features at the end, and the verdict.
 set -euo pipefail
@@ -17,7 +17,7 @@ merge=0
 secs=1200
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) build=(--dev); secs=15; shift ;;
+    --smoke) build=(--dev); secs=10; shift ;;
     --asan) sanitizer=(-s address); shift ;;
     --merge) merge=1; shift ;;
     [0-9]*) secs=$1; shift ;;
