@@ -15,9 +15,10 @@ build=(--release)
 sanitizer=(-s none)
 merge=0
 secs=1200
+seed=() # libFuzzer's own, random; the smoke run fixes it so that CI is repeatable
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) build=(--dev); secs=10; shift ;;
+    --smoke) build=(--dev); secs=10; seed=(-seed=1); shift ;;
     --asan) sanitizer=(-s address); shift ;;
     --merge) merge=1; shift ;;
     [0-9]*) secs=$1; shift ;;
@@ -45,7 +46,7 @@ for t in "${targets[@]}"; do
   # libFuzzer's own -timeout can deadlock in its alarm handler (malloc in a signal handler):
   # a hang past the run's length plus a minute is killed and counted as one.
   if timeout --signal=KILL $((secs + 60)) "$bin/$t" "out/$t" "corpus/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
-    -max_len=$max -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
+    -max_len=$max "${seed[@]}" -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     verdict=ok
   else
     verdict="FAILED (see fuzz/artifacts/$t/)"
