@@ -258,12 +258,7 @@ pub fn config(text: &str) -> bool {
 /// A rule file (`--rules`), with the built-in rules, compiled into an engine as a scan would
 /// and run on its own text.
 pub fn rules(text: &str) -> bool {
-    let mut files: Vec<(String, String)> = crate::detect::rules::EMBEDDED_RULE_FILES
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.to_string()))
-        .collect();
-    files.push(("fuzz.toml".into(), text.to_string()));
-    let Ok(set) = RuleSet::from_sources(&files) else {
+    let Ok(set) = RuleSet::with_embedded(vec![("fuzz.toml".into(), text.to_string())]) else {
         return false;
     };
     match Engine::new(set) {

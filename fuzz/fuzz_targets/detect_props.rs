@@ -41,22 +41,16 @@ fuzz_target!(|i: Input| {
             );
         }
     }
-    let id_at = at + text.find(&id).unwrap();
-    assert!(
-        found.iter().any(|d| d
-            .parts
-            .iter()
-            .any(|p| p.value == id.as_bytes() && p.start == id_at)),
-        "the key id planted at {id_at} was not found"
-    );
-    let secret_at = at + text.find(&secret).unwrap();
-    assert!(
-        found.iter().any(|d| d
-            .parts
-            .iter()
-            .any(|p| p.value == secret.as_bytes() && p.start == secret_at)),
-        "the secret planted at {secret_at} was not found"
-    );
+    for (what, v) in [("key id", &id), ("secret", &secret)] {
+        let v_at = at + text.find(v.as_str()).unwrap();
+        assert!(
+            found.iter().any(|d| d
+                .parts
+                .iter()
+                .any(|p| p.value == v.as_bytes() && p.start == v_at)),
+            "the {what} planted at {v_at} was not found"
+        );
+    }
     let secrets = keyhound::fuzzing::secrets(&data);
     for format in [
         keyhound::report::Format::Text,

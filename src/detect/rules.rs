@@ -222,10 +222,7 @@ pub struct RuleSet {
 impl RuleSet {
     /// The embedded rules plus every `*.toml` in `extra_dirs` (or named file).
     pub fn load(extra: &[PathBuf]) -> Result<RuleSet> {
-        let mut files: Vec<(String, String)> = EMBEDDED_RULE_FILES
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect();
+        let mut files = Vec::new();
         for p in extra {
             for f in toml_files(p)? {
                 let text = std::fs::read_to_string(&f)
@@ -233,6 +230,16 @@ impl RuleSet {
                 files.push((f.display().to_string(), text));
             }
         }
+        Self::with_embedded(files)
+    }
+
+    /// The embedded rules plus the rule files given as (name, text).
+    pub fn with_embedded(extra: Vec<(String, String)>) -> Result<RuleSet> {
+        let mut files: Vec<(String, String)> = EMBEDDED_RULE_FILES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        files.extend(extra);
         Self::from_sources(&files)
     }
 
