@@ -740,6 +740,7 @@ enum RulesAction {
 
 impl DetectArgs {
     /// The operator's access (--profile, --assume-role), for commands that read AWS.
+    #[cfg(feature = "aws")]
     fn access_plan(&self) -> crate::aws::iam::Access {
         crate::aws::iam::Access {
             profile: self.access.profile.clone(),
@@ -798,8 +799,27 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// The flags that call AWS in every command that has them.
+#[cfg(not(feature = "aws"))]
+const AWS_FLAGS: [&str; 3] = ["--verify", "--owners", "--notify-sns"];
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A build without the `aws` feature refuses AWS flags before any scanning (the commands
+    // that are AWS through and through say so when they run).
+    #[cfg(not(feature = "aws"))]
+    if let Some(flag) = std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .find(|a| {
+            AWS_FLAGS
+                .iter()
+                .any(|f| a == f || a.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+        })
+    {
+        eprintln!("keyhound: error: {:#}", crate::aws::unavailable(&flag));
+        return ExitCode::from(EXIT_ERROR);
+    }
     let result = match cli.command {
         Command::Scan(a) => {
             let output = a.output.plan();
@@ -865,6 +885,13 @@ pub fn main() -> ExitCode {
                 output,
             })
         }
+        #[cfg(not(feature = "aws"))]
+        Command::Snapshot(_) => Err(crate::aws::unavailable(
+            "keyhound snapshot's EBS and EC2 calls",
+        )),
+        #[cfg(not(feature = "aws"))]
+        Command::S3(_) => Err(crate::aws::unavailable("keyhound s3's S3 calls")),
+        #[cfg(feature = "aws")]
         Command::Snapshot(a) => {
             let access = a.detect.access_plan();
             command::snapshot::run(command::snapshot::SnapshotPlan {
@@ -895,6 +922,7 @@ pub fn main() -> ExitCode {
                 output: a.output.plan(),
             })
         }
+        #[cfg(feature = "aws")]
         Command::S3(a) => {
             let access = a.detect.access_plan();
             command::s3::run(command::s3::S3Plan {

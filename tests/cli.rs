@@ -319,3 +319,43 @@ fn this_repository_is_clean() {
     let (code, out, err) = run(std::path::Path::new(root), &["scan", "."]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The scanner-only build (`--no-default-features`, run by scripts/test as
+/// `cargo test --no-default-features --test cli`): the same findings offline; every AWS command
+/// and flag refused before any work, exit 2, saying how to get the default build.
+#[test]
+#[cfg(not(feature = "aws"))]
+fn scanner_only_build_scans_and_refuses_aws_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (k, _, text) = pair_file(&mut Keys::new(31));
+    write(tmp.path(), "creds", &text);
+    let (code, out, _) = run(tmp.path(), &["scan", "."]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&k[k.len() - 4..]) && out.contains("creds:2:21"),
+        "{out}"
+    );
+    for args in [
+        &["scan", ".", "--verify"][..],
+        &["scan", "--owners", "."],
+        &[
+            "git",
+            ".",
+            "--notify-sns=arn:aws:sns:us-east-1:123456789012:t",
+        ],
+        &["snapshot", "--all"],
+        &["s3", "s3://bucket"],
+        &["audit"],
+    ] {
+        let (code, out, err) = run(tmp.path(), args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("built without") && err.contains("pip install keyhound"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !out.contains("creds"),
+            "refused before scanning: {args:?}: {out}"
+        );
+    }
+}

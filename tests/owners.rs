@@ -2,6 +2,9 @@
 //! free loopback port, auth on) set up by tests/aws/moto_org.py: two accounts, a role into the
 //! second, users with owner tags, an SNS topic with an SQS queue subscribed.
 
+// AWS calls: only in a build with the `aws` feature (the default).
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! `qemu-img convert -O vmdk -o subformat=streamOptimized`, as `ec2 export-image` writes) and
 //! put by boto3 (tests/aws/moto_s3.py); keys come from the seeded generator.
 
+// AWS calls: only in a build with the `aws` feature (the default).
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::path::Path;

@@ -263,6 +263,7 @@ fn git_history_in_four_shards_merges_to_the_single_report() {
 /// requests), though several parts found each key; the merged summary says how even the parts
 /// were. Parts written without --show-secrets cannot be verified: refused, said why.
 #[test]
+#[cfg(feature = "aws")]
 fn verify_on_merge_asks_once_per_key() {
     use common::servers::{Canned, Reply};
     let sts = Canned::start(

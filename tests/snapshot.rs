@@ -3,6 +3,9 @@
 //! disk made with the real tools (mkfs.xfs with a protofile, mkfs.ext4 -d, sgdisk), only its
 //! non-zero blocks put, as an uploader does.
 
+// AWS calls: only in a build with the `aws` feature (the default).
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::collections::HashMap;

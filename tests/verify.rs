@@ -1,6 +1,9 @@
 //! `--verify`: against moto (the AWS emulator) for real signatures, and a canned STS for the
 //! answers moto cannot give. Every server runs on a free loopback port and stops on drop.
 
+// AWS calls: only in a build with the `aws` feature (the default).
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::path::Path;

@@ -5,6 +5,9 @@
 //! `GetAccountSummary` says whether the root user has keys. Rows go through the same decision
 //! table as found keys.
 
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -67,6 +70,17 @@ pub fn root_rows(row: &ReportRow, account: &str, opts: &RecordOptions) -> Vec<Ke
     out
 }
 
+#[cfg(not(feature = "aws"))]
+pub fn audit(
+    session: &Session,
+    _: &[String],
+    _: &RecordOptions,
+    _: Duration,
+) -> (Vec<KeyRecord>, Vec<(String, String)>) {
+    session.never()
+}
+
+#[cfg(feature = "aws")]
 /// Audits each account; returns the rows and, per account that failed, why.
 pub fn audit(
     session: &Session,
@@ -85,6 +99,7 @@ pub fn audit(
     (rows, failed)
 }
 
+#[cfg(feature = "aws")]
 async fn one(
     session: &Session,
     account: &str,
@@ -201,6 +216,7 @@ async fn one(
 
 /// Generates the credential report and waits for it (IAM builds it asynchronously; a report
 /// less than four hours old is reused).
+#[cfg(feature = "aws")]
 async fn credential_report(
     client: &aws_sdk_iam::Client,
     poll: Duration,

@@ -5,12 +5,21 @@
 //! (aws-config's AssumeRoleProvider, which also refreshes it). Found keys never sign anything
 //! here: they are only looked up.
 
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+#[cfg(feature = "aws")]
+use anyhow::Context;
+use anyhow::Result;
+#[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+#[cfg(feature = "aws")]
 use aws_credential_types::provider::ProvideCredentials;
+#[cfg(feature = "aws")]
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+#[cfg(feature = "aws")]
 use aws_sdk_iam::types::StatusType;
 
 use super::actions::LastUsed;
@@ -32,6 +41,7 @@ pub enum Unreachable {
     Failed(String),
 }
 
+#[cfg(feature = "aws")]
 pub struct Session {
     pub rt: tokio::runtime::Runtime,
     pub base: SdkConfig,
@@ -41,6 +51,27 @@ pub struct Session {
     configs: tokio::sync::Mutex<HashMap<String, Result<SdkConfig, Unreachable>>>,
 }
 
+/// A build without the `aws` feature has no session: `open` says so, and nothing can hold one
+/// (every function that takes a session is unreachable there).
+#[cfg(not(feature = "aws"))]
+pub struct Session {
+    pub operator_account: String,
+    pub operator_arn: String,
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "aws"))]
+impl Session {
+    pub fn open(_: Access) -> Result<Session> {
+        Err(super::unavailable("AWS calls"))
+    }
+
+    pub fn never(&self) -> ! {
+        match self.never {}
+    }
+}
+
+#[cfg(feature = "aws")]
 /// `code: message` of an SDK error, or its whole chain when the service said nothing.
 pub fn describe<E>(e: &SdkError<E>) -> String
 where
@@ -55,6 +86,7 @@ where
     }
 }
 
+#[cfg(feature = "aws")]
 impl Session {
     /// Loads the operator's configuration and asks STS who the operator is.
     pub fn open(access: Access) -> Result<Session> {
@@ -183,10 +215,12 @@ impl UserFacts {
     }
 }
 
+#[cfg(feature = "aws")]
 pub fn rfc3339(t: &aws_smithy_types::DateTime) -> Option<String> {
     t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
 }
 
+#[cfg(feature = "aws")]
 /// `GetAccessKeyLastUsed`: the key's user and its last use. Read before any STS call with the
 /// key, which would itself count as a use.
 pub async fn last_used(
@@ -211,6 +245,7 @@ pub async fn last_used(
     ))
 }
 
+#[cfg(feature = "aws")]
 /// `ListAccessKeys`, `ListUserTags` (all pages, through the SDK's paginators) and
 /// `GetLoginProfile` for one user.
 pub async fn user_facts(iam: &aws_sdk_iam::Client, user: &str) -> Result<UserFacts, String> {

@@ -15,6 +15,16 @@ pub mod verify;
 use crate::detect::Role;
 use crate::finding::{Class, Credential};
 
+/// The error of an AWS command or flag in a build without the `aws` feature
+/// (`cargo install --no-default-features`): what needs it and how to get a build that has it.
+pub fn unavailable(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} need the AWS SDK, which this keyhound was built without (cargo's \
+         --no-default-features); install the default build: `pip install keyhound`, a release \
+         binary, or `cargo install keyhound`"
+    )
+}
+
 /// Offline enrichment: example/placeholder class and the account id decoded from the key id.
 pub fn enrich_offline(creds: &mut [Credential]) {
     for c in creds {

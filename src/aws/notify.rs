@@ -2,7 +2,11 @@
 //! report (the Markdown section, readable as plain text in an email). The owner is also a
 //! message attribute, so subscriptions can filter on it. Keys that need nothing are left out.
 
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use anyhow::Result;
+#[cfg(feature = "aws")]
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::actions::Action;
@@ -15,6 +19,12 @@ fn topic_region(arn: &str) -> Option<&str> {
 }
 
 /// Publishes; returns the number of messages sent and one warning per failure.
+#[cfg(not(feature = "aws"))]
+pub fn publish(session: &Session, _: &str, _: &ActionReport) -> (usize, Vec<String>) {
+    session.never()
+}
+
+#[cfg(feature = "aws")]
 pub fn publish(session: &Session, topic: &str, report: &ActionReport) -> (usize, Vec<String>) {
     let client = session.sns(topic_region(topic));
     let mut sent = 0;

@@ -2,10 +2,23 @@
 //! the management account or a delegated administrator), each then reached with
 //! `--assume-role`.
 
-use anyhow::{anyhow, Context, Result};
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
 
-use super::iam::{describe, Session};
+use anyhow::Result;
+#[cfg(feature = "aws")]
+use anyhow::{anyhow, Context};
 
+#[cfg(feature = "aws")]
+use super::iam::describe;
+use super::iam::Session;
+
+#[cfg(not(feature = "aws"))]
+pub fn accounts(session: &Session) -> Result<Vec<String>> {
+    session.never()
+}
+
+#[cfg(feature = "aws")]
 /// The ids of the organization's active accounts, sorted.
 pub fn accounts(session: &Session) -> Result<Vec<String>> {
     session.rt.block_on(async {

@@ -2,11 +2,16 @@
 //! owner tags, status, age, last use), in the key's own account when a role leads there; then
 //! one action-report row per key id.
 
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::actions::{self, KeyRecord, LastUsed, Policy};
 use super::directory::Directory;
-use super::iam::{self, Session, Unreachable, UserFacts};
+#[cfg(feature = "aws")]
+use super::iam::{self, Unreachable};
+use super::iam::{Session, UserFacts};
 use crate::detect::Role;
 use crate::finding::{Credential, State};
 
@@ -32,6 +37,12 @@ pub struct RecordOptions<'a> {
     pub now: jiff::Timestamp,
 }
 
+#[cfg(not(feature = "aws"))]
+pub fn lookup(session: &Session, _: &[Credential]) -> (HashMap<String, Lookup>, Vec<String>) {
+    session.never()
+}
+
+#[cfg(feature = "aws")]
 /// Looks up every found key id (before any verification: an STS call counts as a use).
 /// Returns the lookups by key id and one warning per account that could not be reached.
 pub fn lookup(session: &Session, creds: &[Credential]) -> (HashMap<String, Lookup>, Vec<String>) {
@@ -68,6 +79,7 @@ pub fn lookup(session: &Session, creds: &[Credential]) -> (HashMap<String, Looku
     (results.into_iter().collect(), warnings)
 }
 
+#[cfg(feature = "aws")]
 async fn one(session: &Session, key_id: &str, account: &str) -> Lookup {
     let mut l = Lookup {
         account: Some(account.to_string()),

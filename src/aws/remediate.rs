@@ -7,11 +7,16 @@
 //! key's failure does not stop the others. Root keys and REMOVE USER stay manual: their
 //! commands are in the report.
 
+// Without the `aws` feature only the offline parts are used.
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+#[cfg(feature = "aws")]
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+#[cfg(feature = "aws")]
 use aws_sdk_iam::types::StatusType;
 use serde_json::json;
 
@@ -44,6 +49,7 @@ impl Log {
         })
     }
 
+    #[cfg(feature = "aws")]
     /// The call's answer; a failure is logged and becomes this key's error.
     fn checked<T, E>(&mut self, k: &KeyRecord, call: &str, r: Result<T, SdkError<E>>) -> Result<T>
     where
@@ -115,16 +121,24 @@ pub fn run(
             }
             continue;
         };
-        let account = k
-            .account
-            .clone()
-            .unwrap_or_else(|| session.operator_account.clone());
-        let r = session
-            .rt
-            .block_on(one(session, &account, k, id, user, deactivate, delete, log));
-        if let Err(e) = r {
-            errors += 1;
-            eprintln!("keyhound: error: {label} (user {user}, account {account}): {e}");
+        #[cfg(not(feature = "aws"))]
+        {
+            let _ = (log, &mut errors);
+            session.never()
+        }
+        #[cfg(feature = "aws")]
+        {
+            let account = k
+                .account
+                .clone()
+                .unwrap_or_else(|| session.operator_account.clone());
+            let r = session
+                .rt
+                .block_on(one(session, &account, k, id, user, deactivate, delete, log));
+            if let Err(e) = r {
+                errors += 1;
+                eprintln!("keyhound: error: {label} (user {user}, account {account}): {e}");
+            }
         }
     }
     if !opts.apply {
@@ -136,6 +150,7 @@ pub fn run(
     Ok(if errors > 0 { 2 } else { 0 })
 }
 
+#[cfg(feature = "aws")]
 #[allow(clippy::too_many_arguments)]
 async fn one(
     session: &Session,

@@ -4,15 +4,24 @@
 //! called. The tokio runtime and the SDK start only here, so scans without `--verify` (and the
 //! pre-commit hook) never pay for them.
 
+// A build without the `aws` feature keeps the offline parts (canary accounts, the plan of
+// what would be called) and says that --verify needs the SDK.
+#![cfg_attr(not(feature = "aws"), allow(dead_code, unused_imports))]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+#[cfg(feature = "aws")]
 use aws_credential_types::Credentials;
+#[cfg(feature = "aws")]
 use aws_sdk_sts::config::retry::RetryConfig;
+#[cfg(feature = "aws")]
 use aws_sdk_sts::config::timeout::TimeoutConfig;
+#[cfg(feature = "aws")]
 use aws_sdk_sts::config::{BehaviorVersion, Region};
+#[cfg(feature = "aws")]
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
 use crate::detect::Role;
@@ -114,6 +123,12 @@ fn plan(c: &Credential, opts: &VerifyOptions, canaries: &HashSet<&str>) -> Optio
     None
 }
 
+#[cfg(not(feature = "aws"))]
+pub fn verify(_: &mut [Credential], _: &VerifyOptions) -> Result<Vec<String>> {
+    Err(super::unavailable("--verify (STS calls)"))
+}
+
+#[cfg(feature = "aws")]
 /// Verifies every AWS key pair among `creds`, filling `verification`; returns warnings.
 pub fn verify(creds: &mut [Credential], opts: &VerifyOptions) -> Result<Vec<String>> {
     let canaries = canary_accounts();
@@ -207,6 +222,7 @@ pub fn verify(creds: &mut [Credential], opts: &VerifyOptions) -> Result<Vec<Stri
     Ok(warnings)
 }
 
+#[cfg(feature = "aws")]
 async fn call(client: &aws_sdk_sts::Client) -> Verification {
     match client.get_caller_identity().send().await {
         Ok(o) => Verification {
@@ -220,6 +236,7 @@ async fn call(client: &aws_sdk_sts::Client) -> Verification {
     }
 }
 
+#[cfg(feature = "aws")]
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E, aws_sdk_sts::config::http::HttpResponse>,
 ) -> Verification {

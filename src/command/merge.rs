@@ -98,6 +98,15 @@ fn read_text(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
 }
 
+#[cfg(not(feature = "aws"))]
+fn s3_reports(
+    session: &crate::aws::iam::Session,
+    _: &crate::source::s3::Location,
+) -> Result<Vec<(String, String)>> {
+    session.never()
+}
+
+#[cfg(feature = "aws")]
 /// The `*.json` objects under an S3 prefix (where the parts of a fan-out wrote their reports).
 fn s3_reports(
     session: &crate::aws::iam::Session,

@@ -8,6 +8,8 @@ pub mod image;
 pub mod merge;
 pub mod remediate;
 pub mod rules;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod scan;
+#[cfg(feature = "aws")]
 pub mod snapshot;

@@ -21,6 +21,7 @@ pub mod git;
 pub mod image;
 pub mod partition;
 pub mod s3;
+#[cfg(feature = "aws")]
 pub mod snapshot;
 pub mod tree;
 pub mod window;

@@ -11,9 +11,14 @@
 //!   and `If-Match` on the ETag), or, for disk images and big zips, ranged GETs behind a
 //!   block reader (`block::s3`).
 
+// Without the `aws` feature only the offline parts are used (parsing, the fuzzed checks).
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::io::{self, Read};
 
+#[cfg(feature = "aws")]
 use aws_sdk_s3::error::ProvideErrorMetadata;
+#[cfg(feature = "aws")]
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Buf, Bytes};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -21,6 +26,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 pub use super::block::s3::Target;
 pub use crate::blob::ObjectInfo;
 
+#[cfg(feature = "aws")]
 use super::block::ebs::describe;
 
 /// A place to look: `s3://bucket[/prefix]`.
@@ -136,6 +142,7 @@ pub struct Listing {
     pub note: Option<String>,
 }
 
+#[cfg(feature = "aws")]
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
 }
@@ -145,6 +152,7 @@ fn etag(e: Option<&str>) -> Option<String> {
     e.map(str::to_string)
 }
 
+#[cfg(feature = "aws")]
 /// Lists the objects of `bucket` that `q` asks for (every page).
 pub async fn list(
     client: &aws_sdk_s3::Client,
@@ -282,6 +290,7 @@ pub async fn list(
     Ok(out)
 }
 
+#[cfg(feature = "aws")]
 /// Was versioning ever turned on for `bucket` (GetBucketVersioning has a status)? `None` when
 /// it cannot be told. An answer the SDK cannot read (an S3-compatible store whose document has
 /// another root element, as moto's `GetBucketVersioningResponse`) is read for its `<Status>`.
@@ -296,11 +305,13 @@ async fn versioning(client: &aws_sdk_s3::Client, bucket: &str) -> Option<bool> {
     }
 }
 
+#[cfg(feature = "aws")]
 /// Refused by policy (not a missing bucket, not an outage).
 fn denied<E: ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> bool {
     e.code() == Some("AccessDenied") || e.raw_response().is_some_and(|r| r.status().as_u16() == 403)
 }
 
+#[cfg(feature = "aws")]
 /// The buckets the account owns, with the region ListBuckets names (when it does).
 pub async fn buckets(client: &aws_sdk_s3::Client) -> Result<Vec<(String, Option<String>)>, String> {
     let mut out = Vec::new();
@@ -316,6 +327,7 @@ pub async fn buckets(client: &aws_sdk_s3::Client) -> Result<Vec<(String, Option<
     Ok(out)
 }
 
+#[cfg(feature = "aws")]
 /// The region of `bucket` (GetBucketLocation: no constraint is us-east-1, `EU` eu-west-1).
 pub async fn bucket_region(client: &aws_sdk_s3::Client, bucket: &str) -> Result<String, String> {
     let out = client
@@ -334,6 +346,7 @@ pub async fn bucket_region(client: &aws_sdk_s3::Client, bucket: &str) -> Result<
 /// Times a stream that broke is resumed from where it broke.
 const RESUMES: u32 = 3;
 
+#[cfg(feature = "aws")]
 /// An object's bytes as a `Read`: one GetObject streamed, and when the connection breaks,
 /// resumed from the byte it broke at (a ranged GET, `If-Match` on the ETag, so a replaced
 /// object is not mixed with its old bytes).
@@ -347,6 +360,7 @@ pub struct Stream<'a> {
     resumes: u32,
 }
 
+#[cfg(feature = "aws")]
 /// Why an object could not be opened: the message, and whether it was refused (access denied,
 /// KMS, requester pays, gone, archived: asking again will not help).
 #[derive(Debug)]
@@ -355,6 +369,7 @@ pub struct OpenError {
     pub refused: bool,
 }
 
+#[cfg(feature = "aws")]
 impl<'a> Stream<'a> {
     /// Sends the GetObject, for the bytes from `from` on.
     pub fn open(
@@ -407,6 +422,7 @@ impl<'a> Stream<'a> {
     }
 }
 
+#[cfg(feature = "aws")]
 impl Read for Stream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {

@@ -14,10 +14,14 @@
 //! The block size is the one the API reports: 512 KiB on AWS, 512 bytes on the moto emulator the
 //! tests use.
 
+// Without the `aws` feature only the offline parts are used (parsing, the fuzzed checks).
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -115,6 +119,7 @@ impl Fault {
     }
 }
 
+#[cfg(feature = "aws")]
 /// A completed snapshot's written blocks, ready to be fetched.
 pub struct Snapshot {
     pub id: String,
@@ -127,6 +132,7 @@ pub struct Snapshot {
     tokens: Vec<Box<str>>,
 }
 
+#[cfg(feature = "aws")]
 /// `code: message` of an AWS SDK error (any service's), or its whole chain when the service
 /// said nothing.
 pub fn describe<E>(e: &SdkError<E>) -> String
@@ -143,6 +149,7 @@ where
     }
 }
 
+#[cfg(feature = "aws")]
 impl Snapshot {
     /// Lists the written blocks of snapshot `id` (every page).
     pub async fn open(
@@ -330,6 +337,7 @@ pub(crate) fn check_block(
     Ok(body)
 }
 
+#[cfg(feature = "aws")]
 impl Fetch for Snapshot {
     fn len(&self) -> u64 {
         self.len
@@ -366,6 +374,7 @@ impl Fetch for Snapshot {
     }
 }
 
+#[cfg(feature = "aws")]
 /// An EBS client for `region` on the operator's configuration (`AWS_ENDPOINT_URL_EBS` or
 /// `AWS_ENDPOINT_URL` honoured as the SDK reads them), retrying throttling and 5xx answers.
 pub fn client(conf: &aws_config::SdkConfig, region: &str) -> aws_sdk_ebs::Client {

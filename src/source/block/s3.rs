@@ -8,13 +8,18 @@
 //! (`SlowDown`) and 5xx answers are retried by the SDK's standard strategy (`client`); access
 //! denied, a key or version gone, or a changed ETag stop the object (`whole_disk`).
 
+// Without the `aws` feature only the offline parts are used (parsing, the fuzzed checks).
+#![cfg_attr(not(feature = "aws"), allow(unused_imports, dead_code))]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+#[cfg(feature = "aws")]
 use super::ebs::describe;
 use super::remote::{Fetch, FetchError};
 
@@ -37,6 +42,7 @@ pub struct Target {
     pub requester_pays: bool,
 }
 
+#[cfg(feature = "aws")]
 /// One object as a disk of `BLOCK`-byte blocks, every one of them "written".
 pub struct Object {
     client: aws_sdk_s3::Client,
@@ -49,6 +55,7 @@ pub struct Object {
     pub bytes: AtomicU64,
 }
 
+#[cfg(feature = "aws")]
 impl Object {
     pub fn new(client: aws_sdk_s3::Client, target: Target, len: u64, block: u64) -> Object {
         let block = block.max(512);
@@ -76,6 +83,7 @@ impl Object {
     }
 }
 
+#[cfg(feature = "aws")]
 /// Bytes `start..end` of the object, by one ranged GetObject, checked to be exactly those.
 pub async fn range(
     client: &aws_sdk_s3::Client,
@@ -136,6 +144,7 @@ fn range_name(start: u64, end: u64) -> String {
     format!("bytes {start}-{}", end - 1)
 }
 
+#[cfg(feature = "aws")]
 impl Fetch for Object {
     fn len(&self) -> u64 {
         self.len
@@ -157,6 +166,7 @@ impl Fetch for Object {
     }
 }
 
+#[cfg(feature = "aws")]
 /// An S3 client for `region` on the operator's configuration, retrying throttling and 5xx.
 /// With an endpoint override (`AWS_ENDPOINT_URL`: an emulator, a VPC endpoint by address)
 /// buckets are addressed by path, since `bucket.host` names would not resolve.

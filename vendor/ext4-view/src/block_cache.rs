@@ -80,10 +80,7 @@ pub(crate) struct BlockCache {
 
 impl BlockCache {
     /// Create a block cache with sensible defaults.
-    pub(crate) fn new(
-        block_size: BlockSize,
-        num_fs_blocks: u64,
-    ) -> Result<Self, Ext4Error> {
+    pub(crate) fn new(block_size: BlockSize, num_fs_blocks: u64) -> Result<Self, Ext4Error> {
         Self::with_opts(CacheOpts::new(block_size), num_fs_blocks)
     }
 
@@ -93,10 +90,7 @@ impl BlockCache {
     /// # Preconditions
     ///
     /// `max_blocks_per_read` must be less than or equal to `num_entries`.
-    fn with_opts(
-        opts: CacheOpts,
-        num_fs_blocks: u64,
-    ) -> Result<Self, Ext4Error> {
+    fn with_opts(opts: CacheOpts, num_fs_blocks: u64) -> Result<Self, Ext4Error> {
         assert!(usize_from_u32(opts.max_blocks_per_read) <= opts.num_entries);
 
         let read_buf_len = opts.read_buf_size_in_bytes();
@@ -223,11 +217,7 @@ impl BlockCache {
     ///
     /// `block_within_read_buf` must be a valid block index within the
     /// read buf.
-    fn insert_block(
-        &mut self,
-        block_index: FsBlockIndex,
-        block_within_read_buf: u32,
-    ) {
+    fn insert_block(&mut self, block_index: FsBlockIndex, block_within_read_buf: u32) {
         assert!(block_within_read_buf < self.max_blocks_per_read);
 
         // OK to unwrap: precondition says that `block_within_read_buf`
@@ -266,8 +256,7 @@ impl CacheOpts {
         // time.
         let max_bytes_per_read = 8 * 4096;
         // Ensure that at least one block is read at a time.
-        let max_blocks_per_read =
-            1.max(max_bytes_per_read / block_size.to_nz_u32());
+        let max_blocks_per_read = 1.max(max_bytes_per_read / block_size.to_nz_u32());
 
         // OK to unwrap: the smallest block size is 1024, so
         // `max_blocks_per_read` cannot exceed
@@ -406,9 +395,7 @@ mod tests {
         // Test that an error in the closure is propagated.
         assert_eq!(
             cache
-                .get_or_insert_blocks(1, |_| {
-                    Err(CorruptKind::TooManyBlocksInFile.into())
-                })
+                .get_or_insert_blocks(1, |_| { Err(CorruptKind::TooManyBlocksInFile.into()) })
                 .unwrap_err(),
             CorruptKind::TooManyBlocksInFile
         );

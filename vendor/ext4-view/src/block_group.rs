@@ -43,8 +43,7 @@ impl BlockGroupDescriptor {
             0
         };
 
-        let inode_table_first_block =
-            u64_from_hilo(bg_inode_table_hi, bg_inode_table_lo);
+        let inode_table_first_block = u64_from_hilo(bg_inode_table_hi, bg_inode_table_lo);
 
         Self {
             inode_table_first_block,
@@ -54,17 +53,13 @@ impl BlockGroupDescriptor {
 
     /// Map from a block group descriptor index to the absolute byte
     /// within the file where the descriptor starts.
-    fn get_start_byte(
-        sb: &Superblock,
-        bgd_index: BlockGroupIndex,
-    ) -> Option<u64> {
+    fn get_start_byte(sb: &Superblock, bgd_index: BlockGroupIndex) -> Option<u64> {
         let bgd_start_block: u32 = if sb.block_size == 1024 { 2 } else { 1 };
         let bgd_per_block = sb
             .block_size
             .to_u32()
             .checked_div(u32::from(sb.block_group_descriptor_size))?;
-        let block_index = bgd_start_block
-            .checked_add(bgd_index.checked_div(bgd_per_block)?)?;
+        let block_index = bgd_start_block.checked_add(bgd_index.checked_div(bgd_per_block)?)?;
         let offset_within_block = (bgd_index.checked_rem(bgd_per_block)?)
             .checked_mul(u32::from(sb.block_group_descriptor_size))?;
 
@@ -80,8 +75,7 @@ impl BlockGroupDescriptor {
         bgd_index: BlockGroupIndex,
     ) -> Result<Self, Ext4Error> {
         // Allocate a byte vec to read the raw data into.
-        let block_group_descriptor_size =
-            usize::from(sb.block_group_descriptor_size);
+        let block_group_descriptor_size = usize::from(sb.block_group_descriptor_size);
         let mut data = vec![0; block_group_descriptor_size];
 
         let start = Self::get_start_byte(sb, bgd_index)
@@ -108,10 +102,7 @@ impl BlockGroupDescriptor {
             let checksum = u16::try_from(checksum.finalize() & 0xffff).unwrap();
 
             if checksum != block_group_descriptor.checksum {
-                return Err(CorruptKind::BlockGroupDescriptorChecksum(
-                    bgd_index,
-                )
-                .into());
+                return Err(CorruptKind::BlockGroupDescriptorChecksum(bgd_index).into());
             }
         } else if sb
             .read_only_compatible_features
@@ -130,8 +121,7 @@ impl BlockGroupDescriptor {
         sb: &Superblock,
         reader: &mut dyn Ext4Read,
     ) -> Result<Vec<Self>, Ext4Error> {
-        let mut block_group_descriptors =
-            Vec::with_capacity(usize_from_u32(sb.num_block_groups));
+        let mut block_group_descriptors = Vec::with_capacity(usize_from_u32(sb.num_block_groups));
 
         for bgd_index in 0..sb.num_block_groups {
             let bgd = Self::read(sb, reader, bgd_index)?;

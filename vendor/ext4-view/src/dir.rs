@@ -59,11 +59,7 @@ mod tests {
         let root_inode = fs.read_root_inode().unwrap();
 
         let lookup = |name| {
-            get_dir_entry_inode_by_name(
-                &fs,
-                &root_inode,
-                DirEntryName::try_from(name).unwrap(),
-            )
+            get_dir_entry_inode_by_name(&fs, &root_inode, DirEntryName::try_from(name).unwrap())
         };
 
         // Check for a few expected entries.

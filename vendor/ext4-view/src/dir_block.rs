@@ -91,8 +91,7 @@ impl DirBlock<'_> {
         let tail_entry_size = 12;
 
         // OK to unwrap: minimum block size is 1024.
-        let tail_entry_offset =
-            block.len().checked_sub(tail_entry_size).unwrap();
+        let tail_entry_offset = block.len().checked_sub(tail_entry_size).unwrap();
 
         let mut checksum = self.checksum_base.clone();
         checksum.update(&block[..tail_entry_offset]);
@@ -101,16 +100,11 @@ impl DirBlock<'_> {
     }
 
     /// Calculate the checksum of a non-leaf block.
-    fn calc_internal_checksum(
-        &self,
-        block: &[u8],
-        block_type: DirBlockType,
-    ) -> Checksum {
+    fn calc_internal_checksum(&self, block: &[u8], block_type: DirBlockType) -> Checksum {
         let tail_entry_size = 8;
 
         // OK to unwrap: minimum block size is 1024.
-        let tail_entry_offset =
-            block.len().checked_sub(tail_entry_size).unwrap();
+        let tail_entry_offset = block.len().checked_sub(tail_entry_size).unwrap();
 
         let limit_offset: usize = if block_type == DirBlockType::Root {
             0x20

@@ -247,9 +247,7 @@ impl DirEntry {
         // Check size (the full entry will usually be larger than this),
         // but these header fields must be present.
         if bytes.len() < NAME_OFFSET {
-            return Err(
-                CorruptKind::DirEntryMissingHeader(inode, bytes.len()).into()
-            );
+            return Err(CorruptKind::DirEntryMissingHeader(inode, bytes.len()).into());
         }
 
         // Get the inode that this entry points to. If zero, this is a
@@ -266,9 +264,7 @@ impl DirEntry {
         // notably, a value of zero would cause an infinite loop when
         // iterating over entries.
         if rec_len < NAME_OFFSET {
-            return Err(
-                CorruptKind::DirEntryRecordTooSmall(inode, rec_len).into()
-            );
+            return Err(CorruptKind::DirEntryRecordTooSmall(inode, rec_len).into());
         }
         // OK to unwrap: above check ensures that `rec_len >= NAME_OFFSET`.
         let rec_len = NonZero::new(rec_len).unwrap();
@@ -302,9 +298,8 @@ impl DirEntry {
         // This requirement could be relaxed in the future by passing in
         // a filesystem reference and reading the pointed-to inode.
         let file_type = bytes[7];
-        let file_type = FileType::from_dir_entry(file_type).map_err(|_| {
-            CorruptKind::DirEntryInvalidFileType(inode, file_type)
-        })?;
+        let file_type = FileType::from_dir_entry(file_type)
+            .map_err(|_| CorruptKind::DirEntryInvalidFileType(inode, file_type))?;
 
         let name = DirEntryNameBuf::try_from(name_slice)
             .map_err(|e| CorruptKind::DirEntryInvalidName(inode, e))?;
@@ -473,10 +468,7 @@ mod tests {
 
         // Error: too long.
         let src: &[u8] = [1; 256].as_slice();
-        assert_eq!(
-            DirEntryName::try_from(src),
-            Err(DirEntryNameError::TooLong)
-        );
+        assert_eq!(DirEntryName::try_from(src), Err(DirEntryNameError::TooLong));
         assert_eq!(
             DirEntryNameBuf::try_from(src),
             Err(DirEntryNameError::TooLong)
@@ -534,9 +526,7 @@ mod tests {
         bytes.push(1u8); // file type
         bytes.extend("abc".bytes()); // name
         bytes.resize(72, 0u8);
-        let (entry, len) =
-            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone())
-                .unwrap();
+        let (entry, len) = DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone()).unwrap();
         let entry = entry.unwrap();
         assert_eq!(len.get(), 72);
         assert_eq!(entry.inode, inode2);
@@ -554,16 +544,13 @@ mod tests {
         bytes.extend(0u32.to_le_bytes()); // inode
         bytes.extend(72u16.to_le_bytes()); // record length
         bytes.resize(72, 0u8);
-        let (entry, len) =
-            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone())
-                .unwrap();
+        let (entry, len) = DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone()).unwrap();
         assert!(entry.is_none());
         assert_eq!(len.get(), 72);
 
         // Error: not enough data for the header.
         assert_eq!(
-            DirEntry::from_bytes(fs.clone(), &[], inode1, path.clone())
-                .unwrap_err(),
+            DirEntry::from_bytes(fs.clone(), &[], inode1, path.clone()).unwrap_err(),
             CorruptKind::DirEntryMissingHeader(inode1, 0)
         );
 
@@ -573,8 +560,7 @@ mod tests {
         bytes.extend(7u16.to_le_bytes()); // record length
         bytes.resize(72, 0u8);
         assert_eq!(
-            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone())
-                .unwrap_err(),
+            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone()).unwrap_err(),
             CorruptKind::DirEntryRecordTooSmall(inode1, 7)
         );
 
@@ -587,8 +573,7 @@ mod tests {
         bytes.extend("abc".bytes()); // name
         bytes.resize(72, 0u8);
         assert_eq!(
-            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone())
-                .unwrap_err(),
+            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone()).unwrap_err(),
             CorruptKind::DirEntryInvalidFileType(inode1, 123),
         );
 
@@ -600,8 +585,7 @@ mod tests {
         bytes.push(1u8); // file type
         bytes.extend("a".bytes()); // name
         assert_eq!(
-            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone())
-                .unwrap_err(),
+            DirEntry::from_bytes(fs.clone(), &bytes, inode1, path.clone()).unwrap_err(),
             CorruptKind::DirEntryNameTooLarge(inode1, 3),
         );
 
@@ -615,10 +599,7 @@ mod tests {
         bytes.resize(72, 0u8);
         assert_eq!(
             DirEntry::from_bytes(fs.clone(), &bytes, inode1, path).unwrap_err(),
-            CorruptKind::DirEntryInvalidName(
-                inode1,
-                DirEntryNameError::ContainsSeparator
-            ),
+            CorruptKind::DirEntryInvalidName(inode1, DirEntryNameError::ContainsSeparator),
         );
     }
 

@@ -67,11 +67,7 @@ impl HashAlg {
     /// The `seed` value comes from the `s_hash_seed` field of the
     /// superblock. If the `seed` is all zeroes, it's replaced with a
     /// standard default seed.
-    pub(crate) fn hash(
-        &self,
-        name: DirEntryName<'_>,
-        mut seed: &[u32; 4],
-    ) -> u32 {
+    pub(crate) fn hash(&self, name: DirEntryName<'_>, mut seed: &[u32; 4]) -> u32 {
         // Replace all-zero seed with a standard default seed.
         if seed == &[0; 4] {
             seed = &[0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
@@ -87,9 +83,7 @@ impl HashAlg {
         let hash = match self {
             Self::HalfMd4 => {
                 // Hash the name in 32-byte chunks.
-                for chunk in
-                    name.as_ref().chunks(mem::size_of::<HashBlock<8>>())
-                {
+                for chunk in name.as_ref().chunks(mem::size_of::<HashBlock<8>>()) {
                     let inp = create_hash_block(chunk);
                     md4_half(&mut state, &inp);
                 }
@@ -98,9 +92,7 @@ impl HashAlg {
             }
             Self::Tea => {
                 // Hash the name in 16-byte chunks.
-                for chunk in
-                    name.as_ref().chunks(mem::size_of::<HashBlock<4>>())
-                {
+                for chunk in name.as_ref().chunks(mem::size_of::<HashBlock<4>>()) {
                     let inp = create_hash_block(chunk);
                     tea(&mut state, &inp);
                 }
@@ -470,11 +462,7 @@ mod tests {
         /// Construct the debugfs command to get calculate a hash. The
         /// command looks like this:
         /// debugfs -R 'dx_hash -s <seed> -h <hash_alg> <to_hash>'
-        fn debugfs_cmd(
-            hash_alg: HashAlg,
-            to_hash: &[u8],
-            seed: &str,
-        ) -> Command {
+        fn debugfs_cmd(hash_alg: HashAlg, to_hash: &[u8], seed: &str) -> Command {
             let hash_alg = match hash_alg {
                 HashAlg::HalfMd4 => "half_md4",
                 HashAlg::Tea => "tea",
@@ -492,11 +480,7 @@ mod tests {
         }
 
         /// Use `debugfs` to get the correct hash value.
-        fn get_expected_hash(
-            hash_alg: HashAlg,
-            to_hash: &[u8],
-            seed: &str,
-        ) -> u32 {
+        fn get_expected_hash(hash_alg: HashAlg, to_hash: &[u8], seed: &str) -> u32 {
             let output = debugfs_cmd(hash_alg, to_hash, seed).output().unwrap();
             assert!(output.status.success());
 

@@ -72,18 +72,12 @@ impl<'a> InternalNode<'a> {
     const ENTRY_SIZE: usize = 8;
 
     /// Create an `InternalNode` from a root directory block.
-    fn from_root_block(
-        block: &'a [u8],
-        inode: InodeIndex,
-    ) -> Result<Self, Ext4Error> {
+    fn from_root_block(block: &'a [u8], inode: InodeIndex) -> Result<Self, Ext4Error> {
         Self::new(&block[0x20..], inode)
     }
 
     /// Create an `InternalNode` from a non-root directory block.
-    fn from_non_root_block(
-        block: &'a [u8],
-        inode: InodeIndex,
-    ) -> Result<Self, Ext4Error> {
+    fn from_non_root_block(block: &'a [u8], inode: InodeIndex) -> Result<Self, Ext4Error> {
         Self::new(&block[0x8..], inode)
     }
 
@@ -109,13 +103,13 @@ impl<'a> InternalNode<'a> {
 
         // Shrink raw data to exactly the valid length, or return an
         // error if not enough data.
-        bytes = bytes.get(..end_byte).ok_or(
-            CorruptKind::HtreeInternalNodeCountTooLarge {
+        bytes = bytes
+            .get(..end_byte)
+            .ok_or(CorruptKind::HtreeInternalNodeCountTooLarge {
                 inode,
                 count,
                 num_bytes: bytes.len(),
-            },
-        )?;
+            })?;
 
         Ok(Self { entries: bytes })
     }
@@ -154,10 +148,7 @@ impl<'a> InternalNode<'a> {
 
     /// Perform a binary search to find the child block index for the
     /// `lookup_hash`.
-    fn lookup_block_by_hash(
-        &self,
-        lookup_hash: DirHash,
-    ) -> Option<FileBlockIndex> {
+    fn lookup_block_by_hash(&self, lookup_hash: DirHash) -> Option<FileBlockIndex> {
         // Left/right entry index.
         let mut left = 0;
         let mut right = self.num_entries().checked_sub(1)?;
@@ -179,11 +170,7 @@ impl<'a> InternalNode<'a> {
 
 /// Read the block containing the root node of an htree into
 /// `block`. This is always the first block of the file.
-fn read_root_block(
-    fs: &Ext4,
-    inode: &Inode,
-    block: &mut [u8],
-) -> Result<(), Ext4Error> {
+fn read_root_block(fs: &Ext4, inode: &Inode, block: &mut [u8]) -> Result<(), Ext4Error> {
     let mut file_blocks = FileBlocks::new(fs.clone(), inode)?;
 
     // Get the first block.
@@ -226,12 +213,8 @@ fn read_dot_or_dotdot(
         return Ok(None);
     };
 
-    let (entry, _size) = DirEntry::from_bytes(
-        fs,
-        &block[offset..],
-        inode.index,
-        Rc::new(PathBuf::empty()),
-    )?;
+    let (entry, _size) =
+        DirEntry::from_bytes(fs, &block[offset..], inode.index, Rc::new(PathBuf::empty()))?;
     let entry = entry.ok_or_else(corrupt)?;
     if entry.file_name() == name {
         Ok(Some(entry))
@@ -318,8 +301,7 @@ fn find_leaf_node(
     // leaf node data into `block`.
     for level in 0..=depth {
         // Get the absolute block index and read the block's data.
-        let block_index =
-            block_from_file_block(fs, inode, child_block_relative)?;
+        let block_index = block_from_file_block(fs, inode, child_block_relative)?;
         let dir_block = DirBlock {
             fs,
             dir_inode: inode.index,
@@ -334,8 +316,7 @@ fn find_leaf_node(
         // block. Otherwise, we've reached a leaf node and there's
         // nothing more to do.
         if level != depth {
-            let inner_node =
-                InternalNode::from_non_root_block(block, inode.index)?;
+            let inner_node = InternalNode::from_non_root_block(block, inode.index)?;
             child_block_relative = inner_node
                 .lookup_block_by_hash(hash)
                 .ok_or(CorruptKind::DirEntry(inode.index))?;
@@ -417,11 +398,10 @@ mod tests {
         let inode = InodeIndex::new(1).unwrap();
 
         let mut bytes = Vec::new();
-        let add_entry =
-            |bytes: &mut Vec<u8>, hash: DirHash, block: FileBlockIndex| {
-                bytes.extend(hash.to_le_bytes());
-                bytes.extend(block.to_le_bytes());
-            };
+        let add_entry = |bytes: &mut Vec<u8>, hash: DirHash, block: FileBlockIndex| {
+            bytes.extend(hash.to_le_bytes());
+            bytes.extend(block.to_le_bytes());
+        };
         bytes.extend(20u16.to_le_bytes()); // limit
         bytes.extend(11u16.to_le_bytes()); // count
         bytes.extend(100u32.to_le_bytes()); // block
@@ -506,63 +486,36 @@ mod tests {
         read_root_block(&fs, &inode, &mut block).unwrap();
 
         // Get the "." entry.
-        let entry = read_dot_or_dotdot(
-            fs.clone(),
-            &inode,
-            ".".try_into().unwrap(),
-            &block,
-        )
-        .unwrap()
-        .unwrap();
+        let entry = read_dot_or_dotdot(fs.clone(), &inode, ".".try_into().unwrap(), &block)
+            .unwrap()
+            .unwrap();
         assert_eq!(entry.file_name(), ".");
 
         // Get the ".." entry.
-        let entry = read_dot_or_dotdot(
-            fs.clone(),
-            &inode,
-            "..".try_into().unwrap(),
-            &block,
-        )
-        .unwrap()
-        .unwrap();
+        let entry = read_dot_or_dotdot(fs.clone(), &inode, "..".try_into().unwrap(), &block)
+            .unwrap()
+            .unwrap();
         assert_eq!(entry.file_name(), "..");
 
         // Check that an arbitrary name returns `None`.
         assert!(
-            read_dot_or_dotdot(
-                fs.clone(),
-                &inode,
-                "somename".try_into().unwrap(),
-                &block
-            )
-            .unwrap()
-            .is_none()
+            read_dot_or_dotdot(fs.clone(), &inode, "somename".try_into().unwrap(), &block)
+                .unwrap()
+                .is_none()
         );
 
         // Error: the first directory entry in the root node is not ".".
         assert_eq!(block[8], b'.');
         block[8] = b'x';
         assert_eq!(
-            read_dot_or_dotdot(
-                fs.clone(),
-                &inode,
-                ".".try_into().unwrap(),
-                &block,
-            )
-            .unwrap_err(),
+            read_dot_or_dotdot(fs.clone(), &inode, ".".try_into().unwrap(), &block,).unwrap_err(),
             CorruptKind::DirEntry(inode.index)
         );
 
         // Error: invalid directory block.
         block.fill(0);
         assert_eq!(
-            read_dot_or_dotdot(
-                fs.clone(),
-                &inode,
-                ".".try_into().unwrap(),
-                &block,
-            )
-            .unwrap_err(),
+            read_dot_or_dotdot(fs.clone(), &inode, ".".try_into().unwrap(), &block,).unwrap_err(),
             CorruptKind::DirEntryRecordTooSmall(inode.index, 0)
         );
     }
@@ -575,14 +528,12 @@ mod tests {
     #[track_caller]
     fn compare_all_entries(fs: &Ext4, dir: Path<'_>) -> usize {
         let dir_inode = fs.path_to_inode(dir, FollowSymlinks::All).unwrap();
-        let iter =
-            ReadDir::new(fs.clone(), &dir_inode, PathBuf::from(dir)).unwrap();
+        let iter = ReadDir::new(fs.clone(), &dir_inode, PathBuf::from(dir)).unwrap();
         let mut count = 0;
         for iter_entry in iter {
             let iter_entry = iter_entry.unwrap();
             let htree_entry =
-                get_dir_entry_via_htree(fs, &dir_inode, iter_entry.file_name())
-                    .unwrap();
+                get_dir_entry_via_htree(fs, &dir_inode, iter_entry.file_name()).unwrap();
             assert_eq!(htree_entry.file_name(), iter_entry.file_name());
             assert_eq!(htree_entry.inode, iter_entry.inode);
             count += 1;
@@ -654,10 +605,7 @@ mod tests {
         // Grab a convenient inode and overwrite its inline data with
         // the new extent tree.
         let mut inode = fs
-            .path_to_inode(
-                "/medium_dir".try_into().unwrap(),
-                FollowSymlinks::All,
-            )
+            .path_to_inode("/medium_dir".try_into().unwrap(), FollowSymlinks::All)
             .unwrap();
         inode.inline_data.copy_from_slice(&extents);
 

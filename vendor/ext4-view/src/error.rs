@@ -429,10 +429,7 @@ impl Display for CorruptKind {
                 write!(f, "journal superblock checksum is invalid")
             }
             Self::JournalBlockSize => {
-                write!(
-                    f,
-                    "journal block size does not match filesystem block size"
-                )
+                write!(f, "journal block size does not match filesystem block size")
             }
             Self::JournalTruncated => write!(f, "journal is truncated"),
             Self::JournalSequence => write!(
@@ -452,10 +449,7 @@ impl Display for CorruptKind {
                 write!(f, "journal revocation block checksum is invalid")
             }
             Self::JournalRevocationBlockInvalidTableSize(size) => {
-                write!(
-                    f,
-                    "journal revocation block table size is invalid: {size}"
-                )
+                write!(f, "journal revocation block table size is invalid: {size}")
             }
             Self::JournalSequenceOverflow => {
                 write!(f, "journal sequence number overflowed")
@@ -522,10 +516,7 @@ impl Display for CorruptKind {
                 write!(f, "extent in inode {inode} points to an invalid block")
             }
             Self::ExtentNodeSize(inode) => {
-                write!(
-                    f,
-                    "extent in inode {inode} has a node with an invalid size"
-                )
+                write!(f, "extent in inode {inode} has a node with an invalid size")
             }
             Self::DirBlockChecksum(inode) => write!(
                 f,

@@ -55,10 +55,7 @@ impl File {
     /// Open `inode`. Note that unlike `File::open`, this allows any
     /// type of `inode` to be opened, including directories and
     /// symlinks. This is used by `Ext4::read_inode_file`.
-    pub(crate) fn open_inode(
-        fs: &Ext4,
-        inode: Inode,
-    ) -> Result<Self, Ext4Error> {
+    pub(crate) fn open_inode(fs: &Ext4, inode: Inode) -> Result<Self, Ext4Error> {
         Ok(Self {
             fs: fs.clone(),
             position: 0,
@@ -83,10 +80,7 @@ impl File {
     /// entire file.
     ///
     /// Returns `Ok(0)` if the end of the file has been reached.
-    pub fn read_bytes(
-        &mut self,
-        mut buf: &mut [u8],
-    ) -> Result<usize, Ext4Error> {
+    pub fn read_bytes(&mut self, mut buf: &mut [u8]) -> Result<usize, Ext4Error> {
         // Nothing to do if output buffer is empty.
         if buf.is_empty() {
             return Ok(0);
@@ -177,8 +171,7 @@ impl File {
 
         // OK to unwrap: reads don't extend past a block, so this is at
         // most `block_size`, which always fits in a `u32`.
-        let new_offset_within_block: u32 =
-            offset_within_block.checked_add(buf_len_u32).unwrap();
+        let new_offset_within_block: u32 = offset_within_block.checked_add(buf_len_u32).unwrap();
 
         // If the end of this block has been reached, clear
         // `self.block_index` so that the next call fetches a new block
@@ -190,8 +183,7 @@ impl File {
         // OK to unwrap: the buffer length is capped such that this
         // calculation is at most the length of the file, which fits in
         // a `u64`.
-        self.position =
-            self.position.checked_add(u64::from(buf_len_u32)).unwrap();
+        self.position = self.position.checked_add(u64::from(buf_len_u32)).unwrap();
 
         Ok(buf.len())
     }

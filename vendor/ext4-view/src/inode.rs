@@ -14,9 +14,7 @@ use crate::file_type::FileType;
 use crate::metadata::Metadata;
 use crate::path::PathBuf;
 use crate::timestamp::Timestamp;
-use crate::util::{
-    read_u16le, read_u32le, u32_from_hilo, u64_from_hilo, usize_from_u32,
-};
+use crate::util::{read_u16le, read_u32le, u32_from_hilo, u64_from_hilo, usize_from_u32};
 use alloc::vec;
 use bitflags::bitflags;
 use core::num::NonZeroU32;
@@ -129,11 +127,7 @@ impl Inode {
     ///
     /// If successful, returns a tuple containing the inode and its
     /// checksum field.
-    fn from_bytes(
-        ext4: &Ext4,
-        index: InodeIndex,
-        data: &[u8],
-    ) -> Result<(Self, u32), Ext4Error> {
+    fn from_bytes(ext4: &Ext4, index: InodeIndex, data: &[u8]) -> Result<(Self, u32), Ext4Error> {
         // Inodes must be at least 128 bytes.
         if data.len() < 128 {
             return Err(CorruptKind::InodeTruncated {
@@ -145,9 +139,7 @@ impl Inode {
 
         // If metadata checksums are enabled, the inode must be big
         // enough to include the checksum fields.
-        if ext4.has_metadata_checksums()
-            && data.len() < (Self::I_CHECKSUM_HI_OFFSET + 2)
-        {
+        if ext4.has_metadata_checksums() && data.len() < (Self::I_CHECKSUM_HI_OFFSET + 2) {
             return Err(CorruptKind::InodeTruncated {
                 inode: index,
                 size: data.len(),
@@ -169,8 +161,7 @@ impl Inode {
         let i_size_high = read_u32le(data, 0x6c);
         let l_i_uid_high = read_u16le(data, 0x74 + 0x4);
         let l_i_gid_high = read_u16le(data, 0x74 + 0x6);
-        let (l_i_checksum_lo, i_checksum_hi) = if ext4.has_metadata_checksums()
-        {
+        let (l_i_checksum_lo, i_checksum_hi) = if ext4.has_metadata_checksums() {
             (
                 read_u16le(data, Self::L_I_CHECKSUM_LO_OFFSET),
                 read_u16le(data, Self::I_CHECKSUM_HI_OFFSET),
@@ -182,26 +173,24 @@ impl Inode {
         };
 
         // Extra timestamps fields & creation time if inode large enough.
-        let (i_atime_extra, i_ctime_extra, i_mtime_extra, crtime) = if data
-            .len()
-            >= Self::I_CRTIME_EXTRA_OFFSET + 4
-        {
-            let i_atime_extra = read_u32le(data, Self::I_ATIME_EXTRA_OFFSET);
-            let i_ctime_extra = read_u32le(data, Self::I_CTIME_EXTRA_OFFSET);
-            let i_mtime_extra = read_u32le(data, Self::I_MTIME_EXTRA_OFFSET);
-            let i_crtime = read_u32le(data, Self::I_CRTIME_OFFSET);
-            let i_crtime_extra = read_u32le(data, Self::I_CRTIME_EXTRA_OFFSET);
-            let crtime = Timestamp::from_raw(i_crtime, Some(i_crtime_extra))
-                .map_err(|_| CorruptKind::InodeTimestamp { inode: index })?;
-            (
-                Some(i_atime_extra),
-                Some(i_ctime_extra),
-                Some(i_mtime_extra),
-                Some(crtime),
-            )
-        } else {
-            (None, None, None, None)
-        };
+        let (i_atime_extra, i_ctime_extra, i_mtime_extra, crtime) =
+            if data.len() >= Self::I_CRTIME_EXTRA_OFFSET + 4 {
+                let i_atime_extra = read_u32le(data, Self::I_ATIME_EXTRA_OFFSET);
+                let i_ctime_extra = read_u32le(data, Self::I_CTIME_EXTRA_OFFSET);
+                let i_mtime_extra = read_u32le(data, Self::I_MTIME_EXTRA_OFFSET);
+                let i_crtime = read_u32le(data, Self::I_CRTIME_OFFSET);
+                let i_crtime_extra = read_u32le(data, Self::I_CRTIME_EXTRA_OFFSET);
+                let crtime = Timestamp::from_raw(i_crtime, Some(i_crtime_extra))
+                    .map_err(|_| CorruptKind::InodeTimestamp { inode: index })?;
+                (
+                    Some(i_atime_extra),
+                    Some(i_ctime_extra),
+                    Some(i_mtime_extra),
+                    Some(crtime),
+                )
+            } else {
+                (None, None, None, None)
+            };
 
         let atime = Timestamp::from_raw(i_atime, i_atime_extra)
             .map_err(|_| CorruptKind::InodeTimestamp { inode: index })?;
@@ -216,8 +205,7 @@ impl Inode {
         let checksum = u32_from_hilo(i_checksum_hi, l_i_checksum_lo);
         let mode = InodeMode::from_bits_retain(i_mode);
 
-        let mut checksum_base =
-            Checksum::with_seed(ext4.0.superblock.checksum_seed);
+        let mut checksum_base = Checksum::with_seed(ext4.0.superblock.checksum_seed);
         checksum_base.update_u32_le(index.get());
         checksum_base.update_u32_le(i_generation);
 
@@ -238,9 +226,8 @@ impl Inode {
                     mode,
                     uid,
                     gid,
-                    file_type: FileType::try_from(mode).map_err(|_| {
-                        CorruptKind::InodeFileType { inode: index, mode }
-                    })?,
+                    file_type: FileType::try_from(mode)
+                        .map_err(|_| CorruptKind::InodeFileType { inode: index, mode })?,
                     atime,
                     ctime,
                     mtime,
@@ -255,12 +242,8 @@ impl Inode {
     }
 
     /// Read an inode.
-    pub(crate) fn read(
-        ext4: &Ext4,
-        inode: InodeIndex,
-    ) -> Result<Self, Ext4Error> {
-        let (block_index, offset_within_block) =
-            get_inode_location(ext4, inode)?;
+    pub(crate) fn read(ext4: &Ext4, inode: InodeIndex) -> Result<Self, Ext4Error> {
+        let (block_index, offset_within_block) = get_inode_location(ext4, inode)?;
 
         let mut data = vec![0; usize::from(ext4.0.superblock.inode_size)];
         ext4.read_from_block(block_index, offset_within_block, &mut data)?;
@@ -281,10 +264,7 @@ impl Inode {
             checksum.update_u16_le(0);
 
             // Up to the i_checksum_hi field.
-            checksum.update(
-                &data[Self::L_I_CHECKSUM_LO_OFFSET + 2
-                    ..Self::I_CHECKSUM_HI_OFFSET],
-            );
+            checksum.update(&data[Self::L_I_CHECKSUM_LO_OFFSET + 2..Self::I_CHECKSUM_HI_OFFSET]);
 
             // Zero'd field.
             checksum.update_u16_le(0);
@@ -301,10 +281,7 @@ impl Inode {
         Ok(inode)
     }
 
-    pub(crate) fn symlink_target(
-        &self,
-        ext4: &Ext4,
-    ) -> Result<PathBuf, Ext4Error> {
+    pub(crate) fn symlink_target(&self, ext4: &Ext4) -> Result<PathBuf, Ext4Error> {
         if !self.metadata.is_symlink() {
             return Err(Ext4Error::NotASymlink);
         }
@@ -323,12 +300,10 @@ impl Inode {
             let len = usize::try_from(self.metadata.size_in_bytes).unwrap();
             let target = &self.inline_data[..len];
 
-            PathBuf::try_from(target)
-                .map_err(|_| CorruptKind::SymlinkTarget(self.index).into())
+            PathBuf::try_from(target).map_err(|_| CorruptKind::SymlinkTarget(self.index).into())
         } else {
             let data = ext4.read_inode_file(self)?;
-            PathBuf::try_from(data)
-                .map_err(|_| CorruptKind::SymlinkTarget(self.index).into())
+            PathBuf::try_from(data).map_err(|_| CorruptKind::SymlinkTarget(self.index).into())
         }
     }
 
@@ -349,10 +324,7 @@ impl Inode {
 /// Get an inode's location: block index and offset within that block.
 /// Note that this is the location of the inode itself, not the file
 /// data associated with the inode.
-fn get_inode_location(
-    ext4: &Ext4,
-    inode: InodeIndex,
-) -> Result<(FsBlockIndex, u32), Ext4Error> {
+fn get_inode_location(ext4: &Ext4, inode: InodeIndex) -> Result<(FsBlockIndex, u32), Ext4Error> {
     let sb = &ext4.0.superblock;
 
     // OK to unwrap: `inode` is nonzero.
@@ -398,8 +370,7 @@ fn get_inode_location(
 
     let block_index = start_byte / sb.block_size.to_nz_u64();
     let offset_within_block =
-        u32::try_from(start_byte % sb.block_size.to_nz_u64())
-            .map_err(|_| err())?;
+        u32::try_from(start_byte % sb.block_size.to_nz_u64()).map_err(|_| err())?;
 
     Ok((block_index, offset_within_block))
 }

@@ -57,10 +57,7 @@ impl Journal {
     ///
     /// If the journal does not contain a replacement for the input
     /// block, the input block is returned.
-    pub(crate) fn map_block_index(
-        &self,
-        block_index: FsBlockIndex,
-    ) -> FsBlockIndex {
+    pub(crate) fn map_block_index(&self, block_index: FsBlockIndex) -> FsBlockIndex {
         *self.block_map.get(&block_index).unwrap_or(&block_index)
     }
 }
@@ -72,8 +69,7 @@ mod tests {
 
     #[test]
     fn test_journal() {
-        let mut fs =
-            load_compressed_filesystem("test_disk_4k_block_journal.bin.zst");
+        let mut fs = load_compressed_filesystem("test_disk_4k_block_journal.bin.zst");
 
         let test_dir = "/dir500";
 

@@ -213,14 +213,10 @@ impl Ext4 {
             .map_err(Ext4Error::Io)?;
 
         let superblock = Superblock::from_bytes(&data)?;
-        let block_cache =
-            BlockCache::new(superblock.block_size, superblock.blocks_count)?;
+        let block_cache = BlockCache::new(superblock.block_size, superblock.blocks_count)?;
 
         let mut fs = Self(Rc::new(Ext4Inner {
-            block_group_descriptors: BlockGroupDescriptor::read_all(
-                &superblock,
-                &mut *reader,
-            )?,
+            block_group_descriptors: BlockGroupDescriptor::read_all(&superblock, &mut *reader)?,
             reader: RefCell::new(reader),
             superblock,
             // Initialize with an empty journal, because loading the
@@ -241,12 +237,9 @@ impl Ext4 {
     /// This reads and validates the superblock and block group
     /// descriptors. No other data is read.
     #[cfg(feature = "std")]
-    pub fn load_from_path<P: AsRef<std::path::Path>>(
-        path: P,
-    ) -> Result<Self, Ext4Error> {
+    pub fn load_from_path<P: AsRef<std::path::Path>>(path: P) -> Result<Self, Ext4Error> {
         fn inner(path: &std::path::Path) -> Result<Ext4, Ext4Error> {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Ext4Error::Io(Box::new(e)))?;
+            let file = std::fs::File::open(path).map_err(|e| Ext4Error::Io(Box::new(e)))?;
             Ext4::load(Box::new(file))
         }
 
@@ -343,24 +336,19 @@ impl Ext4 {
         }
 
         let mut block_cache = self.0.block_cache.borrow_mut();
-        let cached_block = block_cache.get_or_insert_blocks(
-            block_index,
-            |buf: &mut [u8]| {
-                // Get the absolute byte to start reading from.
-                let start_byte = block_index
-                    .checked_mul(block_size.to_u64())
-                    .ok_or_else(err)?;
-                self.0
-                    .reader
-                    .borrow_mut()
-                    .read(start_byte, buf)
-                    .map_err(Ext4Error::Io)
-            },
-        )?;
+        let cached_block = block_cache.get_or_insert_blocks(block_index, |buf: &mut [u8]| {
+            // Get the absolute byte to start reading from.
+            let start_byte = block_index
+                .checked_mul(block_size.to_u64())
+                .ok_or_else(err)?;
+            self.0
+                .reader
+                .borrow_mut()
+                .read(start_byte, buf)
+                .map_err(Ext4Error::Io)
+        })?;
 
-        dst.copy_from_slice(
-            &cached_block[usize_from_u32(offset_within_block)..read_end],
-        );
+        dst.copy_from_slice(&cached_block[usize_from_u32(offset_within_block)..read_end]);
 
         Ok(())
     }
@@ -373,8 +361,8 @@ impl Ext4 {
     /// to fit in a [`usize`].
     fn read_inode_file(&self, inode: &Inode) -> Result<Vec<u8>, Ext4Error> {
         // Get the file size and initialize the output vector.
-        let file_size_in_bytes = usize::try_from(inode.metadata.size_in_bytes)
-            .map_err(|_| Ext4Error::FileTooLarge)?;
+        let file_size_in_bytes =
+            usize::try_from(inode.metadata.size_in_bytes).map_err(|_| Ext4Error::FileTooLarge)?;
         let mut dst = vec![0; file_size_in_bytes];
 
         // Use `File` to read the data in chunks.
@@ -391,11 +379,7 @@ impl Ext4 {
     }
 
     /// Follow a path to get an inode.
-    fn path_to_inode(
-        &self,
-        path: Path<'_>,
-        follow: FollowSymlinks,
-    ) -> Result<Inode, Ext4Error> {
+    fn path_to_inode(&self, path: Path<'_>, follow: FollowSymlinks) -> Result<Inode, Ext4Error> {
         resolve::resolve_path(self, path, follow).map(|v| v.0)
     }
 }
@@ -514,8 +498,7 @@ impl Ext4 {
         P: TryInto<Path<'p>>,
     {
         fn inner(fs: &Ext4, path: Path<'_>) -> Result<PathBuf, Ext4Error> {
-            let inode =
-                fs.path_to_inode(path, FollowSymlinks::ExcludeFinalComponent)?;
+            let inode = fs.path_to_inode(path, FollowSymlinks::ExcludeFinalComponent)?;
             inode.symlink_target(fs)
         }
 
@@ -614,16 +597,12 @@ impl Ext4 {
     ///
     /// This is not an exhaustive list of errors, see the
     /// [crate documentation](crate#errors).
-    pub fn symlink_metadata<'p, P>(
-        &self,
-        path: P,
-    ) -> Result<Metadata, Ext4Error>
+    pub fn symlink_metadata<'p, P>(&self, path: P) -> Result<Metadata, Ext4Error>
     where
         P: TryInto<Path<'p>>,
     {
         fn inner(fs: &Ext4, path: Path<'_>) -> Result<Metadata, Ext4Error> {
-            let inode =
-                fs.path_to_inode(path, FollowSymlinks::ExcludeFinalComponent)?;
+            let inode = fs.path_to_inode(path, FollowSymlinks::ExcludeFinalComponent)?;
             Ok(inode.metadata)
         }
 
@@ -665,8 +644,7 @@ mod tests {
 
         // Not enough data to read the block group descriptors.
         let mut fs_data = vec![0; 2048];
-        fs_data[1024..2048]
-            .copy_from_slice(include_bytes!("../test_data/raw_superblock.bin"));
+        fs_data[1024..2048].copy_from_slice(include_bytes!("../test_data/raw_superblock.bin"));
         assert!(matches!(
             Ext4::load(Box::new(fs_data.clone())).unwrap_err(),
             Ext4Error::Io(_)
@@ -795,11 +773,8 @@ mod tests {
 
         // Error: invalid child of a valid directory.
         assert!(
-            fs.path_to_inode(
-                Path::try_from("/empty_dir/does_not_exist").unwrap(),
-                follow
-            )
-            .is_err()
+            fs.path_to_inode(Path::try_from("/empty_dir/does_not_exist").unwrap(), follow)
+                .is_err()
         );
 
         // Error: attempted to lookup child of a regular file.

@@ -508,9 +508,7 @@ pub enum Component<'a> {
 
 impl<'a> Component<'a> {
     /// Construct a [`Component::Normal`] from the given `name`.
-    pub fn normal<T: AsRef<[u8]> + ?Sized>(
-        name: &'a T,
-    ) -> Result<Self, DirEntryNameError> {
+    pub fn normal<T: AsRef<[u8]> + ?Sized>(name: &'a T) -> Result<Self, DirEntryNameError> {
         Ok(Component::Normal(DirEntryName::try_from(name.as_ref())?))
     }
 }

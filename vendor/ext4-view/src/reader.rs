@@ -28,20 +28,12 @@ pub trait Ext4Read {
     /// Exactly `dst.len()` bytes will be read; an error will be
     /// returned if there is not enough data to fill `dst`, or if the
     /// data cannot be read for any reason.
-    fn read(
-        &mut self,
-        start_byte: u64,
-        dst: &mut [u8],
-    ) -> Result<(), BoxedError>;
+    fn read(&mut self, start_byte: u64, dst: &mut [u8]) -> Result<(), BoxedError>;
 }
 
 #[cfg(feature = "std")]
 impl Ext4Read for File {
-    fn read(
-        &mut self,
-        start_byte: u64,
-        dst: &mut [u8],
-    ) -> Result<(), BoxedError> {
+    fn read(&mut self, start_byte: u64, dst: &mut [u8]) -> Result<(), BoxedError> {
         use std::io::Read;
 
         self.seek(SeekFrom::Start(start_byte)).map_err(Box::new)?;
@@ -71,11 +63,7 @@ impl Display for MemIoError {
 impl Error for MemIoError {}
 
 impl Ext4Read for Vec<u8> {
-    fn read(
-        &mut self,
-        start_byte: u64,
-        dst: &mut [u8],
-    ) -> Result<(), BoxedError> {
+    fn read(&mut self, start_byte: u64, dst: &mut [u8]) -> Result<(), BoxedError> {
         read_from_bytes(self, start_byte, dst).ok_or_else(|| {
             Box::new(MemIoError {
                 start: start_byte,
@@ -115,9 +103,7 @@ mod tests {
         let err = src.read(4, &mut dst).unwrap_err();
         assert_eq!(
             format!("{err}"),
-            format!(
-                "failed to read 2 bytes at offset 4 from a slice of length 3"
-            )
+            format!("failed to read 2 bytes at offset 4 from a slice of length 3")
         );
     }
 }

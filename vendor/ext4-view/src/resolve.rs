@@ -140,11 +140,8 @@ pub(crate) fn resolve_path(
         }
 
         // Lookup the component's entry in the directory.
-        let child_inode = get_dir_entry_inode_by_name(
-            fs,
-            &inode,
-            DirEntryName::try_from(comp).unwrap(),
-        )?;
+        let child_inode =
+            get_dir_entry_inode_by_name(fs, &inode, DirEntryName::try_from(comp).unwrap())?;
 
         if comp == b"." {
             // Remove this component and continue on from the same index.
@@ -191,10 +188,7 @@ pub(crate) fn resolve_path(
             // Replace the specified range with the symlink's
             // target. The path length may have increased, so check the
             // length limit. Also deduplicate separators again.
-            path.splice(
-                replace_start..comp_end,
-                target.as_ref().iter().cloned(),
-            );
+            path.splice(replace_start..comp_end, target.as_ref().iter().cloned());
             if path.len() > MAX_PATH_LEN {
                 return Err(Ext4Error::PathTooLong);
             }
@@ -382,53 +376,40 @@ mod tests {
         }
 
         // Check directories.
-        let (dir_inode, path) =
-            resolve_path(fs, mkp("/dir1/dir2"), follow).unwrap();
+        let (dir_inode, path) = resolve_path(fs, mkp("/dir1/dir2"), follow).unwrap();
         assert_eq!(path, "/dir1/dir2");
         assert!(dir_inode.metadata.is_dir());
 
         // Check directory with trailing separator.
-        let (inode, path) =
-            resolve_path(fs, mkp("/dir1/dir2/"), follow).unwrap();
+        let (inode, path) = resolve_path(fs, mkp("/dir1/dir2/"), follow).unwrap();
         assert_eq!(path, "/dir1/dir2");
         assert_eq!(inode.index, dir_inode.index);
 
         // Check '.' with trailing separator.
-        let (inode, path) =
-            resolve_path(fs, mkp("/dir1/dir2/./"), follow).unwrap();
+        let (inode, path) = resolve_path(fs, mkp("/dir1/dir2/./"), follow).unwrap();
         assert_eq!(path, "/dir1/dir2");
         assert_eq!(inode.index, dir_inode.index);
 
         let small_file_path = PathBuf::new("/small_file");
 
         // Check absolute symlink.
-        let (inode, path) =
-            resolve_path(fs, mkp("/dir1/dir2/sym_abs"), follow).unwrap();
+        let (inode, path) = resolve_path(fs, mkp("/dir1/dir2/sym_abs"), follow).unwrap();
         assert_eq!(path, small_file_path);
         assert_eq!(fs.read_inode_file(&inode).unwrap(), b"hello, world!");
         let small_file_inode = inode.index;
 
         // Check relative symlink.
-        let (inode, path) =
-            resolve_path(fs, mkp("/dir1/dir2/sym_rel"), follow).unwrap();
+        let (inode, path) = resolve_path(fs, mkp("/dir1/dir2/sym_rel"), follow).unwrap();
         assert_eq!((inode.index, &path), (small_file_inode, &small_file_path));
 
         // Check absolute symlink followed by additional components.
-        let (inode, path) = resolve_path(
-            fs,
-            mkp("/dir1/dir2/sym_abs_dir/../small_file"),
-            follow,
-        )
-        .unwrap();
+        let (inode, path) =
+            resolve_path(fs, mkp("/dir1/dir2/sym_abs_dir/../small_file"), follow).unwrap();
         assert_eq!((inode.index, &path), (small_file_inode, &small_file_path));
 
         // Check relative symlink followed by additional components.
-        let (inode, path) = resolve_path(
-            fs,
-            mkp("/dir1/dir2/sym_rel_dir/../small_file"),
-            follow,
-        )
-        .unwrap();
+        let (inode, path) =
+            resolve_path(fs, mkp("/dir1/dir2/sym_rel_dir/../small_file"), follow).unwrap();
         assert_eq!((inode.index, &path), (small_file_inode, &small_file_path));
 
         // Check that the final symlink is not followed with
@@ -467,11 +448,7 @@ mod tests {
         // but difference is visible in code coverage.)
         let long_path = "a/".repeat(2030);
         assert!(matches!(
-            resolve_path(
-                fs,
-                mkp("/sym_long").join(long_path).as_path(),
-                follow
-            ),
+            resolve_path(fs, mkp("/sym_long").join(long_path).as_path(), follow),
             Err(Ext4Error::PathTooLong)
         ));
 

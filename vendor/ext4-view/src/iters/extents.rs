@@ -162,10 +162,7 @@ impl Extents {
         Ok(Self {
             ext4,
             inode: inode.index,
-            to_visit: vec![ToVisitItem::new(
-                inode.inline_data.to_vec(),
-                inode.index,
-            )?],
+            to_visit: vec![ToVisitItem::new(inode.inline_data.to_vec(), inode.index)?],
             checksum_base: inode.checksum_base.clone(),
             is_done: false,
         })
@@ -213,8 +210,7 @@ impl Extents {
             let ee_start_hi = read_u16le(entry, 6);
             let ee_start_low = read_u32le(entry, 8);
 
-            let start_block =
-                u64_from_hilo(u32::from(ee_start_hi), ee_start_low);
+            let start_block = u64_from_hilo(u32::from(ee_start_hi), ee_start_low);
 
             return Ok(Some(Extent {
                 block_within_file: ee_block,
@@ -231,8 +227,7 @@ impl Extents {
             let mut child_header = [0; ENTRY_SIZE_IN_BYTES];
             self.ext4
                 .read_from_block(child_block, 0, &mut child_header)?;
-            let child_header =
-                NodeHeader::from_bytes(&child_header, self.inode)?;
+            let child_header = NodeHeader::from_bytes(&child_header, self.inode)?;
 
             // OK to unwrap: item.depth is greater than zero in this branch.
             let expected_child_depth = item.depth.checked_sub(1).unwrap();
@@ -257,8 +252,7 @@ impl Extents {
             // is 786432, so the maximum sum here is 786436, which fits
             // in a `u32`. We assume `usize` is at least as big as a
             // `u32`.
-            let child_node_size: usize =
-                checksum_offset.checked_add(checksum_size).unwrap();
+            let child_node_size: usize = checksum_offset.checked_add(checksum_size).unwrap();
             // Extent nodes are not allowed to exceed the block size.
             if child_node_size > self.ext4.0.superblock.block_size {
                 return Err(CorruptKind::ExtentNodeSize(self.inode).into());
@@ -270,8 +264,7 @@ impl Extents {
             // root node. The root node is embedded within the inode,
             // which has its own checksum.
             if self.ext4.has_metadata_checksums() {
-                let expected_checksum =
-                    read_u32le(&child_node, checksum_offset);
+                let expected_checksum = read_u32le(&child_node, checksum_offset);
 
                 let mut checksum = self.checksum_base.clone();
                 checksum.update(&child_node[..checksum_offset]);

@@ -65,11 +65,7 @@ pub struct ReadDir {
 }
 
 impl ReadDir {
-    pub(crate) fn new(
-        fs: Ext4,
-        inode: &Inode,
-        path: PathBuf,
-    ) -> Result<Self, Ext4Error> {
+    pub(crate) fn new(fs: Ext4, inode: &Inode, path: PathBuf) -> Result<Self, Ext4Error> {
         let has_htree = inode.flags.contains(InodeFlags::DIRECTORY_HTREE);
 
         if inode.flags.contains(InodeFlags::DIRECTORY_ENCRYPTED) {

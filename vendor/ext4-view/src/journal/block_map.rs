@@ -123,8 +123,7 @@ impl<'a> BlockMapLoader<'a> {
         let journal_block_iter = FileBlocks::new(fs.clone(), journal_inode)?;
 
         // Skip forward to the start block.
-        let journal_block_iter =
-            journal_block_iter.skip(usize_from_u32(superblock.start_block));
+        let journal_block_iter = journal_block_iter.skip(usize_from_u32(superblock.start_block));
 
         Ok(Self {
             fs,
@@ -167,10 +166,7 @@ impl<'a> BlockMapLoader<'a> {
         } else if header.block_type == JournalBlockType::COMMIT {
             self.process_commit_block()?;
         } else {
-            return Err(IncompatibleKind::JournalBlockType(
-                header.block_type.0,
-            )
-            .into());
+            return Err(IncompatibleKind::JournalBlockType(header.block_type.0).into());
         }
         Ok(())
     }
@@ -186,9 +182,7 @@ impl<'a> BlockMapLoader<'a> {
     fn process_descriptor_block(&mut self) -> Result<(), Ext4Error> {
         validate_descriptor_block_checksum(self.superblock, &self.block)?;
 
-        let tags = DescriptorBlockTagIter::new(
-            &self.block[JournalBlockHeader::SIZE..],
-        );
+        let tags = DescriptorBlockTagIter::new(&self.block[JournalBlockHeader::SIZE..]);
 
         for tag in tags {
             let tag = tag?;

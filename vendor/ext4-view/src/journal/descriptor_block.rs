@@ -133,8 +133,7 @@ impl Iterator for DescriptorBlockTagIter<'_> {
             return None;
         }
 
-        let tag = if let Some(tag) = DescriptorBlockTag::read_bytes(self.bytes)
-        {
+        let tag = if let Some(tag) = DescriptorBlockTag::read_bytes(self.bytes) {
             tag
         } else {
             // If there were not enough bytes left to read the next tag,
@@ -142,9 +141,7 @@ impl Iterator for DescriptorBlockTagIter<'_> {
             // or the final tag does have that flag set but there are
             // not enough bytes to read the full tag.
             self.is_done = true;
-            return Some(Err(
-                CorruptKind::JournalDescriptorBlockTruncated.into()
-            ));
+            return Some(Err(CorruptKind::JournalDescriptorBlockTruncated.into()));
         };
 
         // Escaped data blocks are not yet supported.
@@ -192,15 +189,12 @@ mod tests {
         };
         let mut block = vec![0; 1024];
         assert_eq!(
-            validate_descriptor_block_checksum(&superblock, &block)
-                .unwrap_err(),
+            validate_descriptor_block_checksum(&superblock, &block).unwrap_err(),
             CorruptKind::JournalDescriptorBlockChecksum
         );
 
         block[1020..].copy_from_slice(&[0x74, 0xef, 0x0e, 0xf6]);
-        assert!(
-            validate_descriptor_block_checksum(&superblock, &block).is_ok()
-        );
+        assert!(validate_descriptor_block_checksum(&superblock, &block).is_ok());
     }
 
     fn push_u32be(bytes: &mut Vec<u8>, value: u32) {

@@ -59,19 +59,18 @@ pub(super) fn read_revocation_block_table(
 
     // Ensure that the table size is an even multiple of the index size.
     if num_bytes % BLOCK_INDEX_SIZE_IN_BYTES != 0 {
-        return Err(CorruptKind::JournalRevocationBlockInvalidTableSize(
-            num_bytes,
-        )
-        .into());
+        return Err(CorruptKind::JournalRevocationBlockInvalidTableSize(num_bytes).into());
     }
 
     // Skip past the size field.
     let data = &data[size_of::<u32>()..];
 
     // Ensure that the table size fits within the block.
-    let mut data = data.get(..num_bytes).ok_or(
-        CorruptKind::JournalRevocationBlockInvalidTableSize(num_bytes),
-    )?;
+    let mut data =
+        data.get(..num_bytes)
+            .ok_or(CorruptKind::JournalRevocationBlockInvalidTableSize(
+                num_bytes,
+            ))?;
 
     // Read each entry and append to `table`.
     while !data.is_empty() {
@@ -105,15 +104,12 @@ mod tests {
         };
         let mut block = vec![0; 1024];
         assert_eq!(
-            validate_revocation_block_checksum(&superblock, &block)
-                .unwrap_err(),
+            validate_revocation_block_checksum(&superblock, &block).unwrap_err(),
             CorruptKind::JournalRevocationBlockChecksum
         );
 
         block[1020..].copy_from_slice(&[0x74, 0xef, 0x0e, 0xf6]);
-        assert!(
-            validate_revocation_block_checksum(&superblock, &block).is_ok()
-        );
+        assert!(validate_revocation_block_checksum(&superblock, &block).is_ok());
     }
 
     fn create_test_revocation_block() -> Vec<u8> {
@@ -153,8 +149,7 @@ mod tests {
     #[test]
     fn test_read_revocation_block_table_uneven_size() {
         let mut block = create_test_revocation_block();
-        block[JournalBlockHeader::SIZE
-            ..JournalBlockHeader::SIZE + size_of::<u32>()]
+        block[JournalBlockHeader::SIZE..JournalBlockHeader::SIZE + size_of::<u32>()]
             .copy_from_slice(&7u32.to_be_bytes());
         let mut table = Vec::new();
         assert_eq!(
@@ -168,8 +163,7 @@ mod tests {
     #[test]
     fn test_read_revocation_block_table_size_too_large() {
         let mut block = create_test_revocation_block();
-        block[JournalBlockHeader::SIZE
-            ..JournalBlockHeader::SIZE + size_of::<u32>()]
+        block[JournalBlockHeader::SIZE..JournalBlockHeader::SIZE + size_of::<u32>()]
             .copy_from_slice(&1008u32.to_be_bytes());
         let mut table = Vec::new();
         assert_eq!(

@@ -34,8 +34,7 @@ const SUPERBLOCK_CHECKSUM_OFFSET: usize = 0xfc;
 
 /// Features that must be present for this library to read the journal.
 const REQUIRED_FEATURES: JournalIncompatibleFeatures =
-    JournalIncompatibleFeatures::IS_64BIT
-        .union(JournalIncompatibleFeatures::CHECKSUM_V3);
+    JournalIncompatibleFeatures::IS_64BIT.union(JournalIncompatibleFeatures::CHECKSUM_V3);
 
 /// Features that may be present, but are not required.
 const ALLOWED_FEATURES: JournalIncompatibleFeatures =
@@ -65,13 +64,9 @@ impl JournalSuperblock {
     /// * The superblock cannot be read from the filesystem.
     /// * `JournalSuperblock::read_bytes` fails.
     /// * The journal's block size does not match the filesystem block size.
-    pub(super) fn load(
-        fs: &Ext4,
-        journal_inode: &Inode,
-    ) -> Result<Self, Ext4Error> {
+    pub(super) fn load(fs: &Ext4, journal_inode: &Inode) -> Result<Self, Ext4Error> {
         // Get an iterator over the journal's block indices.
-        let mut journal_block_iter =
-            FileBlocks::new(fs.clone(), journal_inode)?;
+        let mut journal_block_iter = FileBlocks::new(fs.clone(), journal_inode)?;
 
         // Read the first 1024 bytes of the first block. This is the
         // journal's superblock.
@@ -102,24 +97,18 @@ impl JournalSuperblock {
     fn read_bytes(bytes: &[u8]) -> Result<Self, Ext4Error> {
         assert_eq!(bytes.len(), SUPERBLOCK_SIZE);
 
-        let header = JournalBlockHeader::read_bytes(bytes)
-            .ok_or(CorruptKind::JournalMagic)?;
+        let header = JournalBlockHeader::read_bytes(bytes).ok_or(CorruptKind::JournalMagic)?;
 
         // For now only superblock v2 is supported.
         if header.block_type != JournalBlockType::SUPERBLOCK_V2 {
-            return Err(IncompatibleKind::JournalSuperblockType(
-                header.block_type.0,
-            )
-            .into());
+            return Err(IncompatibleKind::JournalSuperblockType(header.block_type.0).into());
         }
 
         let s_blocksize = read_u32be(bytes, SUPERBLOCK_BLOCKSIZE_OFFSET);
         let s_sequence = read_u32be(bytes, SUPERBLOCK_SEQUENCE_OFFSET);
         let s_start = read_u32be(bytes, SUPERBLOCK_START_OFFSET);
-        let s_feature_incompat =
-            read_u32be(bytes, SUPERBLOCK_FEATURE_INCOMPAT_OFFSET);
-        let s_uuid =
-            &bytes[SUPERBLOCK_UUID_OFFSET..SUPERBLOCK_UUID_OFFSET + 16];
+        let s_feature_incompat = read_u32be(bytes, SUPERBLOCK_FEATURE_INCOMPAT_OFFSET);
+        let s_uuid = &bytes[SUPERBLOCK_UUID_OFFSET..SUPERBLOCK_UUID_OFFSET + 16];
         let s_checksum_type = bytes[SUPERBLOCK_CHECKSUM_TYPE_OFFSET];
         let s_checksum = read_u32be(bytes, SUPERBLOCK_CHECKSUM_OFFSET);
 
@@ -127,17 +116,14 @@ impl JournalSuperblock {
 
         // For now only one checksum type is supported.
         if s_checksum_type != CHECKSUM_TYPE_CRC32C {
-            return Err(
-                IncompatibleKind::JournalChecksumType(s_checksum_type).into()
-            );
+            return Err(IncompatibleKind::JournalChecksumType(s_checksum_type).into());
         }
 
         // Validate the superblock checksum.
         let mut checksum = Checksum::new();
         checksum.update(&bytes[..SUPERBLOCK_CHECKSUM_OFFSET]);
         checksum.update_u32_le(0);
-        checksum
-            .update(&bytes[SUPERBLOCK_CHECKSUM_OFFSET + 4..SUPERBLOCK_SIZE]);
+        checksum.update(&bytes[SUPERBLOCK_CHECKSUM_OFFSET + 4..SUPERBLOCK_SIZE]);
         if checksum.finalize() != s_checksum {
             return Err(CorruptKind::JournalSuperblockChecksum.into());
         }
@@ -168,11 +154,8 @@ bitflags! {
 
 /// Check that journal features required by this library are present,
 /// and that no unsupported features are present.
-fn check_incompat_features(
-    s_feature_incompat: u32,
-) -> Result<(), IncompatibleKind> {
-    let present =
-        JournalIncompatibleFeatures::from_bits_retain(s_feature_incompat);
+fn check_incompat_features(s_feature_incompat: u32) -> Result<(), IncompatibleKind> {
+    let present = JournalIncompatibleFeatures::from_bits_retain(s_feature_incompat);
 
     let present_required = present & REQUIRED_FEATURES;
     if present_required != REQUIRED_FEATURES {
@@ -203,10 +186,8 @@ mod tests {
 
     #[test]
     fn test_load_journal_superblock() {
-        let fs =
-            load_compressed_filesystem("test_disk_4k_block_journal.bin.zst");
-        let journal_inode =
-            Inode::read(&fs, fs.0.superblock.journal_inode.unwrap()).unwrap();
+        let fs = load_compressed_filesystem("test_disk_4k_block_journal.bin.zst");
+        let journal_inode = Inode::read(&fs, fs.0.superblock.journal_inode.unwrap()).unwrap();
         let superblock = JournalSuperblock::load(&fs, &journal_inode).unwrap();
         assert_eq!(
             superblock,
@@ -215,8 +196,8 @@ mod tests {
                 sequence: 3,
                 start_block: 289,
                 uuid: Uuid([
-                    0xd2, 0x28, 0xa8, 0x78, 0xb9, 0xa7, 0x49, 0xe4, 0x9e, 0x3d,
-                    0xbb, 0xee, 0xd5, 0x60, 0x1c, 0xd3
+                    0xd2, 0x28, 0xa8, 0x78, 0xb9, 0xa7, 0x49, 0xe4, 0x9e, 0x3d, 0xbb, 0xee, 0xd5,
+                    0x60, 0x1c, 0xd3
                 ]),
             }
         );
@@ -241,8 +222,7 @@ mod tests {
         // Set features.
         write_u32be(&mut block, SUPERBLOCK_FEATURE_INCOMPAT_OFFSET, 0x12);
         // Set UUID.
-        block[SUPERBLOCK_UUID_OFFSET..SUPERBLOCK_UUID_OFFSET + 16]
-            .copy_from_slice(&[0xab; 16]);
+        block[SUPERBLOCK_UUID_OFFSET..SUPERBLOCK_UUID_OFFSET + 16].copy_from_slice(&[0xab; 16]);
         // Set checksum type.
         block[SUPERBLOCK_CHECKSUM_TYPE_OFFSET] = CHECKSUM_TYPE_CRC32C;
         // Set checksum.
@@ -293,8 +273,7 @@ mod tests {
         assert_eq!(
             JournalSuperblock::read_bytes(&block).unwrap_err(),
             IncompatibleKind::MissingRequiredJournalFeatures(
-                (JournalIncompatibleFeatures::IS_64BIT
-                    | JournalIncompatibleFeatures::CHECKSUM_V3)
+                (JournalIncompatibleFeatures::IS_64BIT | JournalIncompatibleFeatures::CHECKSUM_V3)
                     .bits()
             ),
         );

@@ -96,8 +96,7 @@ impl BlockMap {
         // OK to unwrap: `num_blocks_yielded` is less than
         // `num_blocks_total` (checked at the beginning of `next_impl`),
         // so adding 1 cannot fail.
-        self.num_blocks_yielded =
-            self.num_blocks_yielded.checked_add(1).unwrap();
+        self.num_blocks_yielded = self.num_blocks_yielded.checked_add(1).unwrap();
     }
 
     fn next_impl(&mut self) -> Result<Option<FsBlockIndex>, Ext4Error> {
@@ -106,8 +105,7 @@ impl BlockMap {
             return Ok(None);
         }
 
-        let Some(block_0) = self.level_0.get(self.level_0_index).copied()
-        else {
+        let Some(block_0) = self.level_0.get(self.level_0_index).copied() else {
             self.is_done = true;
             return Ok(None);
         };
@@ -128,8 +126,7 @@ impl BlockMap {
                     return Ok(None);
                 }
             } else {
-                self.level_1 =
-                    Some(IndirectBlockIter::new(self.fs.clone(), block_0)?);
+                self.level_1 = Some(IndirectBlockIter::new(self.fs.clone(), block_0)?);
                 return Ok(None);
             }
         } else if self.level_0_index == 13 {
@@ -144,10 +141,7 @@ impl BlockMap {
                     return Ok(None);
                 }
             } else {
-                self.level_2 = Some(DoubleIndirectBlockIter::new(
-                    self.fs.clone(),
-                    block_0,
-                )?);
+                self.level_2 = Some(DoubleIndirectBlockIter::new(self.fs.clone(), block_0)?);
                 return Ok(None);
             }
         } else if self.level_0_index == 14 {
@@ -162,10 +156,7 @@ impl BlockMap {
                     return Ok(None);
                 }
             } else {
-                self.level_3 = Some(TripleIndirectBlockIter::new(
-                    self.fs.clone(),
-                    block_0,
-                )?);
+                self.level_3 = Some(TripleIndirectBlockIter::new(self.fs.clone(), block_0)?);
                 return Ok(None);
             }
         } else {
@@ -250,8 +241,7 @@ impl DoubleIndirectBlockIter {
                 Ok(None)
             }
         } else if let Some(block_index) = self.indirect_0.next() {
-            self.indirect_1 =
-                Some(IndirectBlockIter::new(self.fs.clone(), block_index)?);
+            self.indirect_1 = Some(IndirectBlockIter::new(self.fs.clone(), block_index)?);
             Ok(None)
         } else {
             self.is_done = true;
@@ -289,10 +279,7 @@ impl TripleIndirectBlockIter {
                 Ok(None)
             }
         } else if let Some(block_index) = self.indirect_0.next() {
-            self.indirect_1 = Some(DoubleIndirectBlockIter::new(
-                self.fs.clone(),
-                block_index,
-            )?);
+            self.indirect_1 = Some(DoubleIndirectBlockIter::new(self.fs.clone(), block_index)?);
             Ok(None)
         } else {
             self.is_done = true;

@@ -72,13 +72,11 @@ impl ExtentsBlocks {
         if self.blocks_remaining_in_hole > 0 {
             // OK to unwrap: just checked that
             // `blocks_remaining_in_hole` is greater than zero.
-            self.blocks_remaining_in_hole =
-                self.blocks_remaining_in_hole.checked_sub(1).unwrap();
+            self.blocks_remaining_in_hole = self.blocks_remaining_in_hole.checked_sub(1).unwrap();
             // OK to unwrap: `block_within_file` is less than
             // `num_blocks_total` (checked at the beginning of this
             // function), so adding 1 cannot fail.
-            self.block_within_file =
-                self.block_within_file.checked_add(1).unwrap();
+            self.block_within_file = self.block_within_file.checked_add(1).unwrap();
             return Ok(Some(0));
         }
 
@@ -153,8 +151,7 @@ impl ExtentsBlocks {
 
         // OK to unwrap: `block_within_extent` is less than `num_blocks`
         // (checked above) so adding `1` cannot fail.
-        self.block_within_extent =
-            self.block_within_extent.checked_add(1).unwrap();
+        self.block_within_extent = self.block_within_extent.checked_add(1).unwrap();
 
         // OK to unwrap: `block_within_file` is less than
         // `num_blocks_total` (checked at the beginning of this
