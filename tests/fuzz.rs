@@ -167,6 +167,49 @@ fn archive_member_claiming_2_63_bytes() {
     assert!(rss < 256, "peak RSS {rss} MiB");
 }
 
+/// A qcow2 of four 64 KiB clusters whose tables present a 1 TiB disk: every L1 entry points
+/// at the one L2 table, every L2 entry at the one data cluster (`shared`), or every L1 entry
+/// at the L1 table itself (`self`). Read as its tables say, it is a terabyte of the same bytes
+/// (hours of raw pass); now refused when opened, naming the cluster used twice, in a process
+/// that stays small.
+#[test]
+fn qcow2_whose_tables_point_at_themselves_is_refused() {
+    const CS: u64 = 1 << 16;
+    const COPIED: u64 = 1 << 63;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(51).pair();
+    for (name, l1_entry) in [("shared", 2 * CS), ("self", CS)] {
+        let mut img = vec![0u8; 4 * CS as usize];
+        img[..4].copy_from_slice(b"QFI\xfb");
+        img[4..8].copy_from_slice(&2u32.to_be_bytes()); // version 2
+        img[20..24].copy_from_slice(&16u32.to_be_bytes()); // cluster_bits
+        img[24..32].copy_from_slice(&(1u64 << 40).to_be_bytes()); // 1 TiB
+        let l1_size = (1u64 << 40) / (CS / 8 * CS); // entries: one per 512 MiB
+        img[36..40].copy_from_slice(&(l1_size as u32).to_be_bytes());
+        img[40..48].copy_from_slice(&CS.to_be_bytes()); // L1 table at cluster 1
+        for i in 0..l1_size as usize {
+            let at = CS as usize + 8 * i;
+            img[at..at + 8].copy_from_slice(&(COPIED | l1_entry).to_be_bytes());
+        }
+        for i in 0..(CS / 8) as usize {
+            let at = 2 * CS as usize + 8 * i;
+            img[at..at + 8].copy_from_slice(&(COPIED | (3 * CS)).to_be_bytes());
+        }
+        let data = format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n");
+        img[3 * CS as usize..3 * CS as usize + data.len()].copy_from_slice(data.as_bytes());
+        let file = format!("{name}.qcow2");
+        write(d, &file, &img);
+        let (code, err, rss) = measured(d, &["image", &file]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(
+            err.contains(&file) && err.contains("used twice by its tables"),
+            "{name}: {err}"
+        );
+        assert!(rss < 256, "{name}: peak RSS {rss} MiB");
+    }
+}
+
 /// One line of 1 GiB (zeros, sparse, then a key pair at its end): found where it is, in a
 /// process that stays small (the file is read in windows, never whole). Its column was the
 /// window's (4 MiB and some) until this test.

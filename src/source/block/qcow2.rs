@@ -19,7 +19,8 @@ use super::{
 
 /// Opens a qcow2 image with a pool of handles (each caches its last L2 table and cluster).
 pub fn open_store(store: Arc<dyn Store>) -> io::Result<Box<dyn BlockReader>> {
-    let q = Qcow2::open(store.clone())?;
+    let mut q = Qcow2::open(store.clone())?;
+    q.check_tables()?;
     let len = q.disk_size();
     let open = move || Qcow2::open(store.clone());
     Ok(Box::new(Pooled::new(q, len, Box::new(open))))
@@ -42,6 +43,7 @@ pub struct Qcow2 {
     size: u64,
     cluster_bits: u32,
     l1: Vec<u64>,
+    l1_offset: u64,
     zstd: bool,
     /// The last L2 table read: (its host offset, its entries).
     l2: Option<(u64, Vec<u64>)>,
@@ -101,7 +103,8 @@ impl Qcow2 {
         // The L1 table covers the disk: at most one entry per L2 table's worth of clusters.
         let per_l2 = 1u64 << (cluster_bits - 3);
         let need = size.div_ceil(1 << cluster_bits).div_ceil(per_l2);
-        if l1_size < need || l1_size > (32 << 20) {
+        // QEMU's own limit (QCOW_MAX_L1_SIZE): 32 MiB of L1 table, 4 Mi entries.
+        if l1_size < need || l1_size > (4 << 20) {
             return Err(invalid(format!(
                 "L1 table of {l1_size} entries for a {size}-byte disk"
             )));
@@ -113,10 +116,75 @@ impl Qcow2 {
             size,
             cluster_bits,
             l1,
+            l1_offset,
             zstd,
             l2: None,
             cluster: None,
         })
+    }
+
+    /// Every host cluster the active tables use (the header's, the L1 table's, each L2 table,
+    /// each standard data cluster) is used once: QEMU never maps one cluster twice within one
+    /// set of tables (a cluster shared with an internal snapshot is still mapped once here). A
+    /// table pointing at itself, at the L1 table or at another table, or two disk clusters
+    /// sharing one host cluster, is a corrupt or hostile image: a file of four clusters could
+    /// otherwise present a terabyte of the same bytes. Refused when opened, naming the
+    /// cluster. Reads each L2 table once (metadata the scan reads anyway); holds 8 bytes per
+    /// cluster used, and never more uses than the file has clusters (more is itself sharing).
+    /// Tables and clusters past the end of a cut file are left to the reads, which name it.
+    /// Compressed clusters are not counted: several of them share a host cluster by design.
+    pub fn check_tables(&mut self) -> io::Result<()> {
+        let cs = self.cluster_size();
+        let file_len = self.f.size()?;
+        let file_clusters = file_len.div_ceil(cs);
+        let mut used: Vec<u64> = Vec::new();
+        // Clusters past the end of the file are left to the reads, which say "truncated".
+        let push = |used: &mut Vec<u64>, host: u64| {
+            if host >= file_len {
+                return Ok(());
+            }
+            if used.len() as u64 >= file_clusters {
+                return Err(invalid(format!(
+                    "its tables map more clusters than the file's {file_clusters}, so clusters \
+                     are used twice by its tables (tables pointing at themselves or at each \
+                     other): a corrupt image"
+                )));
+            }
+            used.push(host / cs);
+            Ok(())
+        };
+        push(&mut used, 0)?; // the header
+        let l1_end = self.l1_offset + self.l1.len() as u64 * 8; // read whole at open: no overflow
+        for c in self.l1_offset / cs..l1_end.div_ceil(cs) {
+            push(&mut used, c * cs)?;
+        }
+        for i in 0..self.l1.len() {
+            let table = self.l1[i] & OFFSET_MASK;
+            if table == 0 || table >= file_len {
+                continue;
+            }
+            push(&mut used, table)?;
+            let per_l2 = 1u64 << (self.cluster_bits - 3);
+            // Loads the table (entry() keeps the last one); one cut short is left to the reads.
+            if self.entry(i as u64 * per_l2).is_err() {
+                continue;
+            }
+            let entries = &self.l2.as_ref().expect("loaded").1;
+            for &e in entries {
+                if e & L2_COMPRESSED == 0 && e & OFFSET_MASK != 0 {
+                    push(&mut used, e & OFFSET_MASK)?;
+                }
+            }
+        }
+        used.sort_unstable();
+        if let Some(w) = used.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!(
+                "the host cluster at byte {} is used twice by its tables (a table pointing \
+                 at itself or at another, or two disk clusters sharing one): a corrupt image",
+                w[0] * cs
+            )));
+        }
+        Ok(())
     }
 
     /// Size of the virtual disk in bytes.
