@@ -159,17 +159,6 @@ fn asset() -> String {
     format!("keyhound-{}-{TARGET}.tar.gz", version())
 }
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `python3 -m http.server` on a free loopback port, serving `dir`; killed on drop.
 struct HttpServer {
     child: Child,

@@ -21,15 +21,9 @@ fn venv(tool: &str) -> PathBuf {
     p
 }
 
+/// `common::ok`, run from the checkout's root.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.current_dir(root()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::ok(cmd.current_dir(root()))
 }
 
 /// A keyhound command line of a manifest parses (`--help` after it: clap checks every flag

@@ -35,12 +35,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The directory holding the one wheel `maturin build` made of this checkout.
 fn wheel_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -42,6 +42,18 @@ pub fn bin() -> Command {
     c
 }
 
+/// Runs any command, which must succeed; returns its stdout (the panic shows both streams).
+pub fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs keyhound with `args` in `dir`; returns (exit code, stdout, stderr).
 pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     outcome(bin().args(args).current_dir(dir))
