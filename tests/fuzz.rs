@@ -210,6 +210,45 @@ fn qcow2_whose_tables_point_at_themselves_is_refused() {
     }
 }
 
+/// A monolithicSparse VMDK made by `qemu-img convert`, its header then made hostile: a grain
+/// table of 2^30 entries, a capacity of 2^50 sectors (a grain directory far past any cap), a
+/// grain of 2^40 sectors, and the largest grain directory accepted (16 MiB) pointing past the
+/// end of the 64 KiB file. Each is named and refused (exit 2) in a process that stays small:
+/// no table is allocated from what a header claims.
+#[test]
+fn vmdk_whose_header_claims_huge_tables_is_refused_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::File::create(d.join("raw.img"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-O", "vmdk", "raw.img", "s.vmdk"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let base = std::fs::read(d.join("s.vmdk")).unwrap();
+    assert_eq!(&base[..4], b"KDMV", "a sparse extent header");
+    // (name, byte offset in the SparseExtentHeader, value, its width in bytes)
+    for (name, at, value, width) in [
+        ("gtes", 44, 1u64 << 30, 4),
+        ("capacity", 12, 1 << 50, 8),
+        ("grain", 20, 1 << 40, 8),
+        ("directory", 12, 1 << 38, 8),
+    ] {
+        let mut img = base.clone();
+        img[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+        let file = format!("{name}.vmdk");
+        write(d, &file, &img);
+        let (code, err, rss) = measured(d, &["image", &file]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(&file) && err.contains("vmdk"), "{name}: {err}");
+        assert!(rss < 256, "{name}: peak RSS {rss} MiB");
+    }
+}
+
 /// One line of 1 GiB (zeros, sparse, then a key pair at its end): found where it is, in a
 /// process that stays small (the file is read in windows, never whole). Its column was the
 /// window's (4 MiB and some) until this test.
