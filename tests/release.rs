@@ -11,10 +11,12 @@
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::precommit::Sandbox;
 use common::*;
 
 fn root() -> &'static Path {
@@ -130,10 +132,6 @@ fn wheel_installs_into_a_fresh_venv_and_scans() {
 #[test]
 fn pre_commit_installs_the_wheel_hook_and_blocks_a_staged_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("repo");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::create_dir_all(&home).unwrap();
     // The configuration the README gives, with this version.
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let start = readme
@@ -145,7 +143,6 @@ fn pre_commit_installs_the_wheel_hook_and_blocks_a_staged_key() {
         config.contains(&format!("keyhound=={}", env!("CARGO_PKG_VERSION"))),
         "the README pins this version: {config}"
     );
-    write(&repo, ".pre-commit-config.yaml", config);
     // The local "index": the wheel, and setuptools, which pip needs to build the placeholder
     // package pre-commit makes for a local python hook (from the wheels virtualenv embeds).
     let links = tmp.path().join("wheels");
@@ -182,65 +179,13 @@ fn pre_commit_installs_the_wheel_hook_and_blocks_a_staged_key() {
     let venv_bin = venv_tool("pre-commit").parent().unwrap().to_path_buf();
     // No keyhound, no cargo on PATH: the hook has only what pip installs.
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display());
-    let run = |program: &Path, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .current_dir(&repo)
-            .env_clear()
-            .env("PATH", &path)
-            .env("HOME", &home)
-            .env("PRE_COMMIT_HOME", home.join("pre-commit"))
-            .env("PIP_NO_INDEX", "1")
-            .env("PIP_FIND_LINKS", &links)
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env("GIT_AUTHOR_NAME", "Dev")
-            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-            .env("GIT_COMMITTER_NAME", "Dev")
-            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap()
-    };
-    let git = |args: &[&str]| {
-        let mut a = vec![
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-        ];
-        a.extend_from_slice(args);
-        run(Path::new("/usr/bin/git"), &a)
-    };
-    git(&["init", "-q"]);
-    let out = run(&venv_tool("pre-commit"), &["install-hooks"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = run(&venv_tool("pre-commit"), &["install"]);
-    assert!(out.status.success(), "{}", text(&out));
-
-    write(&repo, "README.md", "hello\n");
-    git(&["add", "."]);
-    let out = git(&["commit", "-m", "clean start"]);
-    assert!(
-        out.status.success(),
-        "a clean commit passes: {}",
-        text(&out)
-    );
-
-    let (k, s) = Keys::new(42).pair();
-    write(
-        &repo,
-        "deploy.env",
-        format!("AWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"),
-    );
-    git(&["add", "deploy.env"]);
-    let out = git(&["commit", "-m", "add deploy settings"]);
-    let t = text(&out);
-    assert!(!out.status.success(), "a staged key blocks the commit: {t}");
-    assert!(
-        t.contains("AWS access key pair") && t.contains("deploy.env:1:"),
-        "{t}"
-    );
-    assert!(!t.contains(&s), "the secret is redacted: {t}");
+    let env: Vec<(String, OsString)> = vec![
+        ("PATH".into(), path.into()),
+        ("PIP_NO_INDEX".into(), "1".into()),
+        ("PIP_FIND_LINKS".into(), links.into()),
+        ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
+    ];
+    Sandbox::new(config, env).check();
 }
 
 /// `cargo package`: the crate carries the code, its rules and data; no test fixture, bench

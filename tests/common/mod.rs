@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use keyhound::detect::examples::expand;
 
+pub mod precommit;
 pub mod servers;
 
 /// Runs the git CLI in `dir` with a fixed identity, no system or global config; panics on
