@@ -66,9 +66,23 @@ enum ColorWhen {
 
 #[derive(Args)]
 struct DetectArgs {
-    /// Add the rules in this directory or file (TOML, same format as patterns/). Repeatable.
+    /// Add the rules in this directory or file (TOML, same format as patterns/, or a gitleaks
+    /// config). Repeatable.
     #[arg(long, value_name = "DIR")]
     rules: Vec<PathBuf>,
+    /// Turn on a rule that is off by default (a rule id or a family). Repeatable.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    enable_rule: Vec<String>,
+    /// Turn off a rule (a rule id, a pair id or a family). Repeatable.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    disable_rule: Vec<String>,
+    /// Use only rules at least this sure of what they find [default: low, every rule that is on].
+    #[arg(long, value_name = "LEVEL")]
+    min_confidence: Option<crate::detect::Confidence>,
+    /// Also look for secret-looking values assigned to password, secret, token or key names
+    /// (the `generic` rules: more findings, less precise).
+    #[arg(long)]
+    generic: bool,
     /// Configuration file [default: .keyhound.toml in the scanned directory, if any].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -728,6 +742,15 @@ struct RulesArgs {
     /// Add the rules in this directory or file. Repeatable.
     #[arg(long, value_name = "DIR", global = true)]
     rules: Vec<PathBuf>,
+    /// Show only these rules or families (and turn on ones that are off by default).
+    #[arg(long, value_name = "ID", value_delimiter = ',', global = true)]
+    enable_rule: Vec<String>,
+    /// Leave out these rules or families.
+    #[arg(long, value_name = "ID", value_delimiter = ',', global = true)]
+    disable_rule: Vec<String>,
+    /// Only rules at least this sure.
+    #[arg(long, value_name = "LEVEL", global = true)]
+    min_confidence: Option<crate::detect::Confidence>,
 }
 
 #[derive(Subcommand)]
@@ -764,6 +787,16 @@ impl DetectArgs {
                 only_verified: self.only_verified,
             },
             rules: self.rules,
+            selection: crate::detect::Selection {
+                enable: self
+                    .enable_rule
+                    .into_iter()
+                    .chain(self.generic.then(|| "generic".to_string()))
+                    .collect(),
+                disable: self.disable_rule,
+                min_confidence: self.min_confidence,
+                all: false,
+            },
             config: self.config,
             baseline: self.baseline,
             ignore_files: self.ignore_file,
@@ -975,9 +1008,16 @@ pub fn main() -> ExitCode {
             &a.audit_log,
         ),
         Command::InstallHook(a) => command::hook::run(&a.repo, a.force),
-        Command::Rules(a) => {
-            command::rules::run(&a.rules, matches!(a.action, Some(RulesAction::Check)))
-        }
+        Command::Rules(a) => command::rules::run(
+            &a.rules,
+            &crate::detect::Selection {
+                enable: a.enable_rule,
+                disable: a.disable_rule,
+                min_confidence: a.min_confidence,
+                all: false,
+            },
+            matches!(a.action, Some(RulesAction::Check)),
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::Blob;
-use crate::detect::{Engine, RuleSet};
+use crate::detect::{Engine, RuleSet, Selection};
 use crate::finding::{self, Class, Credential, Finding};
 use crate::report::{self, progress::Progress, Format, Report, Summary};
 use crate::source::Stats;
@@ -62,6 +62,8 @@ pub struct DetectPlan {
     pub actions: ActionPlan,
     pub verify: VerifyPlan,
     pub rules: Vec<PathBuf>,
+    /// `--enable-rule`, `--disable-rule`, `--min-confidence`, `--generic`.
+    pub selection: Selection,
     pub config: Option<PathBuf>,
     pub baseline: Option<PathBuf>,
     pub ignore_files: Vec<PathBuf>,
@@ -95,13 +97,21 @@ impl<'a> Detector<'a> {
             Some(p) => Config::load(&p)?,
             None => Config::default(),
         };
-        let mut rules = RuleSet::load(&plan.rules)?;
+        let mut rules = RuleSet::load_selected(&plan.rules, &config.selection(&plan.selection))?;
         rules.set_pair_window(
             plan.pair_lines.or(config.detect.pair_lines),
             plan.pair_bytes.or(config.detect.pair_bytes),
         );
         let mut ignore_files = plan.ignore_files.clone();
         for d in search_dirs(roots) {
+            if d.join(".gitleaksignore").is_file() {
+                eprintln!(
+                    "keyhound: note: {} is not read: its fingerprints name gitleaks' rules and \
+                     commits in gitleaks' form; suppress with .keyhoundignore (fingerprints from \
+                     keyhound's reports) or `keyhound:allow` on the line",
+                    d.join(".gitleaksignore").display()
+                );
+            }
             let p = d.join(".keyhoundignore");
             if p.is_file() && !ignore_files.contains(&p) {
                 ignore_files.push(p);

@@ -42,9 +42,34 @@ pub struct DetectConfig {
     pub pair_lines: Option<usize>,
     /// …and this many bytes.
     pub pair_bytes: Option<usize>,
+    /// Rules or families turned on (those off by default, such as `generic`)…
+    #[serde(default)]
+    pub enable_rules: Vec<String>,
+    /// …and off.
+    #[serde(default)]
+    pub disable_rules: Vec<String>,
+    /// Only rules at least this sure (`low`, `medium`, `high`).
+    pub min_confidence: Option<crate::detect::Confidence>,
 }
 
 impl Config {
+    /// The rules to use: the command line's choice added to the config's (a minimum
+    /// confidence given on the command line wins).
+    pub fn selection(&self, cli: &crate::detect::Selection) -> crate::detect::Selection {
+        let d = &self.detect;
+        crate::detect::Selection {
+            enable: d.enable_rules.iter().chain(&cli.enable).cloned().collect(),
+            disable: d
+                .disable_rules
+                .iter()
+                .chain(&cli.disable)
+                .cloned()
+                .collect(),
+            min_confidence: cli.min_confidence.or(d.min_confidence),
+            all: cli.all,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;

@@ -6,7 +6,15 @@ use common::*;
 
 #[test]
 fn every_embedded_rule_passes_its_examples() {
-    let engine = keyhound::command::rules::load_engine(&[], None).unwrap();
+    let engine = keyhound::command::rules::load_engine(
+        &[],
+        &keyhound::detect::Selection {
+            all: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
     let failures = keyhound::command::rules::check_rules(&engine);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every reportable rule has positive and negative examples.
@@ -138,4 +146,150 @@ window = [0, 40]
     let (code, _, err) = run(tmp.path(), &["scan", "--rules", "bad", "src"]);
     assert_eq!(code, 2);
     assert!(err.contains("follows needs keywords"), "{err}");
+}
+
+/// `--disable-rule`, `--min-confidence`, `--generic`/`--enable-rule` and their
+/// `.keyhound.toml` forms choose the rules; `rules list` shows family, confidence and keywords.
+#[test]
+fn rules_are_chosen_by_id_family_and_confidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut keys = Keys::new(11);
+    let gh = keys.gen("ghp_{{alnum:36}}");
+    let url = keys.gen("postgres://app:{{alnum:12}}7q@db.internal:5432/app");
+    let generic = keys.gen("{{alnum:8}}7{{alnum:14}}");
+    write(
+        tmp.path(),
+        "src/app.env",
+        format!("GH={gh}\nDB={url}\nAPP_PASSWORD={generic}\n"),
+    );
+    let rules_of = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.push("src");
+        let (code, v) = json(tmp.path(), &a);
+        assert!(code <= 1, "{v}");
+        let mut r: Vec<String> = creds(&v)
+            .iter()
+            .map(|c| c["rule"].as_str().unwrap().to_string())
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rules_of(&[]), ["github-token", "url-credentials"]);
+    assert_eq!(rules_of(&["--disable-rule", "github"]), ["url-credentials"]);
+    assert_eq!(
+        rules_of(&["--disable-rule", "url-credentials"]),
+        ["github-token"]
+    );
+    assert_eq!(rules_of(&["--min-confidence", "high"]), ["github-token"]);
+    assert_eq!(
+        rules_of(&["--generic"]),
+        ["generic-secret", "github-token", "url-credentials"]
+    );
+    assert_eq!(
+        rules_of(&[
+            "--enable-rule",
+            "generic-secret",
+            "--min-confidence",
+            "medium"
+        ]),
+        ["github-token", "url-credentials"]
+    );
+    // The same from the config; the command line's minimum confidence wins over the file's.
+    write(
+        tmp.path(),
+        "src/.keyhound.toml",
+        "[detect]\nenable_rules = [\"generic\"]\ndisable_rules = [\"github-token\"]\nmin_confidence = \"medium\"\n",
+    );
+    assert_eq!(rules_of(&[]), ["url-credentials"]);
+    assert_eq!(
+        rules_of(&["--min-confidence", "low"]),
+        ["generic-secret", "url-credentials"]
+    );
+    std::fs::remove_file(tmp.path().join("src/.keyhound.toml")).unwrap();
+
+    // An unknown name is an error that says where to look.
+    let (code, _, err) = run(tmp.path(), &["scan", "--disable-rule", "nope", "src"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("\"nope\"") && err.contains("rules list"),
+        "{err}"
+    );
+
+    let (code, out, _) = run(tmp.path(), &["rules", "list"]);
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("generic-secret"))
+        .unwrap();
+    for want in ["generic", "low", "off", "password"] {
+        assert!(line.contains(want), "{line}");
+    }
+    let line = out.lines().find(|l| l.starts_with("github-token")).unwrap();
+    assert!(line.contains("high") && line.contains("ghp_"), "{line}");
+}
+
+/// A gitleaks config passed to `--rules` is translated; what does not map is named, all at once.
+#[test]
+fn gitleaks_configs_are_translated() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "gitleaks.toml",
+        r#"
+title = "team"
+[extend]
+useDefault = true
+[[rules]]
+id = "acme-api-key"
+description = "ACME API key"
+regex = '''(?i)acme[_-]?api[_-]?key\s*[:=]\s*["']?([a-f0-9]{40})'''
+secretGroup = 1
+keywords = ["acme"]
+[[rules.allowlists]]
+stopwords = ["deadbeef"]
+"#,
+    );
+    let mut keys = Keys::new(12);
+    let k1 = keys.gen("{{hex:40}}");
+    let k2 = format!("deadbeef{}", keys.gen("{{hex:32}}"));
+    write(
+        tmp.path(),
+        "src/settings.py",
+        format!("ACME_API_KEY = \"{k1}\"\nacme_api_key: {k2}\n"),
+    );
+    let (code, v) = json(tmp.path(), &["--rules", "gitleaks.toml", "src"]);
+    assert_eq!(code, 1, "{v}");
+    let c = creds(&v);
+    assert_eq!(c.len(), 1, "{v}");
+    assert_eq!(c[0]["rule"], "acme-api-key");
+    assert_eq!(c[0]["family"], "gitleaks");
+    assert_eq!(c[0]["places"][0]["line"], 1);
+    // `rules check` passes for rules without examples that came from gitleaks.
+    let (code, out, err) = run(tmp.path(), &["rules", "check", "--rules", "gitleaks.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    write(
+        tmp.path(),
+        "bad.toml",
+        "[[rules]]\nid = \"x\"\nregex = 'x[0-9]{9}'\npath = 'a'\n[allowlist]\npaths = ['b']\n",
+    );
+    let (code, _, err) = run(tmp.path(), &["scan", "--rules", "bad.toml", "src"]);
+    assert_eq!(code, 2);
+    for want in [
+        "bad.toml",
+        "rule x: no keywords",
+        "rule x: path",
+        "[allowlist]",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+
+    // A .gitleaksignore is not read, and keyhound says so.
+    write(
+        tmp.path(),
+        "src/.gitleaksignore",
+        "abc:settings.py:acme-api-key:1\n",
+    );
+    let (_, _, err) = run(tmp.path(), &["scan", "--rules", "gitleaks.toml", "src"]);
+    assert!(err.contains(".gitleaksignore is not read"), "{err}");
 }

@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::aws::actions::KeyRecord;
-use crate::detect::{Role, RuleMeta, Severity};
+use crate::detect::{Confidence, Role, RuleMeta, Severity};
 use crate::finding::{Credential, Place, Verification};
 use crate::pipeline::{
     deliver, enrich, exit_code, open_session, write_report, ActionPlan, DetectPlan, Detector,
@@ -557,6 +557,10 @@ fn credential(v: &Value, metas: &HashMap<String, Arc<RuleMeta>>) -> Result<Crede
         // A rule of the parts' own (--rules) that this run did not load: what the report says.
         None => Arc::new(RuleMeta {
             id: id.to_string(),
+            family: v["family"].as_str().unwrap_or(id).to_string(),
+            confidence: serde_json::from_value(v["confidence"].clone())
+                .unwrap_or(Confidence::Medium),
+            default_on: true,
             name: v["name"].as_str().unwrap_or(id).to_string(),
             description: String::new(),
             severity: serde_json::from_value(v["severity"].clone()).unwrap_or(Severity::High),

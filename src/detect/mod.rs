@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod examples;
+mod gitleaks;
 mod prefilter;
 pub mod rules;
 
@@ -15,7 +16,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use decode::Decoding;
-pub use rules::{RuleMeta, RuleSet, Severity};
+pub use rules::{Confidence, RuleMeta, RuleSet, Selection, Severity};
 
 use prefilter::Literals;
 use rules::Rule;
@@ -208,6 +209,7 @@ impl Engine {
                 let rule = &self.rules.rules[r as usize];
                 let after = (end + rule.window.1).min(data.len());
                 if rule
+                    .compiled()
                     .follows
                     .as_ref()
                     .is_some_and(|f| !f.is_match(&data[end..after]))
@@ -364,13 +366,14 @@ impl Engine {
         // boundary classes see real boundaries.
         let (s, e) = decode::widen(data, start, end, MAX_BOUNDARY_STRETCH, is_token_byte);
         let hay = &data[s..e];
-        if rule.secret_group == 0 {
-            for m in rule.regex.find_iter(hay) {
+        let c = rule.compiled();
+        if c.secret_group == 0 {
+            for m in c.regex.find_iter(hay) {
                 self.accept(ri, rule, data, s + m.start(), s + m.end(), matches);
             }
         } else {
-            for c in rule.regex.captures_iter(hay) {
-                if let Some(g) = c.get(rule.secret_group) {
+            for caps in c.regex.captures_iter(hay) {
+                if let Some(g) = caps.get(c.secret_group) {
                     self.accept(ri, rule, data, s + g.start(), s + g.end(), matches);
                 }
             }
@@ -381,12 +384,13 @@ impl Engine {
         if s == e {
             return;
         }
-        if let Some(c) = &rule.not_before {
+        let rc = rule.compiled();
+        if let Some(c) = &rc.not_before {
             if s > 0 && c.contains(data[s - 1]) {
                 return;
             }
         }
-        if let Some(c) = &rule.not_after {
+        if let Some(c) = &rc.not_after {
             if e < data.len() && c.contains(data[e]) {
                 return;
             }
@@ -397,8 +401,7 @@ impl Engine {
                 return;
             }
         }
-        if rule.reject.iter().any(|r| r.is_match(v)) || !rule.require.iter().all(|r| r.is_match(v))
-        {
+        if rc.reject.iter().any(|r| r.is_match(v)) || !rc.require.iter().all(|r| r.is_match(v)) {
             return;
         }
         out.push(M {

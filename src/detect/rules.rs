@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use regex::bytes::{Regex, RegexBuilder};
@@ -34,10 +34,48 @@ impl Severity {
     }
 }
 
+/// How sure a match of the rule is to be the secret it names: `high` for prefixed or
+/// checksummed tokens, `medium` where a keyword near a generic-looking value is needed, `low`
+/// for guesses (the generic rule).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+impl std::str::FromStr for Confidence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "low" => Ok(Confidence::Low),
+            "medium" => Ok(Confidence::Medium),
+            "high" => Ok(Confidence::High),
+            _ => Err(format!("{s:?} is not a confidence: low, medium or high")),
+        }
+    }
+}
+
 /// What every reportable rule (a `[[rule]]` or a `[[pair]]`) tells the reports.
 #[derive(Debug, Serialize)]
 pub struct RuleMeta {
     pub id: String,
+    /// The provider (or kind of secret) the rule belongs to: its file's name unless it says.
+    pub family: String,
+    pub confidence: Confidence,
+    /// `false`: the rule runs only when asked for (`--enable-rule`, `--generic`).
+    pub default_on: bool,
     pub name: String,
     pub description: String,
     pub severity: Severity,
@@ -50,7 +88,7 @@ pub struct RuleMeta {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
+pub(crate) struct RuleFile {
     #[serde(default)]
     rule: Vec<RuleSpec>,
     #[serde(default)]
@@ -61,9 +99,16 @@ struct RuleFile {
 #[serde(deny_unknown_fields)]
 struct RuleSpec {
     id: String,
+    #[serde(default)]
+    family: Option<String>,
     name: String,
     description: String,
     severity: Severity,
+    #[serde(default = "medium")]
+    confidence: Confidence,
+    /// `false`: off unless enabled (`--enable-rule ID|FAMILY`, `--generic`).
+    #[serde(default = "yes")]
+    enabled: bool,
     #[serde(default)]
     help: String,
     #[serde(default)]
@@ -80,6 +125,10 @@ struct RuleSpec {
     #[serde(default)]
     near: Option<String>,
     regex: String,
+    /// The capture group that is the secret, by number (gitleaks' `secretGroup`); default: the
+    /// group named `secret`, else group 1 if there is one, else the whole match.
+    #[serde(default)]
+    secret_group: Option<usize>,
     /// What must come right after a keyword hit (a regex, anchored there) for the window
     /// around the hit to be searched: a cheap test that drops most hits of a common keyword
     /// (`://`, `secret`) before the rule's regex runs. It sees the hit's window (`window[1]`
@@ -122,9 +171,13 @@ struct RuleSpec {
 #[serde(deny_unknown_fields)]
 struct PairSpec {
     id: String,
+    #[serde(default)]
+    family: Option<String>,
     name: String,
     description: String,
     severity: Severity,
+    #[serde(default = "medium")]
+    confidence: Confidence,
     #[serde(default)]
     help: String,
     #[serde(default)]
@@ -158,27 +211,127 @@ fn default_pair_bytes() -> usize {
 fn yes() -> bool {
     true
 }
+fn medium() -> Confidence {
+    Confidence::Medium
+}
 
-/// A compiled `[[rule]]`.
+/// A loaded `[[rule]]`. Its patterns are compiled when its keywords first hit (`compiled`):
+/// a scan that never sees a rule's keywords never pays for its regex, so start-up stays short
+/// with hundreds of rules. Rules of `--rules` files are compiled at load, to report errors.
 pub struct Rule {
     pub meta: Arc<RuleMeta>,
     pub keywords: Vec<String>,
     pub base64_keywords: Vec<String>,
     pub near: Option<usize>,
-    pub regex: Regex,
-    /// `follows`, anchored at its start.
-    pub follows: Option<Regex>,
-    pub secret_group: usize,
     pub window: (usize, usize),
     pub entropy: Option<f64>,
-    pub not_before: Option<ByteClass>,
-    pub not_after: Option<ByteClass>,
-    pub reject: Vec<Regex>,
-    pub require: Vec<Regex>,
     pub standalone: bool,
     pub url_decode: bool,
     pub examples: Vec<String>,
     pub negative_examples: Vec<String>,
+    patterns: Patterns,
+    compiled: OnceLock<Compiled>,
+}
+
+/// A rule's patterns as written.
+struct Patterns {
+    regex: String,
+    secret_group: Option<usize>,
+    follows: Option<String>,
+    not_before: Option<String>,
+    not_after: Option<String>,
+    reject: Vec<String>,
+    require: Vec<String>,
+}
+
+/// A rule's patterns, compiled.
+pub struct Compiled {
+    pub regex: Regex,
+    /// `follows`, anchored at its start.
+    pub follows: Option<Regex>,
+    pub secret_group: usize,
+    pub not_before: Option<ByteClass>,
+    pub not_after: Option<ByteClass>,
+    pub reject: Vec<Regex>,
+    pub require: Vec<Regex>,
+}
+
+impl Patterns {
+    fn compile(&self) -> Result<Compiled> {
+        // Rules run on bytes, and secrets are ASCII: with Unicode off, `\s`, `(?i)` and
+        // classes are byte classes, and every rule compiles to a far smaller automaton.
+        // Starting a scan took 28–31 ms, of which compiling Unicode classes (`[^\s…]`,
+        // `(?i)`) was most; then 16 ms with 19 rules, all compiled at start.
+        let compile = |pattern: &str, what: &str| -> Result<Regex> {
+            RegexBuilder::new(pattern)
+                .unicode(false)
+                .size_limit(1 << 24)
+                .build()
+                .with_context(|| format!("invalid {what}"))
+        };
+        let regex = compile(&self.regex, "regex")?;
+        let secret_group = match self.secret_group {
+            Some(g) if g >= regex.captures_len() => {
+                bail!("secret group {g} is not a group of the regex")
+            }
+            Some(g) => g,
+            None => regex
+                .capture_names()
+                .position(|n| n == Some("secret"))
+                .unwrap_or(if regex.captures_len() > 1 { 1 } else { 0 }),
+        };
+        let compile_all = |v: &[String], what: &str| -> Result<Vec<Regex>> {
+            v.iter().map(|r| compile(r, what)).collect()
+        };
+        Ok(Compiled {
+            secret_group,
+            regex,
+            follows: self
+                .follows
+                .as_deref()
+                .map(|f| compile(&format!("^(?:{f})"), "follows"))
+                .transpose()?,
+            not_before: self
+                .not_before
+                .as_deref()
+                .map(ByteClass::parse)
+                .transpose()?,
+            not_after: self
+                .not_after
+                .as_deref()
+                .map(ByteClass::parse)
+                .transpose()?,
+            reject: compile_all(&self.reject, "reject")?,
+            require: compile_all(&self.require, "require")?,
+        })
+    }
+}
+
+impl Rule {
+    /// The rule's compiled patterns, compiled on first use. Embedded rules are known to compile
+    /// (`cargo test`); a rule that did not would match nothing and say so once.
+    pub fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| match self.patterns.compile() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("keyhound: rule {}: {e:#}; it is skipped", self.meta.id);
+                Compiled {
+                    regex: Regex::new("a^").expect("never matches"),
+                    follows: None,
+                    secret_group: 0,
+                    not_before: None,
+                    not_after: None,
+                    reject: Vec::new(),
+                    require: Vec::new(),
+                }
+            }
+        })
+    }
+
+    /// The regex as written.
+    pub fn pattern(&self) -> &str {
+        &self.patterns.regex
+    }
 }
 
 /// A compiled `[[pair]]`.
@@ -219,9 +372,35 @@ pub struct RuleSet {
     pub pairs: Vec<Pair>,
 }
 
+/// Which rules a run uses: `--enable-rule`, `--disable-rule`, `--min-confidence`, `--generic`
+/// and their `.keyhound.toml` forms. Each name is a rule id, a pair id or a family.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Turns on rules that are off by default (`enabled = false`, such as the generic rule).
+    pub enable: Vec<String>,
+    pub disable: Vec<String>,
+    pub min_confidence: Option<Confidence>,
+    /// Rules that are off by default too (`rules list`).
+    pub all: bool,
+}
+
+impl Selection {
+    fn wants(&self, id: &str, family: &str, confidence: Confidence, enabled: bool) -> bool {
+        let named = |list: &[String]| list.iter().any(|n| n == id || n == family);
+        (enabled || self.all || named(&self.enable))
+            && !named(&self.disable)
+            && self.min_confidence.is_none_or(|m| confidence >= m)
+    }
+}
+
 impl RuleSet {
     /// The embedded rules plus every `*.toml` in `extra_dirs` (or named file).
     pub fn load(extra: &[PathBuf]) -> Result<RuleSet> {
+        Self::load_selected(extra, &Selection::default())
+    }
+
+    /// `load`, keeping the rules `sel` wants.
+    pub fn load_selected(extra: &[PathBuf], sel: &Selection) -> Result<RuleSet> {
         let mut files = Vec::new();
         for p in extra {
             for f in toml_files(p)? {
@@ -230,42 +409,73 @@ impl RuleSet {
                 files.push((f.display().to_string(), text));
             }
         }
-        Self::with_embedded(files)
+        Self::with_embedded_selected(files, sel)
     }
 
     /// The embedded rules plus the rule files given as (name, text).
     pub fn with_embedded(extra: Vec<(String, String)>) -> Result<RuleSet> {
+        Self::with_embedded_selected(extra, &Selection::default())
+    }
+
+    fn with_embedded_selected(extra: Vec<(String, String)>, sel: &Selection) -> Result<RuleSet> {
         let mut files: Vec<(String, String)> = EMBEDDED_RULE_FILES
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
+        let lazy = files.len();
         files.extend(extra);
-        Self::from_sources(&files)
+        Self::build(&files, lazy, sel)
     }
 
+    /// Rule files given as (name, text), compiled at once.
     pub fn from_sources(files: &[(String, String)]) -> Result<RuleSet> {
+        Self::build(files, 0, &Selection::default())
+    }
+
+    /// The first `lazy` files are compiled when first needed, the rest now.
+    fn build(files: &[(String, String)], lazy: usize, sel: &Selection) -> Result<RuleSet> {
         let mut specs = Vec::new();
         let mut pair_specs = Vec::new();
-        for (name, text) in files {
-            let f: RuleFile =
-                toml::from_str(text).with_context(|| format!("invalid rule file {name}"))?;
-            specs.extend(f.rule.into_iter().map(|r| (name.clone(), r)));
-            pair_specs.extend(f.pair.into_iter().map(|p| (name.clone(), p)));
+        for (i, (name, text)) in files.iter().enumerate() {
+            let f = parse_rule_file(name, text)?;
+            let stem = Path::new(name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name.clone());
+            let eager = i >= lazy;
+            specs.extend(f.rule.into_iter().map(|mut r| {
+                let fam = r.family.get_or_insert_with(|| stem.clone()).clone();
+                (name.clone(), fam, eager, r)
+            }));
+            pair_specs.extend(f.pair.into_iter().map(|mut p| {
+                let fam = p.family.get_or_insert_with(|| stem.clone()).clone();
+                (name.clone(), fam, p)
+            }));
         }
         let mut ids: HashMap<String, String> = HashMap::new();
         for (src, id) in specs
             .iter()
-            .map(|(s, r)| (s, &r.id))
-            .chain(pair_specs.iter().map(|(s, p)| (s, &p.id)))
+            .map(|(s, _, _, r)| (s, &r.id))
+            .chain(pair_specs.iter().map(|(s, _, p)| (s, &p.id)))
         {
             if let Some(prev) = ids.insert(id.clone(), src.clone()) {
                 bail!("rule id {id:?} is defined in both {prev} and {src}");
             }
         }
+        for name in sel.enable.iter().chain(&sel.disable) {
+            let known = ids.contains_key(name)
+                || specs.iter().any(|(_, f, _, _)| f == name)
+                || pair_specs.iter().any(|(_, f, _)| f == name);
+            if !known {
+                bail!("no rule or family is named {name:?} (`keyhound rules list` shows them)");
+            }
+        }
+        // Every rule is checked (the lookups below), then the selection drops rules and pairs:
+        // a pair goes with its key rule; a rule that only serves dropped pairs goes too.
         let index: HashMap<&str, usize> = specs
             .iter()
             .enumerate()
-            .map(|(i, (_, r))| (r.id.as_str(), i))
+            .map(|(i, (_, _, _, r))| (r.id.as_str(), i))
             .collect();
         let lookup = |id: &str, what: &str, owner: &str| -> Result<usize> {
             index
@@ -273,53 +483,101 @@ impl RuleSet {
                 .copied()
                 .with_context(|| format!("{owner}: {what} names unknown rule {id:?}"))
         };
-
-        let mut rules = Vec::with_capacity(specs.len());
-        for (src, s) in &specs {
-            let ctx = |what: &str| format!("rule {} ({src}): invalid {what}", s.id);
-            // Rules run on bytes, and secrets are ASCII: with Unicode off, `\s`, `(?i)` and
-            // classes are byte classes, and every rule compiles to a far smaller automaton.
-            // Starting a scan took 28–31 ms, of which compiling Unicode classes (`[^\s…]`,
-            // `(?i)`) was most; now 16 ms (a pre-commit hook pays it on every commit).
-            let compile = |pattern: &str, what: &str| -> Result<Regex> {
-                RegexBuilder::new(pattern)
-                    .unicode(false)
-                    .size_limit(1 << 24)
-                    .build()
-                    .with_context(|| ctx(what))
-            };
-            let regex = compile(&s.regex, "regex")?;
-            let secret_group = regex
-                .capture_names()
-                .position(|n| n == Some("secret"))
-                .unwrap_or(if regex.captures_len() > 1 { 1 } else { 0 });
-            let compile_all = |v: &[String], what: &str| -> Result<Vec<Regex>> {
-                v.iter().map(|r| compile(r, what)).collect()
-            };
-            let near = match &s.near {
-                Some(n) => Some(lookup(n, "near", &s.id)?),
-                None => None,
-            };
-            if s.keywords.is_empty() == near.is_none() {
+        for (src, _, _, s) in &specs {
+            if let Some(n) = &s.near {
+                lookup(n, "near", &s.id)?;
+            }
+            if s.keywords.is_empty() == s.near.is_none() {
                 bail!("rule {} ({src}) needs keywords or near (one of them)", s.id);
             }
             if s.follows.is_some() && s.keywords.is_empty() {
                 bail!("rule {} ({src}): follows needs keywords", s.id);
             }
-            let follows = s
-                .follows
-                .as_deref()
-                .map(|f| compile(&format!("^(?:{f})"), "follows"))
-                .transpose()?;
             if let Some(k) = s.keywords.iter().find(|k| k.len() < 3) {
                 bail!(
                     "rule {} ({src}): keyword {k:?} is shorter than 3 bytes",
                     s.id
                 );
             }
+        }
+        for (_, _, p) in &pair_specs {
+            lookup(&p.key, "key", &p.id)?;
+            for x in p.secrets.iter().chain(&p.token) {
+                lookup(x, "secrets", &p.id)?;
+            }
+        }
+        let mut keep: Vec<bool> = specs
+            .iter()
+            .map(|(_, fam, _, r)| {
+                if r.standalone {
+                    sel.wants(&r.id, fam, r.confidence, r.enabled)
+                } else {
+                    // Reported only in pairs: the pairs decide (below), unless named.
+                    !sel.disable.contains(&r.id)
+                }
+            })
+            .collect();
+        // `near` rules follow the rule they search around.
+        for i in 0..specs.len() {
+            if let Some(n) = &specs[i].3.near {
+                keep[i] = keep[i] && keep[index[n.as_str()]];
+            }
+        }
+        let pair_specs: Vec<_> = pair_specs
+            .into_iter()
+            .filter(|(_, fam, p)| {
+                sel.wants(&p.id, fam, p.confidence, true)
+                    && keep[index[p.key.as_str()]]
+                    && p.secrets.iter().any(|s| keep[index[s.as_str()]])
+            })
+            .collect();
+        for (i, (_, _, _, r)) in specs.iter().enumerate() {
+            let serves = pair_specs.iter().any(|(_, _, p)| {
+                [&p.key]
+                    .into_iter()
+                    .chain(&p.secrets)
+                    .chain(&p.token)
+                    .any(|m| m == &r.id)
+            });
+            if !r.standalone && !serves {
+                keep[i] = false;
+            }
+        }
+        let specs: Vec<_> = specs
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(s, k)| k.then_some(s))
+            .collect();
+        let index: HashMap<&str, usize> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, _, r))| (r.id.as_str(), i))
+            .collect();
+
+        let mut rules = Vec::with_capacity(specs.len());
+        for (src, family, eager, s) in &specs {
+            let patterns = Patterns {
+                regex: s.regex.clone(),
+                secret_group: s.secret_group,
+                follows: s.follows.clone(),
+                not_before: s.not_before.clone(),
+                not_after: s.not_after.clone(),
+                reject: s.reject.clone(),
+                require: s.require.clone(),
+            };
+            let compiled = OnceLock::new();
+            if *eager {
+                let c = patterns
+                    .compile()
+                    .with_context(|| format!("rule {} ({src})", s.id))?;
+                let _ = compiled.set(c);
+            }
             rules.push(Rule {
                 meta: Arc::new(RuleMeta {
                     id: s.id.clone(),
+                    family: family.clone(),
+                    confidence: s.confidence,
+                    default_on: s.enabled,
                     name: s.name.clone(),
                     description: s.description.clone(),
                     severity: s.severity,
@@ -329,38 +587,26 @@ impl RuleSet {
                 }),
                 keywords: s.keywords.clone(),
                 base64_keywords: s.base64_keywords.clone(),
-                near,
-                regex,
-                follows,
-                secret_group,
+                near: s.near.as_ref().map(|n| index[n.as_str()]),
                 window: (s.window[0], s.window[1]),
                 entropy: s.entropy,
-                not_before: s.not_before.as_deref().map(ByteClass::parse).transpose()?,
-                not_after: s.not_after.as_deref().map(ByteClass::parse).transpose()?,
-                reject: compile_all(&s.reject, "reject")?,
-                require: compile_all(&s.require, "require")?,
                 standalone: s.standalone,
                 url_decode: s.url_decode,
                 examples: s.examples.clone(),
                 negative_examples: s.negative_examples.clone(),
+                patterns,
+                compiled,
             });
         }
 
         let mut pairs = Vec::new();
-        for (src, p) in &pair_specs {
-            let key = lookup(&p.key, "key", &p.id)?;
-            let secrets = p
-                .secrets
-                .iter()
-                .map(|s| lookup(s, "secrets", &p.id))
-                .collect::<Result<Vec<_>>>()?;
-            let token = match &p.token {
-                Some(t) => Some(lookup(t, "token", &p.id)?),
-                None => None,
-            };
+        for (src, family, p) in &pair_specs {
             pairs.push(Pair {
                 meta: Arc::new(RuleMeta {
                     id: p.id.clone(),
+                    family: family.clone(),
+                    confidence: p.confidence,
+                    default_on: true,
                     name: p.name.clone(),
                     description: p.description.clone(),
                     severity: p.severity,
@@ -368,9 +614,16 @@ impl RuleSet {
                     references: p.references.clone(),
                     source: src.clone(),
                 }),
-                key,
-                secrets,
-                token,
+                key: index[p.key.as_str()],
+                secrets: p
+                    .secrets
+                    .iter()
+                    .filter_map(|s| index.get(s.as_str()).copied())
+                    .collect(),
+                token: p
+                    .token
+                    .as_ref()
+                    .and_then(|t| index.get(t.as_str()).copied()),
                 token_key_prefixes: p.token_key_prefixes.clone(),
                 lines: p.lines,
                 bytes: p.bytes,
@@ -393,6 +646,16 @@ impl RuleSet {
         Ok(RuleSet { rules, pairs })
     }
 
+    /// Compiles every rule now (`rules check`, tests).
+    pub fn compile_all(&self) -> Result<()> {
+        for r in &self.rules {
+            r.patterns
+                .compile()
+                .with_context(|| format!("rule {} ({})", r.meta.id, r.meta.source))?;
+        }
+        Ok(())
+    }
+
     /// A digest of what the rules find: each rule's id, regex and checks, each pair's parts.
     /// Shards of one plan must have the same (`keyhound merge`).
     pub fn digest(&self) -> String {
@@ -401,13 +664,20 @@ impl RuleSet {
         for r in &self.rules {
             h.update(r.meta.id.as_bytes());
             h.update([0]);
-            h.update(r.regex.as_str().as_bytes());
+            let p = &r.patterns;
+            h.update(p.regex.as_bytes());
             h.update([0]);
-            for x in r.reject.iter().chain(&r.require) {
-                h.update(x.as_str().as_bytes());
+            for x in p.reject.iter().chain(&p.require).chain(&p.follows) {
+                h.update(x.as_bytes());
                 h.update([1]);
             }
-            h.update(format!("{:?}{:?}{}", r.entropy, r.window, r.secret_group).as_bytes());
+            h.update(
+                format!(
+                    "{:?}{:?}{:?}{:?}",
+                    r.entropy, r.window, p.not_before, p.not_after
+                )
+                .as_bytes(),
+            );
         }
         for p in &self.pairs {
             h.update(p.meta.id.as_bytes());
@@ -438,6 +708,22 @@ impl RuleSet {
             }
         }
     }
+}
+
+/// A rule file: keyhound's format (`[[rule]]`, `[[pair]]`) or a gitleaks config (`[[rules]]`).
+fn parse_rule_file(name: &str, text: &str) -> Result<RuleFile> {
+    let value: toml::Table =
+        toml::from_str(text).with_context(|| format!("invalid rule file {name}"))?;
+    if value.contains_key("rules") {
+        let ours = crate::detect::gitleaks::translate(&value)
+            .with_context(|| format!("cannot use the gitleaks config {name}"))?;
+        return ours
+            .try_into()
+            .with_context(|| format!("the gitleaks config {name}, translated"));
+    }
+    value
+        .try_into()
+        .with_context(|| format!("invalid rule file {name}"))
 }
 
 fn toml_files(p: &Path) -> Result<Vec<PathBuf>> {
@@ -483,6 +769,89 @@ mod tests {
         let rs = RuleSet::load(&[]).unwrap();
         assert!(rs.rules.iter().any(|r| r.meta.id == "aws-access-key-id"));
         assert!(rs.pairs.iter().any(|p| p.meta.id == "aws-access-key"));
+    }
+
+    #[test]
+    fn embedded_rules_compile_when_first_needed() {
+        let rs = RuleSet::load_selected(
+            &[],
+            &Selection {
+                all: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        rs.compile_all().unwrap();
+        // Nothing is compiled at load; a rule is compiled by its first use, and only it.
+        assert!(rs.rules.iter().all(|r| r.compiled.get().is_none()));
+        let gh = rs
+            .rules
+            .iter()
+            .find(|r| r.meta.id == "github-token")
+            .unwrap();
+        assert!(gh
+            .compiled()
+            .regex
+            .is_match(b"ghp_0123456789abcdefghijABCDEFGHIJ012345"));
+        let compiled: Vec<&str> = rs
+            .rules
+            .iter()
+            .filter(|r| r.compiled.get().is_some())
+            .map(|r| r.meta.id.as_str())
+            .collect();
+        assert_eq!(compiled, ["github-token"]);
+        // Every embedded rule says its confidence and belongs to a family.
+        for (name, text) in EMBEDDED_RULE_FILES {
+            let f: toml::Table = toml::from_str(text).unwrap();
+            for r in f
+                .get("rule")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    r.get("confidence").is_some(),
+                    "{name}: {:?} has no confidence",
+                    r.get("id")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_selection_keeps_pairs_whole() {
+        let sel = |enable: &[&str], disable: &[&str], min: Option<Confidence>| Selection {
+            enable: enable.iter().map(|s| s.to_string()).collect(),
+            disable: disable.iter().map(|s| s.to_string()).collect(),
+            min_confidence: min,
+            all: false,
+        };
+        let ids = |s: &Selection| -> Vec<String> {
+            let rs = RuleSet::load_selected(&[], s).unwrap();
+            rs.metas().map(|m| m.id.clone()).collect()
+        };
+        let all = ids(&sel(&[], &[], None));
+        assert!(all.contains(&"aws-access-key".to_string()));
+        assert!(!all.contains(&"generic-secret".to_string()));
+        // High confidence keeps the AWS pair with its (medium) secret rules behind it…
+        let high = ids(&sel(&[], &[], Some(Confidence::High)));
+        assert!(high.contains(&"aws-access-key".to_string()));
+        assert!(high.contains(&"aws-secret-access-key-near".to_string()));
+        assert!(!high.contains(&"aws-secret-access-key".to_string()));
+        assert!(!high.contains(&"url-credentials".to_string()));
+        // …and turning off the family removes every part.
+        let no_aws = ids(&sel(&[], &["aws"], None));
+        assert!(no_aws.iter().all(|i| !i.starts_with("aws-")), "{no_aws:?}");
+        // Turning off the pair leaves the key id rule as a lead, without the pair's parts.
+        let no_pair = ids(&sel(&[], &["aws-access-key"], None));
+        assert!(no_pair.contains(&"aws-access-key-id".to_string()));
+        assert!(!no_pair.contains(&"aws-secret-access-key-near".to_string()));
+        let generic = ids(&sel(&["generic"], &[], None));
+        assert!(generic.contains(&"generic-secret".to_string()));
+        let err = RuleSet::load_selected(&[], &sel(&["nope"], &[], None))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("nope"));
     }
 
     #[test]

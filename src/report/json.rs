@@ -35,6 +35,8 @@ pub fn credential(r: &Report, c: &Credential) -> Value {
         "rule": c.rule.id,
         "name": c.rule.name,
         "severity": c.rule.severity,
+        "family": c.rule.family,
+        "confidence": c.rule.confidence,
         "class": c.class,
         "account_id": c.account_id,
         "parts": parts,

@@ -91,9 +91,9 @@ fn rule(m: &RuleMeta) -> Value {
         "help": {"text": text, "markdown": markdown},
         "defaultConfiguration": {"level": level(m.severity)},
         "properties": {
-            "tags": ["security", "secret", "external/cwe/cwe-798"],
+            "tags": ["security", "secret", "external/cwe/cwe-798", m.family],
             "security-severity": security_severity(m.severity),
-            "precision": "high",
+            "precision": m.confidence.as_str(),
         },
     })
 }
