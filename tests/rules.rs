@@ -293,3 +293,49 @@ stopwords = ["deadbeef"]
     let (_, _, err) = run(tmp.path(), &["scan", "--rules", "gitleaks.toml", "src"]);
     assert!(err.contains(".gitleaksignore is not read"), "{err}");
 }
+
+/// The README's rule table (scripts/rule-table) lists every family with its confidences.
+#[test]
+fn the_readme_lists_every_family_with_its_confidence() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let engine = keyhound::command::rules::load_engine(
+        &[],
+        &keyhound::detect::Selection {
+            all: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let set = &engine.rules;
+    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let metas = set
+        .rules
+        .iter()
+        .filter(|r| r.standalone)
+        .map(|r| &r.meta)
+        .chain(set.pairs.iter().map(|p| &p.meta));
+    for m in metas {
+        want.entry(m.family.clone())
+            .or_default()
+            .insert(m.confidence.as_str().to_string());
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("<!-- rule-table -->")
+        .nth(1)
+        .and_then(|t| t.split("<!-- /rule-table -->").next())
+        .expect("README has the rule table");
+    let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let rows = table.lines().filter(|l| l.starts_with('|')).skip(2);
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        got.insert(
+            cells[1].to_string(),
+            cells[2].split(", ").map(str::to_string).collect(),
+        );
+    }
+    assert_eq!(got, want, "run scripts/rule-table");
+    assert!(want.len() >= 250, "{} families", want.len());
+}

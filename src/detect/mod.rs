@@ -68,8 +68,10 @@ pub struct Engine {
     /// and the base64 forms of the rules' `base64_keywords` (where found, base64 is decoded).
     plain: Literals,
     /// The same, and after them the UTF-16 forms of the keywords (where found, UTF-16 text is
-    /// decoded): for blobs, which may hold UTF-16 text (decoded views never do).
-    wide: Literals,
+    /// decoded): for blobs that may hold UTF-16 text (that have a NUL byte). Built when first
+    /// needed, from `wide_literals`: a scan of text files (a pre-commit hook) never needs it.
+    wide: std::sync::OnceLock<Option<Literals>>,
+    wide_literals: Vec<Vec<u8>>,
     n_keywords: usize,
     n_base64: usize,
     /// For each keyword: the rules it opens a window for.
@@ -96,11 +98,13 @@ impl Engine {
         let mut lits: Vec<Vec<u8>> = Vec::new();
         let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
         let mut b64: Vec<Vec<u8>> = Vec::new();
+        let mut seen: HashMap<&[u8], usize> = HashMap::new();
         for (i, r) in rules.rules.iter().enumerate() {
             for k in &r.keywords {
-                match lits.iter().position(|l| l == k.as_bytes()) {
-                    Some(p) => keyword_rules[p].push(i as u32),
+                match seen.get(k.as_bytes()) {
+                    Some(&p) => keyword_rules[p].push(i as u32),
                     None => {
+                        seen.insert(k.as_bytes(), lits.len());
                         lits.push(k.as_bytes().to_vec());
                         keyword_rules.push(vec![i as u32]);
                     }
@@ -117,15 +121,21 @@ impl Engine {
         // so keywords that share three characters or more (`xoxa-`, `xoxb-`...) share one hint,
         // their common start: fewer literals for the prefilter. Other keywords keep their
         // whole form, so that binary bytes rarely match a hint by chance.
+        // The longest start a keyword shares with another is the one it shares with a
+        // neighbour in sorted order.
+        let mut sorted: Vec<&[u8]> = lits.iter().map(Vec::as_slice).collect();
+        sorted.sort_unstable();
+        let common = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let mut shared_of: HashMap<&[u8], usize> = HashMap::new();
+        for (j, l) in sorted.iter().enumerate() {
+            let before = j.checked_sub(1).map_or(0, |p| common(l, sorted[p]));
+            let after = sorted.get(j + 1).map_or(0, |n| common(l, n));
+            shared_of.insert(l, before.max(after));
+        }
         let mut utf16: Vec<Vec<u8>> = lits
             .iter()
             .map(|l| {
-                let shared = lits
-                    .iter()
-                    .filter(|o| *o != l)
-                    .map(|o| l.iter().zip(o).take_while(|(a, b)| a == b).count())
-                    .max()
-                    .unwrap_or(0);
+                let shared = shared_of[l.as_slice()];
                 let chars = if shared >= 3 { shared } else { l.len() };
                 l[..chars]
                     .iter()
@@ -167,11 +177,11 @@ impl Engine {
         lits.extend(b64);
         let plain = Literals::new(&lits)?;
         lits.extend(utf16);
-        let wide = Literals::new(&lits)?;
         Ok(Engine {
             rules,
             plain,
-            wide,
+            wide: std::sync::OnceLock::new(),
+            wide_literals: lits,
             n_keywords,
             n_base64,
             keyword_rules,
@@ -180,6 +190,21 @@ impl Engine {
             roles,
             max_span,
         })
+    }
+
+    /// The literals with the UTF-16 hints (the plain ones if they cannot be built, which the
+    /// plain ones being built makes next to impossible: only the hints are missed then).
+    fn wide(&self) -> &Literals {
+        self.wide
+            .get_or_init(|| match Literals::new(&self.wide_literals) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("keyhound: warning: UTF-16 text is not searched: {e:#}");
+                    None
+                }
+            })
+            .as_ref()
+            .unwrap_or(&self.plain)
     }
 
     /// Every detection in `data`, decoded passes included, deduplicated.
@@ -223,10 +248,14 @@ impl Engine {
                 });
             }
         };
-        // Decoded views are never UTF-16. Blobs are searched for the UTF-16 hints as well even
-        // where they hold no NUL: with its buckets ordered, the larger set runs as fast as the
-        // smaller (both are "fat" Teddy), and looking for a NUL first cost a pass over the blob.
-        let literals = if depth == 0 { &self.wide } else { &self.plain };
+        // Decoded views are never UTF-16. UTF-16 text of ASCII keywords holds NUL bytes: where a
+        // blob has none (most text), the hints need not be looked for. With hundreds of rules
+        // they double the literals; a search for NUL runs at some 30 GB/s.
+        let literals = if depth == 0 && memchr::memchr(0, data).is_some() {
+            self.wide()
+        } else {
+            &self.plain
+        };
         literals.for_each(data, &mut found);
         let mut out = Vec::new();
         // Where keywords were seen (merged), for the JSON pass below.

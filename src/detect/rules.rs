@@ -437,7 +437,12 @@ impl RuleSet {
         let mut specs = Vec::new();
         let mut pair_specs = Vec::new();
         for (i, (name, text)) in files.iter().enumerate() {
-            let f = parse_rule_file(name, text)?;
+            // Embedded files come as JSON (build.rs), the user's as TOML.
+            let f = if i < lazy {
+                serde_json::from_str(text).with_context(|| format!("invalid rule file {name}"))?
+            } else {
+                parse_rule_file(name, text)?
+            };
             let stem = Path::new(name)
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -802,7 +807,7 @@ mod tests {
         assert_eq!(compiled, ["github-token"]);
         // Every embedded rule says its confidence and belongs to a family.
         for (name, text) in EMBEDDED_RULE_FILES {
-            let f: toml::Table = toml::from_str(text).unwrap();
+            let f: serde_json::Value = serde_json::from_str(text).unwrap();
             for r in f
                 .get("rule")
                 .and_then(|v| v.as_array())
