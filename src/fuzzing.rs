@@ -36,7 +36,17 @@ pub fn report(data: &[u8], format: crate::report::Format) -> Vec<u8> {
         kind: "worktree",
         roots: vec!["fuzz.txt".into()],
         credentials: &creds,
-        rules: engine().rules.metas().cloned().collect(),
+        // The rules of what was found (a scan's SARIF lists every loaded rule: with 443 of
+        // them, writing that took a second an input in a fuzz build).
+        rules: {
+            let mut r: Vec<Arc<crate::detect::RuleMeta>> = Vec::new();
+            for c in &creds {
+                if !r.iter().any(|m| m.id == c.rule.id) {
+                    r.push(c.rule.clone());
+                }
+            }
+            r
+        },
         summary: crate::report::Summary::default(),
         show_secrets: false,
         plan: None,
@@ -255,10 +265,11 @@ pub fn config(text: &str) -> bool {
         .is_ok()
 }
 
-/// A rule file (`--rules`), with the built-in rules, compiled into an engine as a scan would
-/// and run on its own text.
+/// A rule file (`--rules`, keyhound's format or a gitleaks config), compiled into an engine as
+/// a scan would and run on its own text. Alone: with the 443 built-in rules beside it, loading
+/// took milliseconds an input, and the fuzzer tried a few hundred inputs a second.
 pub fn rules(text: &str) -> bool {
-    let Ok(set) = RuleSet::with_embedded(vec![("fuzz.toml".into(), text.to_string())]) else {
+    let Ok(set) = RuleSet::from_sources(&[("fuzz.toml".into(), text.to_string())]) else {
         return false;
     };
     match Engine::new(set) {
