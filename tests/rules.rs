@@ -4,17 +4,18 @@ mod common;
 
 use common::*;
 
+/// The embedded rules, those off by default included.
+fn every_rule() -> keyhound::detect::Engine {
+    let all = keyhound::detect::Selection {
+        all: true,
+        ..Default::default()
+    };
+    keyhound::command::rules::load_engine(&[], &all, None).unwrap()
+}
+
 #[test]
 fn every_embedded_rule_passes_its_examples() {
-    let engine = keyhound::command::rules::load_engine(
-        &[],
-        &keyhound::detect::Selection {
-            all: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
+    let engine = every_rule();
     let failures = keyhound::command::rules::check_rules(&engine);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every reportable rule has positive and negative examples.
@@ -298,15 +299,7 @@ stopwords = ["deadbeef"]
 #[test]
 fn the_readme_lists_every_family_with_its_confidence() {
     use std::collections::{BTreeMap, BTreeSet};
-    let engine = keyhound::command::rules::load_engine(
-        &[],
-        &keyhound::detect::Selection {
-            all: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
+    let engine = every_rule();
     let set = &engine.rules;
     let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let metas = set

@@ -97,12 +97,7 @@ fn rule(r: &Table) -> std::result::Result<Table, Vec<String>> {
     }
     let description = str_of("description").unwrap_or_else(|| id.clone());
     let mut keywords: Vec<String> = Vec::new();
-    for k in r
-        .get("keywords")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for k in items(r, "keywords") {
         let Some(k) = k.as_str() else { continue };
         if k.len() < 3 {
             problems.push(format!(
@@ -149,12 +144,7 @@ fn rule(r: &Table) -> std::result::Result<Table, Vec<String>> {
     if let Some(a) = r.get("allowlist").and_then(Value::as_table) {
         lists.push(a);
     }
-    for a in r
-        .get("allowlists")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for a in items(r, "allowlists") {
         if let Some(a) = a.as_table() {
             lists.push(a);
         }
@@ -184,12 +174,7 @@ fn rule(r: &Table) -> std::result::Result<Table, Vec<String>> {
                 ));
             }
         }
-        for re in a
-            .get("regexes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for re in items(a, "regexes") {
             if target != "secret" {
                 problems.push(format!(
                     "allowlist regexTarget {target:?}: keyhound's reject patterns see the secret only"
@@ -200,12 +185,7 @@ fn rule(r: &Table) -> std::result::Result<Table, Vec<String>> {
                 reject.push(Value::String(re.to_string()));
             }
         }
-        for w in a
-            .get("stopwords")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for w in items(a, "stopwords") {
             if let Some(w) = w.as_str() {
                 reject.push(Value::String(format!("(?i){}", regex::escape(w))));
             }
@@ -249,6 +229,11 @@ fn rule(r: &Table) -> std::result::Result<Table, Vec<String>> {
         t.insert("reject".into(), Value::Array(reject));
     }
     Ok(t)
+}
+
+/// The elements of the array `t[k]` (none if it is missing or not an array).
+fn items<'a>(t: &'a Table, k: &str) -> impl Iterator<Item = &'a Value> {
+    t.get(k).and_then(Value::as_array).into_iter().flatten()
 }
 
 /// A case-insensitive keyword as the exact literals keyhound looks for: as written, lower,
