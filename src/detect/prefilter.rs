@@ -304,7 +304,8 @@ impl Grams {
         let end = (to + step - 1).min(data.len().saturating_sub(3));
         let bits = &self.bits[..1 << (GRAM_BITS - 6)];
         while p < end {
-            let g = u32::from_le_bytes(data[p..p + 4].try_into().expect("4 bytes"));
+            // SAFETY: `p < end <= data.len() - 3`, so the four bytes at `p` are in `data`.
+            let g = u32::from_le(unsafe { data.as_ptr().add(p).cast::<u32>().read_unaligned() });
             let h = gram_hash(g);
             if bits[h >> 6] >> (h & 63) & 1 != 0 {
                 for &(u, off) in self.table.get(&g).into_iter().flatten() {
