@@ -1,6 +1,6 @@
 //! `keyhound rules`: list the rules, or run every rule's examples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,15 +136,15 @@ pub fn run(rules: &[PathBuf], sel: &Selection, check: bool) -> Result<u8> {
     let engine = load_engine(rules, &sel, None)?;
     let set = &engine.rules;
     if !check {
-        let keywords = |id: &str| -> String {
-            match set.rules.iter().find(|r| r.meta.id == id) {
-                Some(r) if r.near.is_some() => {
-                    format!("near {}", set.rules[r.near.unwrap()].meta.id)
-                }
-                Some(r) => r.keywords.join(" "),
-                None => "(pair)".into(),
-            }
-        };
+        // What opens each rule's windows: its keywords, or the rule it is searched near.
+        let mut keywords: HashMap<&str, String> = HashMap::new();
+        for r in &set.rules {
+            let k = match r.near {
+                Some(n) => format!("near {}", set.rules[n].meta.id),
+                None => r.keywords.join(" "),
+            };
+            keywords.insert(&r.meta.id, k);
+        }
         let shown = |m: &crate::detect::RuleMeta| {
             sel.enable.is_empty() || sel.enable.iter().any(|n| *n == m.id || *n == m.family)
         };
@@ -162,7 +162,7 @@ pub fn run(rules: &[PathBuf], sel: &Selection, check: bool) -> Result<u8> {
                 m.confidence.as_str(),
                 m.severity.as_str(),
                 if m.default_on { "on" } else { "off" },
-                keywords(&m.id)
+                keywords.get(m.id.as_str()).map_or("(pair)", String::as_str)
             );
         }
         let n = set.metas().filter(|m| shown(m)).count();

@@ -327,11 +327,6 @@ impl Rule {
             }
         })
     }
-
-    /// The regex as written.
-    pub fn pattern(&self) -> &str {
-        &self.patterns.regex
-    }
 }
 
 /// A compiled `[[pair]]`.
@@ -399,9 +394,14 @@ impl RuleSet {
         Self::load_selected(extra, &Selection::default())
     }
 
-    /// `load`, keeping the rules `sel` wants.
+    /// `load`, keeping the rules `sel` wants. The embedded files come first, compiled when
+    /// first needed; the user's after them, compiled now.
     pub fn load_selected(extra: &[PathBuf], sel: &Selection) -> Result<RuleSet> {
-        let mut files = Vec::new();
+        let mut files: Vec<(String, String)> = EMBEDDED_RULE_FILES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let lazy = files.len();
         for p in extra {
             for f in toml_files(p)? {
                 let text = std::fs::read_to_string(&f)
@@ -409,21 +409,6 @@ impl RuleSet {
                 files.push((f.display().to_string(), text));
             }
         }
-        Self::with_embedded_selected(files, sel)
-    }
-
-    /// The embedded rules plus the rule files given as (name, text).
-    pub fn with_embedded(extra: Vec<(String, String)>) -> Result<RuleSet> {
-        Self::with_embedded_selected(extra, &Selection::default())
-    }
-
-    fn with_embedded_selected(extra: Vec<(String, String)>, sel: &Selection) -> Result<RuleSet> {
-        let mut files: Vec<(String, String)> = EMBEDDED_RULE_FILES
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect();
-        let lazy = files.len();
-        files.extend(extra);
         Self::build(&files, lazy, sel)
     }
 
