@@ -126,3 +126,22 @@ fn uris_are_relative_to_the_repository_wherever_keyhound_runs() {
         .collect();
     assert_eq!(uris, ["sub/dir/app.env"]);
 }
+
+/// The schema check means something: what keyhound writes passes, and the same log with a
+/// level the schema does not have, or without its version, fails.
+#[test]
+fn the_schema_validator_rejects_what_the_schema_forbids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut keys = Keys::new(33);
+    let (k, s) = keys.pair();
+    write(tmp.path(), "a.env", format!("id={k}\nsecret={s}\n"));
+    let good = sarif(tmp.path(), &["a.env"]);
+    let schema = sarif_schema_path();
+    assert_eq!(schema_errors(&schema, &good), "");
+    let mut bad = good.clone();
+    bad["runs"][0]["results"][0]["level"] = "severe".into();
+    assert!(schema_errors(&schema, &bad).contains("severe"));
+    let mut bad = good;
+    bad.as_object_mut().unwrap().remove("version");
+    assert!(schema_errors(&schema, &bad).contains("version"));
+}

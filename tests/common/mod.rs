@@ -146,42 +146,64 @@ pub fn creds(v: &serde_json::Value) -> &Vec<serde_json::Value> {
     v["credentials"].as_array().expect("credentials")
 }
 
-/// The file the SARIF schema comes from: the official 2.1.0 schema shipped in Microsoft's
-/// SARIF Multitool npm package, installed by scripts/test.
-pub fn sarif_schema() -> serde_json::Value {
+/// The official SARIF 2.1.0 schema, shipped in Microsoft's SARIF Multitool npm package
+/// (installed by scripts/test), or the file `KEYHOUND_SARIF_SCHEMA` names.
+pub fn sarif_schema_path() -> PathBuf {
     let path = std::env::var_os("KEYHOUND_SARIF_SCHEMA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("node_modules/@microsoft/sarif-multitool-linux/sarif-2.1.0.json")
         });
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the SARIF 2.1.0 schema is not at {} ({e}); run scripts/test, which installs it",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+    assert!(
+        path.is_file(),
+        "the SARIF 2.1.0 schema is not at {}; run scripts/test, which installs it",
+        path.display()
+    );
+    path
 }
 
 /// The official 2.1.0 schema, then GitHub code scanning's ingestion rules.
 pub fn validate_sarif(sarif: &serde_json::Value) {
-    check_schema(sarif);
+    let errors = schema_errors(&sarif_schema_path(), sarif);
+    assert!(errors.is_empty(), "SARIF does not validate:\n{errors}");
     check_github_rules(sarif);
 }
 
-fn check_schema(sarif: &serde_json::Value) {
-    let schema = sarif_schema();
-    let v = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = v
-        .iter_errors(sarif)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
+/// What check-jsonschema (the Python validator scripts/test installs into ./.venv) says of
+/// `doc` against the schema file: empty when it validates. (A validator of the registries
+/// rather than a crate: the `jsonschema` crate as a dev-dependency changed the features of
+/// regex and others, so a plain `cargo build` (the wheel's) rebuilt every dependency a second
+/// time: minutes and gigabytes of CI.)
+pub fn schema_errors(schema: &Path, doc: &serde_json::Value) -> String {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/check-jsonschema");
     assert!(
-        errors.is_empty(),
-        "SARIF does not validate:\n{}",
-        errors.join("\n")
+        tool.exists(),
+        "{} is missing; run scripts/test",
+        tool.display()
     );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("doc.json");
+    std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
+    let out = Command::new(&tool)
+        .arg("--schemafile")
+        .arg(schema)
+        .arg(&file)
+        .output()
+        .expect("run check-jsonschema");
+    if out.status.success() {
+        return String::new();
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Schema validation errors"),
+        "check-jsonschema did not run: {text}"
+    );
+    text
 }
 
 /// Microsoft's SARIF Multitool `validate` (schema plus its own rules); no error may be reported.
