@@ -111,6 +111,111 @@ fn history_finds_deleted_branch_and_stash_keys_with_their_commits() {
     assert_eq!(creds(&v).len(), 4);
 }
 
+/// The whole history is read from the packs while the trees are walked, and objects outside
+/// them (loose) by id: packed, loose, or both, the same credentials with the same places; an
+/// unreachable blob kept in the pack is still left to `--all-objects`; and the blobs, commit
+/// messages and bytes counted are those history reaches.
+#[test]
+fn packed_and_loose_history_give_the_same_report() {
+    let r = history_repo();
+    let report = |args: &[&str]| {
+        let (code, v, err) = git_json(&r.dir, args);
+        assert_eq!(code, 1, "{err}");
+        let s = &v["summary"];
+        (
+            creds(&v).clone(),
+            (s["files"].clone(), s["bytes"].clone(), s["commits"].clone()),
+        )
+    };
+    let loose = report(&[]);
+    let loose_all = report(&["--all-objects"]);
+    assert_eq!(loose.0.len(), 3);
+    assert_eq!(loose_all.0.len(), 4);
+    // Reachable objects in one pack, the unreachable commit, its tree and blob in a second.
+    git(&r.dir, &["repack", "-a", "-d", "-q"]);
+    let objects = r.dir.join(".git/objects");
+    let mut ids = String::new();
+    for d in std::fs::read_dir(&objects).unwrap().flatten() {
+        let name = d.file_name().to_string_lossy().to_string();
+        if name.len() == 2 {
+            for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+                ids += &format!("{name}{}\n", f.file_name().to_string_lossy());
+            }
+        }
+    }
+    assert_eq!(ids.lines().count(), 3, "the lost commit's objects: {ids}");
+    let mut pack = std::process::Command::new("git")
+        .args(["pack-objects", "-q", ".git/objects/pack/pack"])
+        .current_dir(&r.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    pack.stdin
+        .take()
+        .unwrap()
+        .write_all(ids.as_bytes())
+        .unwrap();
+    assert!(pack.wait().unwrap().success());
+    git(&r.dir, &["prune-packed"]);
+    let counts = git(&r.dir, &["count-objects", "-v"]);
+    assert!(counts.starts_with("count: 0\n"), "{counts}");
+    assert!(counts.contains("packs: 2"), "{counts}");
+    assert_eq!(report(&[]), loose, "everything packed");
+    assert_eq!(report(&["--all-objects"]), loose_all, "everything packed");
+
+    // Loose objects on top of the pack: a key in a file and one in a commit message.
+    let mut g = Keys::new(12);
+    let (in_file, in_message) = (g.pair(), g.pair());
+    write(&r.dir, "later.ini", ini(&in_file));
+    git(&r.dir, &["add", "."]);
+    git(
+        &r.dir,
+        &["commit", "-qm", &format!("later\n\n{}", ini(&in_message))],
+    );
+    let later = git(&r.dir, &["rev-parse", "HEAD"]);
+    let (code, v, err) = git_json(&r.dir, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(creds(&v).len(), 5);
+    let f = find_key(&v, &in_file.0).expect("the loose blob's key");
+    assert_eq!(f["places"][0]["git"]["commit"]["id"], later.as_str());
+    let m = find_key(&v, &in_message.0).expect("the loose commit's message");
+    assert_eq!(m["places"][0]["path"], format!("commit {later}"));
+    assert_eq!(m["places"][0]["git"]["commit"]["summary"], "later");
+    let d = find_key(&v, &r.keys[0].0).expect("the packed key");
+    assert_eq!(
+        d["places"][0]["git"]["removed_in"]["id"],
+        r.remove_commit.as_str()
+    );
+
+    // And packed again: the same.
+    git(&r.dir, &["gc", "-q"]);
+    let (_, w, _) = git_json(&r.dir, &[]);
+    assert_eq!(creds(&w), creds(&v));
+    assert_eq!(w["summary"]["files"], v["summary"]["files"]);
+    assert_eq!(w["summary"]["bytes"], v["summary"]["bytes"]);
+    // Two shards of the packed history: each blob and message in one of them.
+    let ids = |v: &Value| -> Vec<String> {
+        creds(v)
+            .iter()
+            .map(|c| c["parts"]["key_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (mut keys, mut files) = (Vec::new(), 0);
+    for k in ["1/2", "2/2"] {
+        let (_, s, err) = git_json(&r.dir, &["--shard", k]);
+        assert!(s["summary"]["files"].as_u64().is_some(), "{err}");
+        keys.extend(ids(&s));
+        files += s["summary"]["files"].as_u64().unwrap();
+    }
+    keys.sort();
+    let mut whole = ids(&w);
+    whole.sort();
+    assert_eq!(keys, whole);
+    assert_eq!(files, w["summary"]["files"].as_u64().unwrap());
+}
+
 #[test]
 fn branch_and_range_limit_the_history() {
     let r = history_repo();
