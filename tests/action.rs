@@ -16,12 +16,7 @@ fn manifest() -> &'static Path {
 }
 
 fn check_jsonschema(schema: &str, file: &str) {
-    let tool = manifest().join(".venv/bin/check-jsonschema");
-    assert!(
-        tool.exists(),
-        "{} is missing; run scripts/test",
-        tool.display()
-    );
+    let tool = common::installed(".venv/bin/check-jsonschema");
     let out = Command::new(tool)
         .args(["--builtin-schema", schema, file])
         .current_dir(manifest())

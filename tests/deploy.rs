@@ -16,9 +16,7 @@ fn root() -> &'static Path {
 }
 
 fn venv(tool: &str) -> PathBuf {
-    let p = root().join(".venv/bin").join(tool);
-    assert!(p.exists(), "{} is missing; run scripts/test", p.display());
-    p
+    common::installed(&format!(".venv/bin/{tool}"))
 }
 
 /// `common::ok`, run from the checkout's root.

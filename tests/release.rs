@@ -24,9 +24,7 @@ fn root() -> &'static Path {
 }
 
 fn venv_tool(tool: &str) -> PathBuf {
-    let p = root().join(".venv/bin").join(tool);
-    assert!(p.exists(), "{} is missing; run scripts/test", p.display());
-    p
+    common::installed(&format!(".venv/bin/{tool}"))
 }
 
 fn text(out: &Output) -> String {

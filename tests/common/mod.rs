@@ -170,18 +170,21 @@ pub fn validate_sarif(sarif: &serde_json::Value) {
     check_github_rules(sarif);
 }
 
+/// A tool scripts/test installs into the checkout (`.venv/bin/…`, `node_modules/…`), by its path
+/// there; a clear failure when it is not installed.
+pub fn installed(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    assert!(p.exists(), "{} is missing; run scripts/test", p.display());
+    p
+}
+
 /// What check-jsonschema (the Python validator scripts/test installs into ./.venv) says of
 /// `doc` against the schema file: empty when it validates. (A validator of the registries
 /// rather than a crate: the `jsonschema` crate as a dev-dependency changed the features of
 /// regex and others, so a plain `cargo build` (the wheel's) rebuilt every dependency a second
 /// time: minutes and gigabytes of CI.)
 pub fn schema_errors(schema: &Path, doc: &serde_json::Value) -> String {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/check-jsonschema");
-    assert!(
-        tool.exists(),
-        "{} is missing; run scripts/test",
-        tool.display()
-    );
+    let tool = installed(".venv/bin/check-jsonschema");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("doc.json");
     std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
@@ -208,13 +211,7 @@ pub fn schema_errors(schema: &Path, doc: &serde_json::Value) -> String {
 
 /// Microsoft's SARIF Multitool `validate` (schema plus its own rules); no error may be reported.
 pub fn multitool_validate(sarif: &str) {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool");
-    assert!(
-        tool.exists(),
-        "{} is missing; run scripts/test",
-        tool.display()
-    );
+    let tool = installed("node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("out.sarif");
     std::fs::write(&file, sarif).unwrap();
