@@ -597,6 +597,7 @@ pub fn scan_packs(
                 // git/git's). Every 512 MiB decoded they are unmapped; what is read again
                 // comes back from the page cache.
                 let n = done.fetch_add(data.len(), Ordering::Relaxed);
+                #[cfg(unix)]
                 if let Some((ptr, len)) = map {
                     if (n + data.len()) >> 29 != n >> 29 {
                         // SAFETY: the range is the pack's read-only file map, alive for the
