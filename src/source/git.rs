@@ -9,8 +9,8 @@
 //! packs in pack order (gix's delta-tree traversal) and scans blobs and commit messages, while
 //! `History::enumerate` walks the commits' trees to learn which blobs history reaches and where.
 //! A branch or range reads its blobs by id after the walk. On git/git's master (82k commits,
-//! 161k blobs, 5.6 GB), 2 cores: 10.9 s, where the walk then reading by id took 22.4 s and `git
-//! cat-file --batch-all-objects --batch --unordered` takes 5.9 s (`bench/history.sh`).
+//! 161k blobs, 5.6 GB), 2 cores: 11.2 s, where the walk then reading by id took 22.4 s and `git
+//! cat-file --batch-all-objects --batch --unordered` takes 6.0 s (`bench/history.sh`).
 //!
 //! Library: gix, chosen by measurement over git2. Reading all 262,343 blobs (8.11 GB) of git/git
 //! on 2 threads: gix 14.0 s, git2 (libgit2) 19.3 s; for reference `git cat-file
@@ -554,8 +554,9 @@ pub type PackHandler<'a> = dyn Fn(gix::object::Kind, ObjectId, &[u8]) -> Option<
 /// by blob in id order resolves delta chains again and again. It runs while `History::enumerate`
 /// walks the trees, so it cannot know which blobs history reaches: the caller keeps what the
 /// walk reaches. `handle` gets each blob and commit (of `shard`, if any) with its id, and says
-/// how many bytes it scanned, if it took it; the returned map has them by id. Objects elsewhere (loose objects, alternates, a pack that cannot be read)
-/// are not in it: the caller reads those by id.
+/// how many bytes it scanned, if it took it; the returned map has them by id. Objects elsewhere
+/// (loose objects, alternates, a pack that cannot be read) are not in it: the caller reads
+/// those by id.
 pub fn scan_packs(
     sync: &gix::ThreadSafeRepository,
     threads: usize,
