@@ -867,6 +867,7 @@ pub fn main() -> ExitCode {
                     archives: a.archives.limits(a.buffer_mib.max(1) << 20),
                     find_repos: false,
                     shard: output.shard,
+                    git: None,
                 },
                 history: a.git_history.then(|| HistoryOptions {
                     threads: a.threads.unwrap_or_else(default_threads).max(1),

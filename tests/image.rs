@@ -697,14 +697,15 @@ fn lvm_linear_and_striped_volumes_walked_with_paths() {
 /// a key only in a packed object (committed, removed, `git gc`) and another only in a loose
 /// object (committed and removed after it): zlib-compressed, so neither the file walk nor the
 /// raw pass sees them; the history read from the repository's files does, with the place
-/// `image › fs › /home/ec2-user/app/.git @ commit › settings.py`. `--no-git-history` turns
-/// it off.
+/// `image › fs › /home/ec2-user/app/.git @ commit › settings.py`; so is a clone inside a
+/// backup tarball on the volume (`… › /backup/old-app.tgz › old/app/.git @ commit`).
+/// `--no-git-history` turns it off.
 #[test]
 fn git_clones_inside_filesystem_images_have_their_history_read() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let mut g = Keys::new(2004);
-    let (packed, loose) = (g.pair(), g.pair());
+    let (packed, loose, tarred) = (g.pair(), g.pair(), g.pair());
     let app = d.join("root/home/ec2-user/app");
     std::fs::create_dir_all(&app).unwrap();
     git(&app, &["init", "-q"]);
@@ -725,6 +726,17 @@ fn git_clones_inside_filesystem_images_have_their_history_read() {
         counts.contains("in-pack: ") && !counts.contains("\ncount: 0"),
         "{counts}"
     );
+    // A backup tarball on the volume with another clone inside: read as history too.
+    let old = d.join("old/app");
+    std::fs::create_dir_all(&old).unwrap();
+    git(&old, &["init", "-q"]);
+    write(&old, "settings.py", settings(&tarred));
+    git(&old, &["add", "."]);
+    git(&old, &["commit", "-qm", "settings"]);
+    git(&old, &["rm", "-q", "settings.py"]);
+    git(&old, &["commit", "-qm", "gone"]);
+    std::fs::create_dir_all(d.join("root/backup")).unwrap();
+    tool(d, &["tar", "czf", "root/backup/old-app.tgz", "old"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");
     for fs in ["ext4", "xfs"] {
         let img = format!("{fs}.img");
@@ -749,6 +761,16 @@ fn git_clones_inside_filesystem_images_have_their_history_read() {
                 );
             }
         }
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == tarred.0.as_str())
+            .unwrap_or_else(|| panic!("{fs}: the tarball's key: {v:#}"));
+        let path = c["places"][0]["path"].as_str().unwrap();
+        assert!(
+            path.starts_with(&format!("{img} › "))
+                && path.contains(" › /backup/old-app.tgz › old/app/.git @ "),
+            "{path}"
+        );
         let (code, v) = image_json(d, &[&img, "--no-git-history"]);
         assert_eq!(
             code, 0,

@@ -70,6 +70,8 @@ struct Seeded {
     west: (String, String),
     deleted: (String, String),
     vhd: (String, String),
+    /// Only in the history of a clone inside the home directory's tarball.
+    history: (String, String),
     moto: Moto,
 }
 
@@ -184,8 +186,17 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
         (k(), k(), k(), k(), k(), k(), k(), k(), k(), k(), k());
     let deleted = k();
     let vhd = k();
+    let history = k();
     write(d, "home/deploy/.aws/credentials", env_file(&tgz));
     write(d, "home/deploy/notes.txt", "nothing here\n");
+    let app = d.join("home/deploy/app");
+    std::fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q"]);
+    write(&app, "app.env", env_file(&history));
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "-qm", "config"]);
+    git(&app, &["rm", "-q", "app.env"]);
+    git(&app, &["commit", "-qm", "the key goes to a vault"]);
     tool(d, &["tar", "czf", "home.tar.gz", "home"]);
     write(d, "app/settings.env", env_file(&zip));
     tool(d, &["zip", "-q", "-r", "config.zip", "app"]);
@@ -264,6 +275,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
         west,
         deleted,
         vhd,
+        history,
         moto,
     }
 }
@@ -309,6 +321,13 @@ fn bucket_backups_found_in_place() {
     assert_eq!(p["object"]["region"], "us-east-1");
     assert_eq!(p["object"]["account"], "123456789012");
     assert_eq!(p["object"]["latest"], true);
+    // A clone inside the tarball: its history read (the key is only there).
+    let p = one(&s.history);
+    let path = p["path"].as_str().unwrap();
+    let repo = format!("s3://{BUCKET}/nightly/home.tar.gz › home/deploy/app/.git @ ");
+    assert!(path.starts_with(&repo), "{path}");
+    assert_eq!(p["inner"], json!(["app.env"]));
+    assert_eq!(p["object"]["key"], "nightly/home.tar.gz", "{p}");
     let p = one(&s.zip);
     assert_eq!(p["path"], format!("s3://{BUCKET}/exports/config.zip"));
     assert_eq!(p["inner"], json!(["app/settings.env"]));
@@ -387,6 +406,13 @@ fn bucket_backups_found_in_place() {
     let read: u64 = ranges.iter().map(|r| r.1 - r.0).sum();
     assert!(read <= vmdk_size, "{read} > {vmdk_size}");
     assert!(err.contains("a vmdk disk image of"), "{err}");
+
+    // `--no-git-history`: the tarball's files only.
+    let nightly = format!("s3://{BUCKET}/nightly/");
+    let (code, v, err) = s3_json(moto, d, &[&nightly, "--no-git-history"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(places(&v, &s.tgz.0).len(), 1, "{err}");
+    assert!(places(&v, &s.history.0).is_empty(), "{v:#}");
 
     // The action report names the bucket and object as the place of exposure.
     let (code, _, err) = s3(

@@ -284,6 +284,99 @@ fn git_history_of_nested_repositories() {
     assert_eq!(m["places"][0]["git"]["message"], "commit");
 }
 
+/// `scan --git-history` on backups: a home directory's tarball holding a clone whose keys are
+/// only in history (one packed by `git gc`, one loose), and a zip of a bare repository (as a
+/// git server keeps them): each key found with the repository inside the archive as its place,
+/// `home.tgz › home/dev/app/.git @ commit › settings.py`; without the flag, the compressed
+/// objects hide them.
+#[test]
+fn git_history_of_repositories_inside_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut g = Keys::new(2011);
+    let (packed, loose, bare) = (g.pair(), g.pair(), g.pair());
+    let settings = |k: &(String, String)| format!("KEY = '{}'\nSECRET = '{}'\n", k.0, k.1);
+    let app = d.join("home/dev/app");
+    std::fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q"]);
+    write(&app, "settings.py", settings(&packed));
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "-qm", "settings"]);
+    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(&app, &["commit", "-qam", "from the environment"]);
+    git(&app, &["gc", "-q"]);
+    write(&app, "settings.py", settings(&loose));
+    git(&app, &["commit", "-qam", "hotfix"]);
+    let loose_commit = git(&app, &["rev-parse", "HEAD"]);
+    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(&app, &["commit", "-qam", "undo the hotfix"]);
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    git(&other, &["init", "-q"]);
+    write(&other, "deploy.env", settings(&bare));
+    git(&other, &["add", "."]);
+    git(&other, &["commit", "-qm", "deploy"]);
+    git(&other, &["rm", "-q", "deploy.env"]);
+    git(&other, &["commit", "-qm", "no secrets here"]);
+    let sh = |args: &[&str]| {
+        let st = Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(d)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    };
+    sh(&["git", "clone", "-q", "--bare", "other", "srv/git/other.git"]);
+    std::fs::create_dir_all(d.join("backups")).unwrap();
+    sh(&["tar", "czf", "backups/home.tgz", "home"]);
+    sh(&["zip", "-q", "-r", "backups/git-server.zip", "srv"]);
+    let backups = d.join("backups");
+
+    let (code, out, err) = run(&backups, &["scan", ".", "--format", "json"]);
+    assert_eq!(code, 0, "compressed objects hide the keys: {out}\n{err}");
+    let (code, out, err) = run(
+        &backups,
+        &[
+            "scan",
+            ".",
+            "--git-history",
+            "--format",
+            "json",
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(creds(&v).len(), 3, "{v:#}");
+    for (k, repo) in [
+        (&packed, "home.tgz › home/dev/app/.git @ "),
+        (&loose, "home.tgz › home/dev/app/.git @ "),
+        (&bare, "git-server.zip › srv/git/other.git @ "),
+    ] {
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == k.0.as_str())
+            .unwrap_or_else(|| panic!("{repo}: {v:#}"));
+        assert_eq!(c["parts"]["secret"], k.1.as_str(), "the pair is whole");
+        let places = c["places"].as_array().unwrap();
+        assert_eq!(places.len(), 1, "{places:#?}");
+        let path = places[0]["path"].as_str().unwrap();
+        assert!(path.starts_with(repo), "{path}");
+        let file = if repo.contains("srv") {
+            "deploy.env"
+        } else {
+            "settings.py"
+        };
+        assert_eq!(places[0]["inner"], serde_json::json!([file]));
+    }
+    let c = creds(&v)
+        .iter()
+        .find(|c| c["parts"]["key_id"] == loose.0.as_str())
+        .unwrap();
+    let path = c["places"][0]["path"].as_str().unwrap();
+    assert!(path.ends_with(&loose_commit[..12]), "{path}");
+}
+
 /// A key pair written by a JSON encoder that escapes `/` as `\/` (PHP's json_encode) or as
 /// `\u002f`: one pair, with the same fingerprint as the unescaped pair, at the escaped text's
 /// place.

@@ -14,6 +14,7 @@ use crate::finding::Finding;
 use crate::pipeline::{finish, progress, scan_blob, DetectPlan, Detector, OutputPlan, EXIT_FOUND};
 use crate::source::archive;
 use crate::source::git::{self, History, HistoryOptions};
+use crate::source::gitcopy::GitCollector;
 use crate::source::{Skip, Stats};
 
 pub struct GitPlan {
@@ -284,6 +285,66 @@ fn clone(url: &str, dir: &Path) -> Result<gix::ThreadSafeRepository> {
 pub(crate) enum RepoName<'a> {
     Scanned(&'a str),
     Found(&'a str),
+}
+
+/// The history of each repository a `GitCollector` copied out of filesystems and archives;
+/// places read `disk.img › p1 (xfs) › /home/app/.git @ 1a2b3c4d5e6f › settings.py:1`. A
+/// repository met in an archive is read whole (only the shard that expanded it saw it); one
+/// met in a filesystem, by `opts.shard` (every shard walks the filesystem).
+pub(crate) fn copied_histories(
+    engine: &Engine,
+    git: &GitCollector,
+    opts: &HistoryOptions,
+    limits: archive::Limits,
+    stats: &Stats,
+    seen: &mut HashSet<gix::ObjectId>,
+) -> Vec<Finding> {
+    let (repos, over) = git.repositories();
+    for place in over {
+        stats.skip(
+            Skip::Unreadable,
+            Some(format!(
+                "{place}: its history is not read: the git repositories copied for their \
+                 history pass {} MiB (its files are scanned either way)",
+                git.budget() >> 20
+            )),
+        );
+    }
+    let mut out = Vec::new();
+    for repo in repos {
+        let whole = HistoryOptions {
+            shard: None,
+            ..opts.clone()
+        };
+        let res = git::open(&repo.dir).and_then(|r| {
+            history_findings(
+                engine,
+                r,
+                if repo.whole { &whole } else { opts },
+                limits,
+                stats,
+                seen,
+                RepoName::Found(&repo.place),
+            )
+        });
+        match res {
+            Ok(found) => out.extend(found.into_iter().map(|mut f| {
+                // The snapshot or S3 object it came from, as for the files beside it.
+                if repo.from.snapshot.is_some() || repo.from.object.is_some() {
+                    let mut o = (*f.origin).clone();
+                    o.snapshot = repo.from.snapshot.clone();
+                    o.object = repo.from.object.clone();
+                    f.origin = Arc::new(o);
+                }
+                f
+            })),
+            Err(e) => stats.skip(
+                Skip::Unreadable,
+                Some(format!("{}: its history cannot be read: {e:#}", repo.place)),
+            ),
+        }
+    }
+    out
 }
 
 /// The findings of one repository's history: its blobs (those not in `seen` yet, each once)

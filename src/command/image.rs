@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::{Blob, Origin};
-use crate::command::git::{history_findings, RepoName};
+use crate::command::git::copied_histories;
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
 use crate::source::block::Disk;
-use crate::source::fs::GitCollector;
 use crate::source::git::HistoryOptions;
+use crate::source::gitcopy::GitCollector;
 use crate::source::image::{self, ImageOptions};
 use crate::source::partition::Part;
 use crate::source::tree::display_path;
@@ -87,59 +87,20 @@ pub(crate) fn disk_findings(
     );
     let mut files = files.into_inner().unwrap();
     if let Some(g) = git {
-        files.extend(histories(engine, &g, options, stats));
+        let history = HistoryOptions {
+            threads: options.threads,
+            shard: options.shard,
+            ..Default::default()
+        };
+        let mut seen = HashSet::new();
+        let limits = options.archives;
+        files.extend(copied_histories(
+            engine, &g, &history, limits, stats, &mut seen,
+        ));
     }
     let mut found = place_raw(raw.into_inner().unwrap(), &files, &parts, base);
     found.extend(files);
     found
-}
-
-/// The history of each git repository copied out of a disk's filesystems: places read
-/// `disk.img › p1 (xfs) › /home/app/.git @ 1a2b3c4d5e6f › settings.py:1`.
-fn histories(
-    engine: &Engine,
-    git: &GitCollector,
-    options: &ImageOptions,
-    stats: &Stats,
-) -> Vec<Finding> {
-    let (repos, over) = git.repositories();
-    for place in over {
-        stats.skip(
-            Skip::Unreadable,
-            Some(format!(
-                "{place}: its history is not read: the repositories of this disk pass {} MiB",
-                options.git_budget.unwrap_or(0) >> 20
-            )),
-        );
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let history = HistoryOptions {
-        threads: options.threads,
-        shard: options.shard,
-        ..Default::default()
-    };
-    for (place, dir) in repos {
-        let res = crate::source::git::open(&dir).and_then(|repo| {
-            history_findings(
-                engine,
-                repo,
-                &history,
-                options.archives,
-                stats,
-                &mut seen,
-                RepoName::Found(&place),
-            )
-        });
-        match res {
-            Ok(f) => out.extend(f),
-            Err(e) => stats.skip(
-                Skip::Unreadable,
-                Some(format!("{place}: its history cannot be read: {e:#}")),
-            ),
-        }
-    }
-    out
 }
 
 /// Raw-pass findings, each placed in its partition (origin `image › p1 (ext4)`, offset from the

@@ -6,7 +6,7 @@
 //! Discovery (`source::s3`) → what reading costs (`--plan`, `--max-gib`) → the objects read by
 //! `--s3-concurrency` workers → the shared stages (`pipeline::finish`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{Cursor, Read};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::aws::iam::{Access, Session};
 use crate::blob::{Blob, Origin};
+use crate::command::git::copied_histories;
 use crate::command::image::disk_findings;
 use crate::command::snapshot::{account_config, accounts, cost_gate, ReadCost};
 use crate::detect::Engine;
@@ -24,6 +25,8 @@ use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
 use crate::source::archive::{self, Expander};
 use crate::source::block::{remote, s3 as s3block, Disk, Format as DiskFormat, Memory, Slice};
+use crate::source::git::HistoryOptions;
+use crate::source::gitcopy::GitCollector;
 use crate::source::image::ImageOptions;
 use crate::source::s3::{self, KeyFilter, ListQuery, Location, ObjectInfo, Stream, Target};
 use crate::source::window::stream;
@@ -269,6 +272,13 @@ pub fn run(plan: S3Plan) -> Result<u8> {
         stats: &stats,
         images: Mutex::new(()),
         found: Mutex::new(Vec::new()),
+        git: options.git_budget.and_then(|b| match GitCollector::new(b) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("keyhound: warning: no temporary directory for git histories: {e}");
+                None
+            }
+        }),
     };
     let queue = Mutex::new(VecDeque::from(jobs));
     std::thread::scope(|s| {
@@ -281,8 +291,24 @@ pub fn run(plan: S3Plan) -> Result<u8> {
             });
         }
     });
+    let mut found = reader.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = &reader.git {
+        // The repositories inside archives (a home directory's tarball), each read whole.
+        let history = HistoryOptions {
+            threads: options.threads,
+            ..Default::default()
+        };
+        let (limits, mut seen) = (options.archives, HashSet::new());
+        found.extend(copied_histories(
+            &det.engine,
+            g,
+            &history,
+            limits,
+            &stats,
+            &mut seen,
+        ));
+    }
     progress.finish();
-    let found = reader.found.into_inner().unwrap_or_else(|e| e.into_inner());
     finish(&det, found, &stats, start, "s3", roots, &plan.output)
 }
 
@@ -354,6 +380,8 @@ struct Reader<'a> {
     /// Disk images are read one at a time: each uses every thread and its own cache.
     images: Mutex<()>,
     found: Mutex<Vec<Finding>>,
+    /// Where the files of git repositories inside archives are copied, for their history.
+    git: Option<GitCollector>,
 }
 
 impl Reader<'_> {
@@ -398,7 +426,8 @@ impl Reader<'_> {
                 return self.image(job, Arc::new(memory), &origin, None);
             }
             if let Some(kind) = archive::sniff(&data).filter(|_| archives.max_depth > 0) {
-                let mut ex = Expander::new(archives, self.stats, o.size, &mut handle);
+                let mut ex =
+                    Expander::new(archives, self.stats, o.size, &mut handle).git(self.git.as_ref());
                 if ex.bytes(&data, kind, &origin) {
                     return;
                 }
@@ -423,7 +452,8 @@ impl Reader<'_> {
         if kind == Some(archive::Kind::Zip) {
             // A zip's directory is at its end: read where it lies, by ranges.
             let (outer, fetch) = self.ranged(job, &target);
-            let mut ex = Expander::new(archives, self.stats, o.size, &mut handle);
+            let mut ex =
+                Expander::new(archives, self.stats, o.size, &mut handle).git(self.git.as_ref());
             let ok = ex.seekable(Slice::new(outer, 0, o.size), &origin);
             self.read(fetch.bytes.load(Ordering::Relaxed));
             if ok {
@@ -438,7 +468,8 @@ impl Reader<'_> {
             let mut r = Counted(Cursor::new(head).chain(s), 0);
             match kind {
                 Some(kind) => {
-                    let mut ex = Expander::new(archives, self.stats, o.size, &mut handle);
+                    let mut ex = Expander::new(archives, self.stats, o.size, &mut handle)
+                        .git(self.git.as_ref());
                     let ok = ex.reader(&mut r, kind, &origin);
                     self.read(r.1);
                     if ok {

@@ -8,9 +8,11 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::blob::Blob;
-use crate::command::git::{history_findings, RepoName};
+use crate::command::git::{copied_histories, history_findings, RepoName};
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
+use crate::source::gitcopy::GitCollector;
+use crate::source::image::GIT_BUDGET;
 use crate::source::tree::{display_path, WalkOptions};
 use crate::source::{Skip, Stats};
 
@@ -35,6 +37,16 @@ pub fn run(mut plan: ScanPlan) -> Result<u8> {
     let engine = &det.engine;
     let found_ref = &found;
     plan.walk.find_repos = plan.history.is_some();
+    // Repositories inside archives (a home directory's tarball) are copied for their history.
+    if plan.history.is_some() {
+        plan.walk.git = match GitCollector::new(GIT_BUDGET) {
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) => {
+                eprintln!("keyhound: warning: no temporary directory for git histories: {e}");
+                None
+            }
+        };
+    }
     let repos = crate::source::tree::walk(
         &plan.roots,
         &plan.walk,
@@ -69,6 +81,10 @@ pub fn run(mut plan: ScanPlan) -> Result<u8> {
                 Ok(f) => found.extend(f),
                 Err(e) => stats.skip(Skip::Unreadable, Some(format!("{label}: {e:#}"))),
             }
+        }
+        if let Some(g) = &plan.walk.git {
+            let limits = plan.walk.archives;
+            found.extend(copied_histories(engine, g, opts, limits, &stats, &mut seen));
         }
     }
     progress.finish();

@@ -13,6 +13,7 @@
 use std::io::{self, Cursor, Read, Seek};
 use std::sync::Arc;
 
+use super::gitcopy::{GitCollector, Tee};
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 
@@ -103,6 +104,8 @@ pub struct Expander<'a, F: FnMut(Blob)> {
     expanded: u64,
     entries: u64,
     buf: Vec<u8>,
+    /// Members that are a git repository's files are copied here too, for its history.
+    git: Option<&'a GitCollector>,
 }
 
 impl<'a, F: FnMut(Blob)> Expander<'a, F> {
@@ -115,7 +118,14 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             expanded: 0,
             entries: 0,
             buf: Vec::new(),
+            git: None,
         }
+    }
+
+    /// Copies the files of the git repositories inside (`home/app/.git/objects/…`) to `git`.
+    pub fn git(mut self, git: Option<&'a GitCollector>) -> Self {
+        self.git = git;
+        self
     }
 
     /// Expands an archive held in memory. Returns false if it could not be expanded at all (the
@@ -278,7 +288,8 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             }
             let name = m.name()?.into_owned();
             let inner = child(origin, &name);
-            self.member(&mut { m }, &inner, depth)?;
+            let size = m.size();
+            self.member(&mut { m }, &inner, size, depth)?;
         }
         Ok(())
     }
@@ -329,7 +340,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             return self.tar(&mut r, origin, depth);
         }
         let name = decompressed_name(origin);
-        self.member(&mut r, &child(origin, &name), depth)
+        self.member(&mut r, &child(origin, &name), 0, depth)
     }
 
     /// `decompressed` for bytes in memory: the leaf member is scanned where it lies, not
@@ -358,6 +369,13 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
         {
             Some(k) => self.archive_bytes(data, k, origin, depth + 1),
             None => {
+                if let Some(mut copy) = self
+                    .git
+                    .and_then(|g| g.copy_member(origin, data.len() as u64))
+                {
+                    // A copy that cannot be written leaves the repository incomplete; gix says so.
+                    let _ = io::Write::write_all(&mut copy, data);
+                }
                 let l = &self.limits;
                 super::window::windows(data, origin, 0, l.chunk, l.overlap, &mut *self.f);
                 Ok(())
@@ -379,13 +397,21 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
                 continue;
             }
             let name = e.path().map(|p| p.to_string_lossy().into_owned())?;
-            self.member(&mut { e }, &child(origin, &name), depth)?;
+            let size = e.size();
+            self.member(&mut { e }, &child(origin, &name), size, depth)?;
         }
         Ok(())
     }
 
-    /// One member: a nested archive is expanded (within the depth limit), anything else scanned.
-    fn member(&mut self, r: &mut dyn Read, origin: &Arc<Origin>, depth: usize) -> Result<(), Stop> {
+    /// One member (`size`: its stated size, 0 if unknown): a nested archive is expanded (within
+    /// the depth limit), anything else scanned, and copied if it is a git repository's file.
+    fn member(
+        &mut self,
+        r: &mut dyn Read,
+        origin: &Arc<Origin>,
+        size: u64,
+        depth: usize,
+    ) -> Result<(), Stop> {
         self.entries += 1;
         self.budget()?;
         let remaining = self.limits.max_bytes.saturating_sub(self.expanded) + 1;
@@ -403,8 +429,9 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
             None => {
                 let mut buf = std::mem::take(&mut self.buf);
                 let f = &mut *self.f;
+                let copy = self.git.and_then(|g| g.copy_member(origin, size));
                 let res = super::window::stream(
-                    &mut r,
+                    &mut Tee::new(&mut r, copy, size),
                     origin,
                     self.limits.chunk,
                     self.limits.overlap,

@@ -31,7 +31,7 @@ use super::{Skip, Stats};
 use crate::blob::{Blob, CommitInfo, GitInfo, Origin};
 
 /// What to scan of a repository's history.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct HistoryOptions {
     /// Every object in the database, unreachable ones included.
     pub all_objects: bool,

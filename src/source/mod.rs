@@ -12,12 +12,14 @@
 //! | `image` | a whole disk: its volumes walked and its raw pass |
 //! | `snapshot` | which EBS snapshots to read (EC2 discovery), and whose machine each was |
 //! | `s3` | which S3 objects to read (buckets, keys, versions), streamed or by ranges |
+//! | `gitcopy` | git repositories inside filesystems and archives, copied for gix to read |
 //! | `window` | big inputs cut into overlapping windows (shared by all) |
 
 pub mod archive;
 pub mod block;
 pub mod fs;
 pub mod git;
+pub mod gitcopy;
 pub mod image;
 pub mod partition;
 pub mod s3;

@@ -27,6 +27,9 @@ pub struct WalkOptions {
     pub find_repos: bool,
     /// Only the files of this shard (by a hash of their path).
     pub shard: Option<crate::shard::Shard>,
+    /// Where the files of git repositories inside archives are copied, for their history
+    /// (`--git-history`; the repositories of the tree itself are read where they are).
+    pub git: Option<Arc<super::gitcopy::GitCollector>>,
 }
 
 /// Walks `roots` on `opts.threads` threads; `make` builds one blob handler per thread.
@@ -149,7 +152,8 @@ fn read_file<F: FnMut(Blob)>(
         f.read_to_end(buf)?;
         stats.read(buf.len() as u64);
         if let Some(kind) = archive::sniff(buf).filter(|_| archives) {
-            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            let mut ex =
+                archive::Expander::new(opts.archives, stats, len, handle).git(opts.git.as_deref());
             if ex.bytes(buf, kind, origin) {
                 return Ok(());
             }
@@ -163,7 +167,8 @@ fn read_file<F: FnMut(Blob)>(
         f.seek(io::SeekFrom::Start(0))?;
         if let Some(kind) = archive::sniff(&head[..n]) {
             stats.read(len);
-            let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+            let mut ex =
+                archive::Expander::new(opts.archives, stats, len, handle).git(opts.git.as_deref());
             if ex.file(f, kind, origin) {
                 return Ok(());
             }

@@ -8,11 +8,12 @@
 
 use std::io::Read;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::archive::{self, Limits};
 use super::block::{Disk, Slice};
+use super::gitcopy::{GitCollector, Tee};
 use super::partition::Part;
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
@@ -88,102 +89,6 @@ pub struct WalkOptions {
     /// Only this shard's files are scanned (by path); a repository's files are still copied
     /// for its history, which is sharded by object id.
     pub shard: Option<crate::shard::Shard>,
-}
-
-/// The git repositories inside a disk's filesystems, materialised under a budget so that gix
-/// can read their history after the walk: every file under a `.git/` directory that history
-/// needs (`HEAD`, `config`, `packed-refs`, `refs/`, `objects/`, `shallow`) is copied to a
-/// temporary directory as the walk reads it (the walk reads every file anyway; nothing is
-/// read twice). A repository whose files pass the budget is named and left to the raw pass.
-pub struct GitCollector {
-    dir: tempfile::TempDir,
-    budget: u64,
-    used: AtomicU64,
-    /// Repository place (`disk.img › p1 (xfs) › /home/app/.git`) → its copy.
-    repos: Mutex<std::collections::BTreeMap<String, std::path::PathBuf>>,
-    over: Mutex<std::collections::BTreeSet<String>>,
-}
-
-impl GitCollector {
-    pub fn new(budget: u64) -> std::io::Result<GitCollector> {
-        Ok(GitCollector {
-            dir: tempfile::Builder::new().prefix("keyhound-git-").tempdir()?,
-            budget,
-            used: AtomicU64::new(0),
-            repos: Mutex::default(),
-            over: Mutex::default(),
-        })
-    }
-
-    /// Where file `name` (a path in a filesystem) goes, if it is part of a repository's
-    /// history: the repository's place, and the file's path in the copy.
-    fn destination(&self, place: &str, name: &str, len: u64) -> Option<std::path::PathBuf> {
-        let at = name.rfind("/.git/")?;
-        let (repo, rel) = (&name[..at + 5], &name[at + 6..]);
-        // Not the image's `config` (its includes, its worktree, its hooks are the image's
-        // business: a plain one is written instead), nor alternates (paths on this machine).
-        let wanted = matches!(rel, "HEAD" | "packed-refs" | "shallow")
-            || rel.starts_with("refs/")
-            || (rel.starts_with("objects/") && !rel.starts_with("objects/info/"));
-        if !wanted || rel.split('/').any(|c| c == ".." || c.is_empty()) {
-            return None;
-        }
-        let key = format!("{place} › {repo}");
-        if self.over.lock().unwrap().contains(&key) {
-            return None;
-        }
-        if self.used.fetch_add(len, Ordering::Relaxed) + len > self.budget {
-            self.over.lock().unwrap().insert(key);
-            return None;
-        }
-        let mut repos = self.repos.lock().unwrap();
-        let n = repos.len();
-        let root = repos
-            .entry(key)
-            .or_insert_with(|| {
-                let root = self.dir.path().join(n.to_string());
-                let config = "[core]\n\trepositoryformatversion = 0\n\tbare = true\n";
-                let _ = std::fs::create_dir_all(&root)
-                    .and_then(|()| std::fs::write(root.join("config"), config));
-                root
-            })
-            .clone();
-        Some(root.join(rel))
-    }
-
-    /// The repositories copied whole enough to read (place, git directory), and the places of
-    /// those over the budget.
-    pub fn repositories(&self) -> (Vec<(String, std::path::PathBuf)>, Vec<String>) {
-        let over = self.over.lock().unwrap().clone();
-        let repos = self
-            .repos
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| !over.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (repos, over.into_iter().collect())
-    }
-}
-
-/// A reader that copies what it reads into a file (a repository's file, for its history).
-struct Tee<'a> {
-    r: &'a mut dyn Read,
-    out: Option<std::fs::File>,
-}
-
-impl Read for Tee<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.r.read(buf)?;
-        if let Some(f) = &mut self.out {
-            if std::io::Write::write_all(f, &buf[..n]).is_err() {
-                // A copy that cannot be written leaves the repository incomplete; gix says so.
-                self.out = None;
-            }
-        }
-        Ok(n)
-    }
 }
 
 /// Walks the files of `part`'s filesystem, handing each file's bytes to a handler from `make`
@@ -320,7 +225,8 @@ impl Job {
         if self.whole && opts.archives.max_depth > 0 {
             if let Some(kind) = archive::sniff(&self.data) {
                 let len = self.data.len() as u64;
-                let mut ex = archive::Expander::new(opts.archives, stats, len, handle);
+                let mut ex = archive::Expander::new(opts.archives, stats, len, handle)
+                    .git(opts.git.as_deref());
                 if ex.bytes(&self.data, kind, &self.origin) {
                     return;
                 }
@@ -405,18 +311,13 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
     /// git repository's file is copied for its history on the way.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
         let copy = self.opts.git.as_ref().and_then(|g| {
-            if !name.contains("/.git/") {
-                return None;
-            }
             let place = format!("{} › {}", self.base, self.label);
-            let dest = g.destination(&place, name, len)?;
-            std::fs::create_dir_all(dest.parent()?).ok()?;
-            std::fs::File::create(dest).ok()
+            g.copy(self.base, &place, name, len, false)
         });
-        let mut tee = Tee { r, out: copy };
+        let mut tee = Tee::new(r, copy, len);
         if self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
             // Another shard's file: only copied, when a repository's.
-            if tee.out.is_some() {
+            if tee.copying() {
                 let _ = std::io::copy(&mut tee, &mut std::io::sink());
             }
             return;
