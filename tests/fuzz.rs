@@ -292,3 +292,100 @@ fn key_at_the_end_of_a_one_gib_line() {
     assert_eq!(c["places"][0]["column"], (1u64 << 30) + 19);
     assert!(rss < 256, "peak RSS {rss} MiB");
 }
+
+/// Git blobs bigger than memory should hold: one of 2 GiB and some (past 2^31: sizes are not
+/// 32-bit) written by `git fast-import` into a pack (undeltified: it is over fast-import's
+/// big-file threshold), and one of 80 MiB added as a loose object, each with a key pair at its
+/// very end. Both are inflated as streams, through windows: found at their offsets, attributed
+/// to their commits and paths, in a process that stays small.
+#[test]
+fn git_blobs_bigger_than_memory_are_streamed() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(2113);
+    let (packed, loose) = (keys.pair(), keys.pair());
+    git(d, &["init", "-q"]);
+    let tail = |k: &(String, String)| {
+        format!(
+            "\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+            k.0, k.1
+        )
+    };
+    let big_tail = tail(&packed);
+    let big = (1u64 << 31) + 4096 + big_tail.len() as u64;
+    let mut fi = std::process::Command::new("git")
+        .args(["-c", "fastimport.unpackLimit=0", "fast-import", "--quiet"])
+        .current_dir(d)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut w = std::io::BufWriter::new(fi.stdin.take().unwrap());
+        write!(w, "blob\nmark :1\ndata {big}\n").unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = big - big_tail.len() as u64;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            w.write_all(&zeros[..n]).unwrap();
+            left -= n as u64;
+        }
+        w.write_all(big_tail.as_bytes()).unwrap();
+        write!(
+            w,
+            "\ncommit refs/heads/main\nmark :2\ncommitter Dev <dev@example.com> 1700000000 +0000\n\
+             data 9\nbackups\n\nM 100644 :1 backup.img\n\n"
+        )
+        .unwrap();
+    }
+    assert!(fi.wait().unwrap().success());
+    git(d, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    git(d, &["read-tree", "HEAD"]);
+    let mut mid = vec![0u8; 80 << 20];
+    mid.extend_from_slice(tail(&loose).as_bytes());
+    write(d, "dump.sql", &mid);
+    drop(mid);
+    git(d, &["add", "dump.sql"]);
+    git(d, &["commit", "-qm", "a dump"]);
+    let counts = git(d, &["count-objects", "-v"]);
+    assert!(
+        counts.contains("in-pack: 3") && counts.contains("count: 3"),
+        "{counts}"
+    );
+    std::fs::remove_file(d.join("dump.sql")).unwrap();
+
+    let (code, err, rss) = measured(
+        d,
+        &[
+            "git",
+            ".",
+            "--format",
+            "json",
+            "--show-secrets",
+            "-o",
+            "r.json",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
+    for (k, path, size) in [
+        (&packed, "backup.img", big),
+        (&loose, "dump.sql", (80 << 20) + tail(&loose).len() as u64),
+    ] {
+        let c = creds(&v)
+            .iter()
+            .find(|c| c["parts"]["key_id"] == k.0.as_str())
+            .unwrap_or_else(|| panic!("{path}: {v:#}\n{err}"));
+        assert_eq!(c["parts"]["secret"], k.1.as_str(), "the pair is whole");
+        let p = &c["places"][0];
+        assert_eq!(p["path"], path, "{p}");
+        assert!(p["git"]["commit"]["id"].is_string(), "{p}");
+        let at = p["offset"].as_u64().unwrap();
+        assert!(
+            at > size - 100 && at < size,
+            "{path}: offset {at} of {size}"
+        );
+    }
+    assert!(rss < 256, "peak RSS {rss} MiB");
+}

@@ -2,6 +2,7 @@
 //! and paths of each finding; with `--staged`, what the next commit adds (the pre-commit check).
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,9 +13,9 @@ use crate::blob::{Blob, Origin};
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::pipeline::{finish, progress, scan_blob, DetectPlan, Detector, OutputPlan, EXIT_FOUND};
-use crate::source::archive;
 use crate::source::git::{self, History, HistoryOptions};
 use crate::source::gitcopy::GitCollector;
+use crate::source::{archive, window};
 use crate::source::{Skip, Stats};
 
 pub struct GitPlan {
@@ -452,16 +453,61 @@ pub(crate) fn history_findings(
     }
     let by_index_ref = &by_index;
     let scan_one = &scan_one;
-    history.scan(&rest, opts.threads, stats, &|| {
-        move |i: usize, blob: Blob| {
-            scan_one(blob, &mut |f| {
+    // A big blob, streamed: an archive expanded as it streams, anything else in windows.
+    let big = |i: usize, open: &dyn Fn() -> Option<Box<dyn Read>>, size: u64, origin| {
+        let mut each = |b: Blob| {
+            let f = scan_blob(engine, &b);
+            if !f.is_empty() {
                 by_index_ref
                     .lock()
                     .unwrap()
                     .extend(f.into_iter().map(|f| (i, f)))
-            });
+            }
+        };
+        let Some(r) = open() else { return };
+        let (head, r) = match archive::peek(r) {
+            Ok(x) => x,
+            Err(e) => return stats.skip(Skip::Unreadable, Some(format!("{origin}: {e}"))),
+        };
+        let kind = (limits.max_depth > 0)
+            .then(|| archive::sniff(&head))
+            .flatten();
+        let mut r = std::io::Cursor::new(head).chain(r);
+        if let Some(kind) = kind {
+            let mut ex = archive::Expander::new(limits, stats, size, &mut each);
+            if ex.reader(&mut r, kind, &origin) {
+                stats.read(size);
+                return;
+            }
+            // Not expanded at all: its raw bytes, from the start again.
+            match open() {
+                Some(again) => r = std::io::Cursor::new(Vec::new()).chain(again),
+                None => return,
+            }
         }
-    });
+        let mut buf = Vec::new();
+        let (chunk, overlap) = (limits.chunk, limits.overlap);
+        match window::stream(&mut r, &origin, chunk, overlap, &mut buf, &mut each) {
+            Ok(n) => stats.read(n),
+            Err(e) => stats.skip(Skip::Unreadable, Some(format!("{origin}: {e}"))),
+        }
+    };
+    history.scan(
+        &rest,
+        opts.threads,
+        stats,
+        &|| {
+            move |i: usize, blob: Blob| {
+                scan_one(blob, &mut |f| {
+                    by_index_ref
+                        .lock()
+                        .unwrap()
+                        .extend(f.into_iter().map(|f| (i, f)))
+                });
+            }
+        },
+        &big,
+    );
     // Commit and annotated tag messages: their origins are whole already.
     let mut messages: Vec<Finding> = Vec::new();
     let keep = history.messages(stats, seen, &packed, &mut |b: Blob| {

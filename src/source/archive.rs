@@ -534,7 +534,7 @@ impl<R: Read> Read for Counted<R> {
 }
 
 /// The first 512 bytes (fewer at the end), and the reader to go on with.
-fn peek<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
+pub(crate) fn peek<R: Read>(mut r: R) -> io::Result<(Vec<u8>, R)> {
     let mut head = vec![0; 512];
     let n = super::window::read_up_to(&mut r, &mut head)?;
     head.truncate(n);

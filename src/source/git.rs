@@ -334,12 +334,17 @@ impl History {
 
     /// Scans the blobs `which` (indices), each once, on `threads` threads, reading each by its
     /// id; `make` builds one handler per thread, called with the blob's index and its bytes.
+    /// A blob over `STREAM_BLOB` that git stored whole goes to `big` instead, with its place and
+    /// a way to open it as a stream (twice, if the first read finds an archive it cannot
+    /// expand); one stored as a delta is read whole up to `MAX_DELTA_BLOB`, and named and
+    /// skipped past that.
     pub fn scan<F>(
         &self,
         which: &[usize],
         threads: usize,
         stats: &Stats,
         make: &(dyn Fn() -> F + Sync),
+        big: &BigBlobHandler<'_>,
     ) where
         F: FnMut(usize, Blob) + Send,
     {
@@ -356,6 +361,30 @@ impl History {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = which.get(n) else { break };
                         let b = &self.blobs[i];
+                        let size = repo.find_header(b.id).map(|h| h.size()).unwrap_or(0);
+                        if size > STREAM_BLOB {
+                            let origin = Arc::new(Origin::file(self.display_path(b)));
+                            let dir = repo.objects.store_ref().path().to_path_buf();
+                            let open = || open_whole_blob(&dir, b.id, size);
+                            if open().is_some() {
+                                big(i, &open, size, origin);
+                                continue;
+                            }
+                            if size > MAX_DELTA_BLOB {
+                                stats.skip(
+                                    Skip::TooLarge,
+                                    Some(format!(
+                                        "blob {} ({}): {} MiB stored as a delta, over the {} MiB \
+                                         a delta is rebuilt in memory up to: not read",
+                                        b.id,
+                                        origin.path,
+                                        size >> 20,
+                                        MAX_DELTA_BLOB >> 20
+                                    )),
+                                );
+                                continue;
+                            }
+                        }
                         match repo.objects.find(&b.id, &mut buf) {
                             Ok(d) => {
                                 stats.read(d.data.len() as u64);
@@ -544,6 +573,105 @@ pub fn commit_message_origin(id: ObjectId) -> Arc<Origin> {
     message_origin("commit".into(), None, id.to_string(), false)
 }
 
+/// A blob over this many bytes that git stored whole (a loose object, or a pack's base entry:
+/// git stores files over `core.bigFileThreshold`, 512 MiB by default, that way) is inflated as
+/// a stream through windows, so memory stays at the window size whatever its size.
+pub const STREAM_BLOB: u64 = 64 << 20;
+/// A blob stored as a delta is rebuilt whole in memory, up to this size; a bigger one is named
+/// and skipped.
+pub const MAX_DELTA_BLOB: u64 = 512 << 20;
+
+/// What `History::scan` hands a big blob to: its index, an opener of its bytes as a stream
+/// (each call starts again), its size and its place.
+pub type BigBlobHandler<'a> =
+    dyn Fn(usize, &dyn Fn() -> Option<Box<dyn std::io::Read>>, u64, Arc<Origin>) + Sync + 'a;
+
+/// Blob `id` of `size` bytes as a stream of its content, when git stored it whole in the
+/// object directory `dir`: a loose object (zlib: `blob SIZE\0` and the content) or a base
+/// entry of one of its packs (zlib of the content). `None` if it is a delta, or elsewhere.
+fn open_whole_blob(dir: &Path, id: ObjectId, size: u64) -> Option<Box<dyn std::io::Read>> {
+    use std::io::{BufReader, Read, Seek, SeekFrom};
+    let hex = id.to_hex().to_string();
+    if let Ok(f) = std::fs::File::open(dir.join(&hex[..2]).join(&hex[2..])) {
+        let mut z = flate2::read::ZlibDecoder::new(BufReader::with_capacity(1 << 16, f));
+        // `blob 123\0`: at most 32 bytes, one at a time.
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        while header.len() < 32 && z.read_exact(&mut byte).is_ok() && byte[0] != 0 {
+            header.push(byte[0]);
+        }
+        if byte[0] != 0 || !header.starts_with(b"blob ") {
+            return None;
+        }
+        return Some(Box::new(z.take(size)));
+    }
+    let packs = std::fs::read_dir(dir.join("pack")).ok()?;
+    for path in packs.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|x| x != "idx") {
+            continue;
+        }
+        let Ok(bundle) = gix::odb::pack::Bundle::at(&path, id.kind()) else {
+            continue;
+        };
+        let Some(at) = bundle.index.lookup(id) else {
+            continue;
+        };
+        let offset = bundle.index.pack_offset_at_index(at);
+        if offset as usize >= bundle.pack.data_len() {
+            return None;
+        }
+        let entry = bundle.pack.entry(offset).ok()?;
+        if entry.header != gix::odb::pack::data::entry::Header::Blob {
+            return None;
+        }
+        let mut f = std::fs::File::open(bundle.pack.path()).ok()?;
+        f.seek(SeekFrom::Start(entry.data_offset)).ok()?;
+        let z = flate2::read::ZlibDecoder::new(BufReader::with_capacity(1 << 16, f));
+        return Some(Box::new(z.take(size)));
+    }
+    None
+}
+
+/// Whether the pack holds an object that may decode to more than `STREAM_BLOB` bytes, which the
+/// delta-tree traversal would hold whole: bounded from the entries' headers alone (a base is
+/// its size; a delta is at most its base's bound plus its own size). A bound that cannot be
+/// told (a damaged entry, a delta on an object outside the pack) counts as big: the objects are
+/// then read by id, big ones as streams.
+fn holds_big_object(bundle: &gix::odb::pack::Bundle) -> bool {
+    use gix::odb::pack::data::entry::Header;
+    let pack = &bundle.pack;
+    let mut offsets: Vec<u64> = bundle.index.iter().map(|e| e.pack_offset).collect();
+    offsets.sort_unstable();
+    let mut bounds: Vec<u64> = Vec::with_capacity(offsets.len());
+    for &off in &offsets {
+        if off as usize >= pack.data_len() {
+            return true;
+        }
+        let Ok(e) = pack.entry(off) else { return true };
+        let base = match e.header {
+            Header::OfsDelta { base_distance } => off.checked_sub(base_distance),
+            Header::RefDelta { base_id } => bundle
+                .index
+                .lookup(base_id)
+                .map(|i| bundle.index.pack_offset_at_index(i)),
+            _ => None,
+        };
+        let bound = match (e.header.is_delta(), base) {
+            (false, _) => e.decompressed_size,
+            (true, Some(b)) => match offsets.binary_search(&b) {
+                Ok(j) if j < bounds.len() => bounds[j].saturating_add(e.decompressed_size),
+                _ => return true,
+            },
+            (true, None) => return true,
+        };
+        if bound > STREAM_BLOB {
+            return true;
+        }
+        bounds.push(bound);
+    }
+    false
+}
+
 /// What `scan_packs` hands each blob and commit to: its kind, id and bytes; it answers with the
 /// bytes it scanned, if it took the object.
 pub type PackHandler<'a> = dyn Fn(gix::object::Kind, ObjectId, &[u8]) -> Option<u64> + Sync + 'a;
@@ -581,6 +709,10 @@ pub fn scan_packs(
         let Ok(bundle) = gix::odb::pack::Bundle::at(&path, hash) else {
             continue;
         };
+        // A pack with a big object is read by id instead, where a big blob is a stream.
+        if holds_big_object(&bundle) {
+            continue;
+        }
         let scanned = &scanned;
         let map = bundle.pack.entry_slice(0..bundle.pack.data_len() as u64);
         let (map, done) = (
