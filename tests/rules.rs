@@ -155,7 +155,7 @@ window = [0, 40]
 fn rules_are_chosen_by_id_family_and_confidence() {
     let tmp = tempfile::tempdir().unwrap();
     let mut keys = Keys::new(11);
-    let gh = keys.gen("ghp_{{alnum:36}}");
+    let gh = keys.gen("ghp_{{crc62:30}}");
     let url = keys.gen("postgres://app:{{alnum:12}}7q@db.internal:5432/app");
     let generic = keys.gen("{{alnum:8}}7{{alnum:14}}");
     write(

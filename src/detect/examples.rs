@@ -1,6 +1,7 @@
 //! Rule examples are templates: `{{CLASS:N}}` expands to N characters of CLASS drawn from a
 //! seeded generator, so the project never carries a real-looking key while every rule is still
-//! tested on fresh, realistic values.
+//! tested on fresh, realistic values. `{{crc62:N}}` is N alphanumerics and their checksum
+//! (`Checksum::Crc32Base62`: GitHub's and npm's token format).
 
 /// The characters of a template class.
 pub fn class(name: &str) -> Option<&'static [u8]> {
@@ -35,11 +36,22 @@ pub fn expand(template: &str, rng: &mut fastrand::Rng) -> Result<String, String>
         let (name, n) = spec
             .split_once(':')
             .ok_or_else(|| format!("bad template {{{{{spec}}}}}"))?;
-        let chars = class(name).ok_or_else(|| format!("unknown class {name:?}"))?;
+        let checksum = (name == "crc62").then_some(super::rules::Checksum::Crc32Base62);
+        let chars = match checksum {
+            Some(_) => class("alnum"),
+            None => class(name),
+        }
+        .ok_or_else(|| format!("unknown class {name:?}"))?;
         let n: usize = n
             .parse()
             .map_err(|_| format!("bad length in {{{{{spec}}}}}"))?;
-        out.extend((0..n).map(|_| chars[rng.usize(..chars.len())] as char));
+        let body: String = (0..n)
+            .map(|_| chars[rng.usize(..chars.len())] as char)
+            .collect();
+        out.push_str(&body);
+        if let Some(c) = checksum {
+            out.push_str(&c.of(body.as_bytes()));
+        }
         rest = &after[j + 2..];
     }
     out.push_str(rest);

@@ -430,6 +430,9 @@ impl Engine {
                 return;
             }
         }
+        if rule.checksum.is_some_and(|c| !c.holds(v)) {
+            return;
+        }
         if rc.reject.iter().any(|r| r.is_match(v)) || !rc.require.iter().all(|r| r.is_match(v)) {
             return;
         }

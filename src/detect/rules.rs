@@ -142,6 +142,10 @@ struct RuleSpec {
     /// Shannon entropy floor (bits per byte) of the secret.
     #[serde(default)]
     entropy: Option<f64>,
+    /// A checksum the secret carries (`crc32-base62`): a match whose checksum fails is no
+    /// secret.
+    #[serde(default)]
+    checksum: Option<Checksum>,
     /// Byte classes that must not touch the secret on either side (a regex character class).
     #[serde(default)]
     not_before: Option<String>,
@@ -225,6 +229,7 @@ pub struct Rule {
     pub near: Option<usize>,
     pub window: (usize, usize),
     pub entropy: Option<f64>,
+    pub checksum: Option<Checksum>,
     pub standalone: bool,
     pub url_decode: bool,
     pub examples: Vec<String>,
@@ -580,6 +585,7 @@ impl RuleSet {
                 near: s.near.as_ref().map(|n| index[n.as_str()]),
                 window: (s.window[0], s.window[1]),
                 entropy: s.entropy,
+                checksum: s.checksum,
                 standalone: s.standalone,
                 url_decode: s.url_decode,
                 examples: s.examples.clone(),
@@ -663,8 +669,8 @@ impl RuleSet {
             }
             h.update(
                 format!(
-                    "{:?}{:?}{:?}{:?}",
-                    r.entropy, r.window, p.not_before, p.not_after
+                    "{:?}{:?}{:?}{:?}{:?}",
+                    r.entropy, r.window, p.not_before, p.not_after, r.checksum
                 )
                 .as_bytes(),
             );
@@ -728,6 +734,56 @@ fn toml_files(p: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// A checksum a token format carries, checked on the secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checksum {
+    /// GitHub's and npm's token format: the last 6 characters are the CRC-32 (IEEE) of the 30
+    /// before them, in base62 (digits, then upper case, then lower case), left-padded with `0`.
+    /// The prefix (`ghp_`, `npm_`) is not summed.
+    Crc32Base62,
+}
+
+/// The base62 digits of `Checksum::Crc32Base62`.
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+impl Checksum {
+    /// Whether `secret` ends with a checksum that holds.
+    pub fn holds(self, secret: &[u8]) -> bool {
+        match self {
+            Checksum::Crc32Base62 => {
+                let Some(at) = secret.len().checked_sub(36) else {
+                    return false;
+                };
+                let (body, sum) = secret[at..].split_at(30);
+                let mut v: u64 = 0;
+                for &c in sum {
+                    let Some(d) = BASE62.iter().position(|&b| b == c) else {
+                        return false;
+                    };
+                    v = v * 62 + d as u64;
+                }
+                v == u64::from(crc32fast::hash(body))
+            }
+        }
+    }
+
+    /// The checksum of `body` (30 characters), as the format writes it.
+    pub fn of(self, body: &[u8]) -> String {
+        match self {
+            Checksum::Crc32Base62 => {
+                let mut v = crc32fast::hash(body);
+                let mut out = [b'0'; 6];
+                for d in out.iter_mut().rev() {
+                    *d = BASE62[(v % 62) as usize];
+                    v /= 62;
+                }
+                String::from_utf8_lossy(&out).into_owned()
+            }
+        }
+    }
 }
 
 /// Shannon entropy in bits per byte.
@@ -860,6 +916,25 @@ regex = "abc"
                 .err()
                 .unwrap();
         assert!(err.to_string().contains("a.toml") && err.to_string().contains("b.toml"));
+    }
+
+    /// A token built from a body and its checksum holds; one character changed breaks it. (The
+    /// alphabet, the padding and the CRC were checked against a published GitHub-format
+    /// example, which is not kept here: the repository carries no token-shaped strings.)
+    #[test]
+    fn crc32_base62_checksum() {
+        let c = Checksum::Crc32Base62;
+        let body = b"abcdefghijklmnopqrstuvwxyzABCD";
+        let token = format!("ghp_{}{}", std::str::from_utf8(body).unwrap(), c.of(body));
+        assert_eq!(token.len(), 40);
+        assert!(c.holds(token.as_bytes()));
+        let mut bad = token.clone().into_bytes();
+        bad[10] ^= 0x20;
+        assert!(!c.holds(&bad));
+        assert!(!c.holds(b"ghp_short"));
+        assert!(!c.holds(format!("ghp_{}!!!!!!", std::str::from_utf8(body).unwrap()).as_bytes()));
+        // The largest CRC-32 still fits 6 base62 digits (62^6 > 2^32).
+        assert!(62u64.pow(6) > u64::from(u32::MAX));
     }
 
     #[test]
