@@ -55,7 +55,19 @@ pub fn run(plan: GitPlan) -> Result<u8> {
     if plan.staged {
         let files = git::staged(&repo, &stats)?;
         let mut found = Vec::new();
+        let local = repo.to_thread_local();
         for f in &files {
+            if let Some(big) = &f.big {
+                found.extend(staged_big(
+                    &det.engine,
+                    &local,
+                    big,
+                    &f.path,
+                    plan.archives,
+                    &stats,
+                ));
+                continue;
+            }
             let blob = Blob::whole(&f.data, Arc::new(Origin::file(f.path.clone())));
             // Only what this commit adds: a finding on a line HEAD already had is not new.
             found.extend(scan_blob(&det.engine, &blob).into_iter().filter(|fi| {
@@ -95,6 +107,54 @@ pub fn run(plan: GitPlan) -> Result<u8> {
         "history"
     };
     finish(&det, findings, &stats, start, kind, roots, &plan.output)
+}
+
+/// The findings a big staged blob adds: scanned as a stream, in windows, and kept unless
+/// HEAD's version of the path (streamed too) held the same secret.
+fn staged_big(
+    engine: &Engine,
+    repo: &gix::Repository,
+    big: &git::BigStaged,
+    path: &str,
+    limits: archive::Limits,
+    stats: &Stats,
+) -> Vec<Finding> {
+    let origin = Arc::new(Origin::file(path.to_string()));
+    let findings = |id: gix::ObjectId, size: u64, what: &str| -> Vec<Finding> {
+        let Some(mut r) = git::open_blob(repo, id, size) else {
+            stats.skip(
+                Skip::TooLarge,
+                Some(format!(
+                    "{what} {path} ({id}): {} MiB stored as a delta, over the {} MiB a delta is \
+                     rebuilt in memory up to: not read",
+                    size >> 20,
+                    git::MAX_DELTA_BLOB >> 20
+                )),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let (chunk, overlap) = (limits.chunk, limits.overlap.max(engine.max_span));
+        let mut each = |b: Blob| out.extend(scan_blob(engine, &b));
+        match window::stream(&mut r, &origin, chunk, overlap, &mut buf, &mut each) {
+            Ok(n) => stats.read(n),
+            Err(e) => stats.skip(Skip::Unreadable, Some(format!("{what} {path} ({id}): {e}"))),
+        }
+        out
+    };
+    let secrets = |f: &Finding| f.parts.iter().map(|p| p.value.clone()).collect::<Vec<_>>();
+    let before: HashSet<Vec<String>> = big
+        .old
+        .map(|(id, size)| findings(id, size, "HEAD's"))
+        .unwrap_or_default()
+        .iter()
+        .map(secrets)
+        .collect();
+    findings(big.id, big.size, "staged")
+        .into_iter()
+        .filter(|f| !before.contains(&secrets(f)))
+        .collect()
 }
 
 /// Is this line of `--repos` a clone URL (`https://…`, `git://…`, `ssh://…`, `git@host:path`)?
@@ -486,7 +546,7 @@ pub(crate) fn history_findings(
             }
         }
         let mut buf = Vec::new();
-        let (chunk, overlap) = (limits.chunk, limits.overlap);
+        let (chunk, overlap) = (limits.chunk, limits.overlap.max(engine.max_span));
         match window::stream(&mut r, &origin, chunk, overlap, &mut buf, &mut each) {
             Ok(n) => stats.read(n),
             Err(e) => stats.skip(Skip::Unreadable, Some(format!("{origin}: {e}"))),

@@ -1044,10 +1044,40 @@ fn commit_info(repo: &gix::Repository, id: ObjectId) -> Option<CommitInfo> {
 /// A file whose staged content differs from HEAD's.
 pub struct StagedFile {
     pub path: String,
+    /// Its staged content (empty when `big`).
     pub data: Vec<u8>,
     /// The lines of the file at HEAD (empty for a new file): a finding on such a line was
     /// committed before and is not what this commit adds.
     pub old_lines: HashSet<Vec<u8>>,
+    /// A staged blob over `STREAM_BLOB`, to be read as a stream (`open_blob`): its id and size,
+    /// and HEAD's version of the path, if any. A finding in it is new unless HEAD's version
+    /// held the same secret.
+    pub big: Option<BigStaged>,
+}
+
+pub struct BigStaged {
+    pub id: ObjectId,
+    pub size: u64,
+    pub old: Option<(ObjectId, u64)>,
+}
+
+/// Blob `id` (`size` bytes) of `repo` as a stream: inflated from where git stored it whole, or,
+/// stored as a delta, rebuilt in memory up to `MAX_DELTA_BLOB`. `None`: a bigger delta, or not
+/// found.
+pub fn open_blob(
+    repo: &gix::Repository,
+    id: ObjectId,
+    size: u64,
+) -> Option<Box<dyn std::io::Read>> {
+    if let Some(r) = open_whole_blob(repo.objects.store_ref().path(), id, size) {
+        return Some(r);
+    }
+    if size > MAX_DELTA_BLOB {
+        return None;
+    }
+    let mut buf = Vec::new();
+    repo.objects.find(&id, &mut buf).ok()?;
+    Some(Box::new(std::io::Cursor::new(buf)))
 }
 
 /// What is staged: each index entry whose blob differs from HEAD's at that path, read from the
@@ -1072,6 +1102,20 @@ pub fn staged(sync: &gix::ThreadSafeRepository, stats: &Stats) -> Result<Vec<Sta
         if old == Some(&e.id) {
             continue;
         }
+        let size = |id: &ObjectId| repo.find_header(*id).map(|h| h.size()).unwrap_or(0);
+        if size(&e.id) > STREAM_BLOB {
+            out.push(StagedFile {
+                path,
+                data: Vec::new(),
+                old_lines: HashSet::new(),
+                big: Some(BigStaged {
+                    id: e.id,
+                    size: size(&e.id),
+                    old: old.map(|id| (*id, size(id))),
+                }),
+            });
+            continue;
+        }
         let data = match repo.objects.find(&e.id, &mut buf) {
             Ok(d) => d.data.to_vec(),
             Err(err) => {
@@ -1091,6 +1135,7 @@ pub fn staged(sync: &gix::ThreadSafeRepository, stats: &Stats) -> Result<Vec<Sta
             path,
             data,
             old_lines,
+            big: None,
         });
     }
     Ok(out)
