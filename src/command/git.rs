@@ -123,7 +123,7 @@ fn staged_big(
     let findings = |id: gix::ObjectId, size: u64, what: &str| -> Vec<Finding> {
         let Some(mut r) = git::open_blob(repo, id, size) else {
             stats.skip(
-                Skip::TooLarge,
+                Skip::OverMemoryBound,
                 Some(format!(
                     "{what} {path} ({id}): {} MiB stored as a delta, over the {} MiB a delta is \
                      rebuilt in memory up to: not read",

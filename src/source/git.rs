@@ -372,7 +372,7 @@ impl History {
                             }
                             if size > MAX_DELTA_BLOB {
                                 stats.skip(
-                                    Skip::TooLarge,
+                                    Skip::OverMemoryBound,
                                     Some(format!(
                                         "blob {} ({}): {} MiB stored as a delta, over the {} MiB \
                                          a delta is rebuilt in memory up to: not read",

@@ -62,6 +62,11 @@ pub enum Skip {
     /// A noncurrent version of an object (or one behind a delete marker), without
     /// `--versions`.
     Noncurrent,
+    /// A git blob stored as a delta past the size it is rebuilt in memory up to: not read.
+    OverMemoryBound,
+    /// A file in a filesystem that claims more bytes than its volume holds (sparse, or a
+    /// damaged inode): read up to the volume's length; the raw pass covers the rest.
+    LongerThanVolume,
 }
 
 impl Skip {
@@ -79,6 +84,8 @@ impl Skip {
         Skip::TooLarge,
         Skip::Excluded,
         Skip::Noncurrent,
+        Skip::OverMemoryBound,
+        Skip::LongerThanVolume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,12 +102,18 @@ impl Skip {
             Skip::TooLarge => "over --max-object-mib",
             Skip::Excluded => "excluded by --include/--exclude",
             Skip::Noncurrent => "noncurrent version (read with --versions)",
+            Skip::OverMemoryBound => "over the memory bound (not read)",
+            Skip::LongerThanVolume => "file longer than its volume (the rest is the raw pass's)",
         }
     }
     pub fn is_error(self) -> bool {
         matches!(
             self,
-            Skip::Unreadable | Skip::CorruptArchive | Skip::ArchiveBudget | Skip::Filesystem
+            Skip::Unreadable
+                | Skip::CorruptArchive
+                | Skip::ArchiveBudget
+                | Skip::Filesystem
+                | Skip::OverMemoryBound
         )
     }
 }

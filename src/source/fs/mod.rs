@@ -171,6 +171,7 @@ where
             buf: Vec::new(),
             batch: Vec::new(),
             batch_bytes: 0,
+            volume: part.len,
         };
         // A filesystem crate that panics on a corrupt volume (one did: ntfs 0.4.0, on a short
         // read inside a structure) costs that volume's walk, not the scan; the raw pass still
@@ -257,6 +258,8 @@ struct FileScanner<'a, F> {
     /// Jobs not yet handed over, and their bytes.
     batch: Vec<Job>,
     batch_bytes: usize,
+    /// The volume's length: no file holds more of its data (see `file`).
+    volume: u64,
 }
 
 impl<F: FnMut(Blob)> FileScanner<'_, F> {
@@ -310,6 +313,24 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
     /// Reads one file for scanning: whole (archives inside expanded), big ones in windows; a
     /// git repository's file is copied for its history on the way.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
+        // A file longer than its volume is sparse (holes read as zeros) or lies about its size
+        // (a damaged or crafted inode claiming 192 GiB on a 64 KiB volume: read block by block
+        // as zeros, that took hours). Its bytes past the volume's length are not read: every
+        // block the file really holds is a block of the volume, which the raw pass scans.
+        let (len, mut r) = if len > self.volume {
+            self.stats.skip(
+                Skip::LongerThanVolume,
+                Some(format!(
+                    "{} › {} › {name}: claims {len} bytes, more than its volume's {}: only the \
+                     first {} are read as the file (the raw pass covers the volume's every byte)",
+                    self.base, self.label, self.volume, self.volume
+                )),
+            );
+            (self.volume, r.take(self.volume))
+        } else {
+            (len, r.take(len))
+        };
+        let r: &mut dyn Read = &mut r;
         let copy = self.opts.git.as_ref().and_then(|g| {
             let place = format!("{} › {}", self.base, self.label);
             g.copy(self.base, &place, name, len, false)
