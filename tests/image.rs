@@ -707,34 +707,14 @@ fn git_clones_inside_filesystem_images_have_their_history_read() {
     let mut g = Keys::new(2004);
     let (packed, loose, tarred) = (g.pair(), g.pair(), g.pair());
     let app = d.join("root/home/ec2-user/app");
-    std::fs::create_dir_all(&app).unwrap();
-    git(&app, &["init", "-q"]);
-    let settings = |k: &(String, String)| format!("KEY = '{}'\nSECRET = '{}'\n", k.0, k.1);
-    write(&app, "settings.py", settings(&packed));
-    git(&app, &["add", "."]);
-    git(&app, &["commit", "-qm", "settings"]);
-    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
-    git(&app, &["commit", "-qam", "from the environment"]);
-    git(&app, &["gc", "-q"]);
-    write(&app, "settings.py", settings(&loose));
-    git(&app, &["commit", "-qam", "hotfix"]);
-    let loose_commit = git(&app, &["rev-parse", "HEAD"]);
-    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
-    git(&app, &["commit", "-qam", "undo the hotfix"]);
+    let loose_commit = repo_with_removed_keys(&app, &packed, &loose);
     let counts = git(&app, &["count-objects", "-v"]);
     assert!(
         counts.contains("in-pack: ") && !counts.contains("\ncount: 0"),
         "{counts}"
     );
     // A backup tarball on the volume with another clone inside: read as history too.
-    let old = d.join("old/app");
-    std::fs::create_dir_all(&old).unwrap();
-    git(&old, &["init", "-q"]);
-    write(&old, "settings.py", settings(&tarred));
-    git(&old, &["add", "."]);
-    git(&old, &["commit", "-qm", "settings"]);
-    git(&old, &["rm", "-q", "settings.py"]);
-    git(&old, &["commit", "-qm", "gone"]);
+    repo_with_removed_file(&d.join("old/app"), "settings.py", &settings(&tarred));
     std::fs::create_dir_all(d.join("root/backup")).unwrap();
     tool(d, &["tar", "czf", "root/backup/old-app.tgz", "old"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/make_fs.sh");

@@ -189,14 +189,7 @@ fn seed(d: &Path, seed: u64, extra: &[&str]) -> Seeded {
     let history = k();
     write(d, "home/deploy/.aws/credentials", env_file(&tgz));
     write(d, "home/deploy/notes.txt", "nothing here\n");
-    let app = d.join("home/deploy/app");
-    std::fs::create_dir_all(&app).unwrap();
-    git(&app, &["init", "-q"]);
-    write(&app, "app.env", env_file(&history));
-    git(&app, &["add", "."]);
-    git(&app, &["commit", "-qm", "config"]);
-    git(&app, &["rm", "-q", "app.env"]);
-    git(&app, &["commit", "-qm", "the key goes to a vault"]);
+    repo_with_removed_file(&d.join("home/deploy/app"), "app.env", &env_file(&history));
     tool(d, &["tar", "czf", "home.tar.gz", "home"]);
     write(d, "app/settings.env", env_file(&zip));
     tool(d, &["zip", "-q", "-r", "config.zip", "app"]);

@@ -295,29 +295,8 @@ fn git_history_of_repositories_inside_archives() {
     let d = tmp.path();
     let mut g = Keys::new(2011);
     let (packed, loose, bare) = (g.pair(), g.pair(), g.pair());
-    let settings = |k: &(String, String)| format!("KEY = '{}'\nSECRET = '{}'\n", k.0, k.1);
-    let app = d.join("home/dev/app");
-    std::fs::create_dir_all(&app).unwrap();
-    git(&app, &["init", "-q"]);
-    write(&app, "settings.py", settings(&packed));
-    git(&app, &["add", "."]);
-    git(&app, &["commit", "-qm", "settings"]);
-    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
-    git(&app, &["commit", "-qam", "from the environment"]);
-    git(&app, &["gc", "-q"]);
-    write(&app, "settings.py", settings(&loose));
-    git(&app, &["commit", "-qam", "hotfix"]);
-    let loose_commit = git(&app, &["rev-parse", "HEAD"]);
-    write(&app, "settings.py", "KEY = os.environ['KEY']\n");
-    git(&app, &["commit", "-qam", "undo the hotfix"]);
-    let other = d.join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    git(&other, &["init", "-q"]);
-    write(&other, "deploy.env", settings(&bare));
-    git(&other, &["add", "."]);
-    git(&other, &["commit", "-qm", "deploy"]);
-    git(&other, &["rm", "-q", "deploy.env"]);
-    git(&other, &["commit", "-qm", "no secrets here"]);
+    let loose_commit = repo_with_removed_keys(&d.join("home/dev/app"), &packed, &loose);
+    repo_with_removed_file(&d.join("other"), "deploy.env", &settings(&bare));
     let sh = |args: &[&str]| {
         let st = Command::new(args[0])
             .args(&args[1..])

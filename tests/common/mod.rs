@@ -345,3 +345,43 @@ pub fn place_keys(v: &serde_json::Value) -> Vec<String> {
     p.sort();
     p
 }
+
+/// The line a test writes where a key pair sits in a settings file.
+pub fn settings(k: &(String, String)) -> String {
+    format!("KEY = '{}'\nSECRET = '{}'\n", k.0, k.1)
+}
+
+/// A repository at `app` whose keys are only in its history, in both of git's storages:
+/// `packed` committed, removed, and packed by `git gc`; `loose` committed and removed after
+/// (loose objects). Returns the commit that added `loose`.
+pub fn repo_with_removed_keys(
+    app: &Path,
+    packed: &(String, String),
+    loose: &(String, String),
+) -> String {
+    std::fs::create_dir_all(app).unwrap();
+    git(app, &["init", "-q"]);
+    write(app, "settings.py", settings(packed));
+    git(app, &["add", "."]);
+    git(app, &["commit", "-qm", "settings"]);
+    write(app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(app, &["commit", "-qam", "from the environment"]);
+    git(app, &["gc", "-q"]);
+    write(app, "settings.py", settings(loose));
+    git(app, &["commit", "-qam", "hotfix"]);
+    let loose_commit = git(app, &["rev-parse", "HEAD"]);
+    write(app, "settings.py", "KEY = os.environ['KEY']\n");
+    git(app, &["commit", "-qam", "undo the hotfix"]);
+    loose_commit
+}
+
+/// A repository at `dir` where `file` held `text`, committed and then removed.
+pub fn repo_with_removed_file(dir: &Path, file: &str, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q"]);
+    write(dir, file, text);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "config"]);
+    git(dir, &["rm", "-q", file]);
+    git(dir, &["commit", "-qm", "the secret goes to a vault"]);
+}
