@@ -75,12 +75,8 @@ fn implausible_groups(slice: &Slice) -> Option<String> {
     slice.read_exact_at(&mut sb, 1024).ok()?;
     let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
     let is_64bit = u32_at(0x60) & 0x80 != 0;
-    let blocks = u64::from(u32_at(0x4))
-        | if is_64bit {
-            u64::from(u32_at(0x150)) << 32
-        } else {
-            0
-        };
+    // As ext4-view reads it: the high half whatever the 64-bit feature says.
+    let blocks = u64::from(u32_at(0x4)) | u64::from(u32_at(0x150)) << 32;
     let per_group = u64::from(u32_at(0x20));
     // Damage of other kinds is ext4-view's to name.
     let data_blocks = blocks.checked_sub(u64::from(u32_at(0x14)))?;
