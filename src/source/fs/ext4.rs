@@ -68,7 +68,7 @@ pub(super) fn walk<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> 
 /// Why the superblock's block groups cannot be, if they cannot: their descriptors would not fit
 /// on the volume. ext4-view sets room aside for every descriptor before it reads the first, so
 /// a damaged or crafted superblock claiming a billion groups (found by fuzzing `fs_ext4`: 58 GB
-/// asked for, on a 64 KiB volume) ended the process on a failed allocation. The fields are the
+/// asked for by a 3 KiB input) ended the process on a failed allocation. The fields are the
 /// ones ext4-view reads, at the offsets of the ext4 on-disk format (superblock at byte 1024).
 fn implausible_groups(slice: &Slice) -> Option<String> {
     let mut sb = [0u8; 1024];
