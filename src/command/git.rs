@@ -122,15 +122,7 @@ fn staged_big(
     let origin = Arc::new(Origin::file(path.to_string()));
     let findings = |id: gix::ObjectId, size: u64, what: &str| -> Vec<Finding> {
         let Some(mut r) = git::open_blob(repo, id, size) else {
-            stats.skip(
-                Skip::OverMemoryBound,
-                Some(format!(
-                    "{what} {path} ({id}): {} MiB stored as a delta, over the {} MiB a delta is \
-                     rebuilt in memory up to: not read",
-                    size >> 20,
-                    git::MAX_DELTA_BLOB >> 20
-                )),
-            );
+            git::over_memory_bound(stats, &format!("{what} {path} ({id})"), size);
             return Vec::new();
         };
         let mut out = Vec::new();

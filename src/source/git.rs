@@ -371,17 +371,8 @@ impl History {
                                 continue;
                             }
                             if size > MAX_DELTA_BLOB {
-                                stats.skip(
-                                    Skip::OverMemoryBound,
-                                    Some(format!(
-                                        "blob {} ({}): {} MiB stored as a delta, over the {} MiB \
-                                         a delta is rebuilt in memory up to: not read",
-                                        b.id,
-                                        origin.path,
-                                        size >> 20,
-                                        MAX_DELTA_BLOB >> 20
-                                    )),
-                                );
+                                let what = format!("blob {} ({})", b.id, origin.path);
+                                over_memory_bound(stats, &what, size);
                                 continue;
                             }
                         }
@@ -580,6 +571,19 @@ pub const STREAM_BLOB: u64 = 64 << 20;
 /// A blob stored as a delta is rebuilt whole in memory, up to this size; a bigger one is named
 /// and skipped.
 pub const MAX_DELTA_BLOB: u64 = 512 << 20;
+
+/// Counts and names a blob stored as a delta past `MAX_DELTA_BLOB`, which is not read.
+pub fn over_memory_bound(stats: &Stats, what: &str, size: u64) {
+    stats.skip(
+        Skip::OverMemoryBound,
+        Some(format!(
+            "{what}: {} MiB stored as a delta, over the {} MiB a delta is rebuilt in memory up \
+             to: not read",
+            size >> 20,
+            MAX_DELTA_BLOB >> 20
+        )),
+    );
+}
 
 /// What `History::scan` hands a big blob to: its index, an opener of its bytes as a stream
 /// (each call starts again), its size and its place.

@@ -331,10 +331,16 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
             (len, r.take(len))
         };
         let r: &mut dyn Read = &mut r;
-        let copy = self.opts.git.as_ref().and_then(|g| {
-            let place = format!("{} › {}", self.base, self.label);
-            g.copy(self.base, &place, name, len, false)
-        });
+        // The place is formatted only for a repository's files, not for every file of a volume.
+        let copy = self
+            .opts
+            .git
+            .as_ref()
+            .filter(|_| name.contains(".git/"))
+            .and_then(|g| {
+                let place = format!("{} › {}", self.base, self.label);
+                g.copy(self.base, &place, name, len, false)
+            });
         let mut tee = Tee::new(r, copy, len);
         if self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
             // Another shard's file: only copied, when a repository's.
