@@ -507,3 +507,82 @@ fn snapshots_in_four_shards_merge_to_the_single_report() {
     let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
 }
+
+/// A snapshot still being taken: named with its state, exit 2, no block asked for; a volume
+/// whose only snapshot is pending has none to read. moto's snapshots are completed as soon as
+/// they exist, so here every call goes to a canned server answering each action as EC2 and STS
+/// would; any other request (an EBS read) would be counted under the caller's key.
+#[test]
+fn a_pending_snapshot_is_named_and_not_read() {
+    use common::servers::{ok_body, Canned, Reply};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (account, snap, vol) = (
+        "123456789012",
+        "snap-0a1b2c3d4e5f60718",
+        "vol-0a1b2c3d4e5f60718",
+    );
+    let aws = Canned::start(
+        Reply::Error {
+            status: 400,
+            code: Some("UnexpectedCall".into()),
+        },
+        std::time::Duration::ZERO,
+    );
+    let ns = "http://ec2.amazonaws.com/doc/2016-11-15/";
+    aws.answer(
+        "GetCallerIdentity",
+        &ok_body(account, &format!("arn:aws:iam::{account}:user/operator")),
+    );
+    aws.answer(
+        "DescribeSnapshots",
+        &format!(
+            "<DescribeSnapshotsResponse xmlns=\"{ns}\"><requestId>1</requestId><snapshotSet><item>\
+             <snapshotId>{snap}</snapshotId><volumeId>{vol}</volumeId><status>pending</status>\
+             <startTime>2026-11-28T09:00:00.000Z</startTime><progress>42%</progress>\
+             <ownerId>{account}</ownerId><volumeSize>8</volumeSize><encrypted>false</encrypted>\
+             </item></snapshotSet></DescribeSnapshotsResponse>"
+        ),
+    );
+    aws.answer(
+        "DescribeVolumes",
+        &format!("<DescribeVolumesResponse xmlns=\"{ns}\"><requestId>2</requestId><volumeSet/></DescribeVolumesResponse>"),
+    );
+    aws.answer(
+        "DescribeInstances",
+        &format!("<DescribeInstancesResponse xmlns=\"{ns}\"><requestId>3</requestId><reservationSet/></DescribeInstancesResponse>"),
+    );
+    let creds = ("testing", "testing");
+
+    // Listed as it is (a fan-out sees the state), then refused when read.
+    let (code, out, err) = run_aws(
+        d,
+        &aws.endpoint,
+        creds,
+        &["snapshot", snap, "--list", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["snapshot_id"], snap, "{out}");
+    assert_eq!(list[0]["state"], "pending", "{out}");
+    let (code, _, err) = run_aws(d, &aws.endpoint, creds, &["snapshot", snap]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(snap) && err.contains("the snapshot is pending, not completed"),
+        "{err}"
+    );
+    // A volume: its only snapshot is pending.
+    let (code, _, err) = run_aws(d, &aws.endpoint, creds, &["snapshot", vol, "--list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{vol}: no completed snapshot")),
+        "{err}"
+    );
+    // Nothing but the actions above was asked: no EBS read, no other call.
+    assert_eq!(aws.calls("testing"), 0, "{:?}", aws.all_calls());
+    assert!(
+        aws.calls("action:DescribeSnapshots") >= 3,
+        "{:?}",
+        aws.all_calls()
+    );
+}

@@ -1,5 +1,7 @@
 //! Servers the verification tests talk to, each on a free loopback port, stopped on drop:
-//! moto (the real AWS emulator) and a small canned STS for answers moto cannot give.
+//! moto (the real AWS emulator) and a small canned server for answers moto cannot give (STS
+//! answers per key, or a fixed answer per query-protocol action, such as an EC2 snapshot that
+//! is still pending: moto's are completed as soon as they exist).
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -152,6 +154,8 @@ pub enum Reply {
 
 struct Shared {
     script: Mutex<HashMap<String, VecDeque<Reply>>>,
+    /// A body for every request of a query-protocol action (`Action=…` in the form).
+    actions: Mutex<HashMap<String, String>>,
     default: Reply,
     delay: Duration,
     calls: Mutex<HashMap<String, usize>>,
@@ -174,6 +178,7 @@ impl Canned {
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             script: Mutex::new(HashMap::new()),
+            actions: Mutex::new(HashMap::new()),
             default,
             delay,
             calls: Mutex::new(HashMap::new()),
@@ -207,6 +212,16 @@ impl Canned {
             .lock()
             .unwrap()
             .insert(key_id.to_string(), replies.into());
+    }
+
+    /// Answers every request of `action` (any key) with `body`, status 200; counted under
+    /// `action:<action>`.
+    pub fn answer(&self, action: &str, body: &str) {
+        self.shared
+            .actions
+            .lock()
+            .unwrap()
+            .insert(action.to_string(), body.to_string());
     }
 
     pub fn calls(&self, key_id: &str) -> usize {
@@ -269,6 +284,26 @@ fn serve(conn: TcpStream, s: &Shared) {
             Some(c.split('/').next()?.to_string())
         })
         .unwrap_or_default();
+    let action = String::from_utf8_lossy(&body)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action=").map(str::to_string));
+    let fixed = action
+        .as_ref()
+        .and_then(|a| s.actions.lock().unwrap().get(a).cloned());
+    if let (Some(a), Some(body)) = (action, fixed) {
+        *s.calls
+            .lock()
+            .unwrap()
+            .entry(format!("action:{a}"))
+            .or_default() += 1;
+        let mut conn = conn;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
     *s.calls.lock().unwrap().entry(key_id.clone()).or_default() += 1;
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -312,7 +347,7 @@ fn serve(conn: TcpStream, s: &Shared) {
     let _ = conn.flush();
 }
 
-fn ok_body(account: &str, arn: &str) -> String {
+pub fn ok_body(account: &str, arn: &str) -> String {
     format!(
         "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
          <GetCallerIdentityResult><Arn>{arn}</Arn><UserId>AIDACANNEDUSERID0001</UserId>\
