@@ -889,6 +889,7 @@ pub fn main() -> ExitCode {
                     range: a.range,
                     threads: a.threads.unwrap_or_else(default_threads).max(1),
                     shard: output.shard,
+                    ..Default::default()
                 },
                 staged: a.staged,
                 repos: a.repos,

@@ -767,3 +767,83 @@ fn many_repositories_cloned_over_git_daemon() {
     rest.sort();
     assert_eq!(holds(2), rest);
 }
+
+/// `.keyhound.toml`'s `[allowlist] paths` hold for history as for the tree (gitleaks' rule files
+/// say so too): a blob every path of which is allowlisted is not read, whether the pack pass
+/// met it or it is read by id (loose), and a corrupt archive there is not opened; a blob also
+/// at a path not allowlisted is read. A repository found inside `scan --git-history` matches
+/// its paths under its place in the tree.
+#[test]
+fn allowlisted_paths_hold_for_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path();
+    let dir = top.join("vendor/lib");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut g = Keys::new(21);
+    let keys: Vec<(String, String)> = (0..4).map(|_| g.pair()).collect();
+    git(&dir, &["init", "-q"]);
+    write(&dir, "fixtures/demo.env", ini(&keys[0]));
+    write(&dir, "src/app.env", ini(&keys[1]));
+    write(&dir, "fixtures/copy.env", ini(&keys[2]));
+    write(&dir, "src/copy.env", ini(&keys[2]));
+    // A zip whose central directory is gone: opened, it would be named as unreadable.
+    write(
+        &dir,
+        "fixtures/broken.zip",
+        b"PK\x03\x04\x14\x00\x00\x00\x08\x00broken",
+    );
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "fixtures and app"]);
+    git(&dir, &["rm", "-rq", "fixtures", "src"]);
+    git(&dir, &["commit", "-qm", "remove"]);
+    git(&dir, &["gc", "-q"]);
+    // Loose objects after the pack: read by id.
+    write(&dir, "fixtures/late.env", ini(&keys[3]));
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "late fixture"]);
+    git(&dir, &["rm", "-rq", "fixtures"]);
+    git(&dir, &["commit", "-qm", "remove it"]);
+
+    let found =
+        |v: &Value| -> Vec<bool> { keys.iter().map(|(k, _)| find_key(v, k).is_some()).collect() };
+    let (_, v, _) = git_json(&dir, &["."]);
+    assert_eq!(found(&v), [true, true, true, true], "{v:#}");
+
+    write(
+        &dir,
+        ".keyhound.toml",
+        "[allowlist]\npaths = ['^fixtures/']\n",
+    );
+    let (code, v, err) = git_json(&dir, &["."]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(found(&v), [false, true, true, false], "{v:#}");
+    // demo.env, broken.zip and late.env; copy.env's blob is also src/copy.env.
+    assert_eq!(v["summary"]["skipped"]["allowlisted path"], 3, "{v:#}");
+    assert!(
+        !v["summary"].to_string().contains("broken.zip"),
+        "{:#}",
+        v["summary"]
+    );
+
+    // From the tree above it, the same repository's paths read `vendor/lib/…`.
+    std::fs::remove_file(dir.join(".keyhound.toml")).unwrap();
+    write(
+        top,
+        ".keyhound.toml",
+        "[allowlist]\npaths = ['^vendor/lib/fixtures/']\n",
+    );
+    let (code, out, err) = run(
+        top,
+        &[
+            "scan",
+            "--git-history",
+            "--format",
+            "json",
+            "--show-secrets",
+            ".",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(found(&v), [false, true, true, false], "{v:#}");
+}

@@ -91,10 +91,15 @@ pub fn run(plan: GitPlan) -> Result<u8> {
     }
     let mut seen = HashSet::new();
     let progress = progress(&stats, &plan.output);
+    // `[allowlist] paths` of the repository's `.keyhound.toml` hold for its history too.
+    let opts = HistoryOptions {
+        exclude: det.config.path_filter()?,
+        ..plan.history.clone()
+    };
     let findings = history_findings(
         &det.engine,
         repo,
-        &plan.history,
+        &opts,
         plan.archives,
         &stats,
         &mut seen,
@@ -275,6 +280,7 @@ fn run_many(plan: GitPlan) -> Result<u8> {
     // Each part takes whole repositories; within one, every blob.
     let opts = HistoryOptions {
         shard: None,
+        exclude: det.config.path_filter()?,
         ..plan.history
     };
     let mut seen = HashSet::new();
@@ -365,8 +371,15 @@ pub(crate) fn copied_histories(
     }
     let mut out = Vec::new();
     for repo in repos {
+        // Allowlisted paths name files of the scanned tree, not of a repository copied out of
+        // an image or an archive (whose files are not matched against them either).
         let whole = HistoryOptions {
             shard: None,
+            exclude: None,
+            ..opts.clone()
+        };
+        let opts = &HistoryOptions {
+            exclude: None,
             ..opts.clone()
         };
         let res = git::open(&repo.dir).and_then(|r| {
@@ -474,6 +487,7 @@ pub(crate) fn history_findings(
     });
     release_freed_memory();
     let mut history = history?;
+    history.drop_allowlisted(opts, stats);
     history.skip_seen(seen);
     if history.shallow {
         eprintln!(

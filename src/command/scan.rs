@@ -11,6 +11,7 @@ use crate::blob::Blob;
 use crate::command::git::{copied_histories, history_findings, RepoName};
 use crate::finding::Finding;
 use crate::pipeline::{collect, finish, progress, DetectPlan, Detector, OutputPlan};
+use crate::source::git::HistoryOptions;
 use crate::source::gitcopy::GitCollector;
 use crate::source::image::GIT_BUDGET;
 use crate::source::tree::{display_path, WalkOptions};
@@ -66,11 +67,17 @@ pub fn run(mut plan: ScanPlan) -> Result<u8> {
             } else {
                 r.clone()
             };
+            // `[allowlist] paths` as in the tree: the repository's paths under its place.
+            let opts = HistoryOptions {
+                exclude: exclude.clone(),
+                exclude_under: display_path(&at),
+                ..opts.clone()
+            };
             let res = crate::source::git::open(&at).and_then(|repo| {
                 history_findings(
                     engine,
                     repo,
-                    opts,
+                    &opts,
                     plan.walk.archives,
                     &stats,
                     &mut seen,

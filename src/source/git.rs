@@ -44,6 +44,12 @@ pub struct HistoryOptions {
     pub threads: usize,
     /// Only the blobs (and messages) of this shard, by object id; every shard walks history.
     pub shard: Option<crate::shard::Shard>,
+    /// `.keyhound.toml`'s `[allowlist] paths`: a blob every path of which matches is not read.
+    pub exclude: Option<regex::RegexSet>,
+    /// What the repository's paths are matched under: the place of a repository found inside
+    /// a scanned tree (`vendor/lib`), so that a path reads as it does in the tree; empty for the
+    /// repository `keyhound git` scans.
+    pub exclude_under: String,
 }
 
 /// Memory for decoded delta bases while walking trees.
@@ -315,6 +321,29 @@ impl History {
 
     /// Drops the blobs already in `seen` (scanned in another repository of the same scan),
     /// and adds the rest.
+    /// Drops the blobs every path of which `opts.exclude` allowlists, counting each: they are
+    /// not read, and the pack pass's findings in them are not kept. A blob also found at a path
+    /// not allowlisted stays, and one reached by no commit (`--all-objects`) has no path to
+    /// match.
+    pub fn drop_allowlisted(&mut self, opts: &HistoryOptions, stats: &Stats) {
+        let Some(set) = &opts.exclude else { return };
+        let under = opts.exclude_under.trim_end_matches('/');
+        let allowed = |path: &String| {
+            if under.is_empty() || under == "." {
+                set.is_match(path)
+            } else {
+                set.is_match(&format!("{under}/{path}"))
+            }
+        };
+        self.blobs.retain(|b| {
+            let drop = !b.paths.is_empty() && b.paths.iter().all(allowed);
+            if drop {
+                stats.skip(Skip::Allowlisted, None);
+            }
+            !drop
+        });
+    }
+
     pub fn skip_seen(&mut self, seen: &mut HashSet<ObjectId>) {
         self.blobs.retain(|b| seen.insert(b.id));
     }
