@@ -48,8 +48,8 @@ fn a_file_longer_than_its_volume_is_read_to_the_volume_length() {
     assert!(seen <= data.len() as u64, "{seen} bytes handed on");
 }
 
-/// Harmless means no panic at all: the filesystem walk catches a reader's panic so that one
-/// volume's costs only its walk, which would hide a fix undone. So panics are counted by a hook
+/// Harmless means no panic at all: the filesystem walk catches a reader's panic so that a bad
+/// volume costs only its own walk, and that would hide a fix undone. So panics are counted by a hook
 /// (any other test of this file that panics has failed anyway).
 #[test]
 fn inputs_fuzzing_found_stay_harmless() {

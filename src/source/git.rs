@@ -319,8 +319,6 @@ impl History {
         })
     }
 
-    /// Drops the blobs already in `seen` (scanned in another repository of the same scan),
-    /// and adds the rest.
     /// Drops the blobs every path of which `opts.exclude` allowlists, counting each: they are
     /// not read, and the pack pass's findings in them are not kept. A blob also found at a path
     /// not allowlisted stays, and one reached by no commit (`--all-objects`) has no path to
@@ -344,6 +342,8 @@ impl History {
         });
     }
 
+    /// Drops the blobs already in `seen` (scanned in another repository of the same scan),
+    /// and adds the rest.
     pub fn skip_seen(&mut self, seen: &mut HashSet<ObjectId>) {
         self.blobs.retain(|b| seen.insert(b.id));
     }
