@@ -7,7 +7,7 @@ use super::{Blob, FileScanner, Slice};
 const EXT4_ROOT_INODE: u32 = 2;
 
 pub(super) fn walk<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> Result<(), String> {
-    if let Some(why) = implausible_groups(&slice) {
+    if let Some(why) = implausible_superblock(&slice) {
         return Err(format!("ext4: {why}"));
     }
     let fs = ext4_view::Ext4::load(Box::new(crate::source::block::ReadAhead::new(slice)))
@@ -65,15 +65,32 @@ pub(super) fn walk<F: FnMut(Blob)>(slice: Slice, files: &mut FileScanner<F>) -> 
     Ok(())
 }
 
-/// Why the superblock's block groups cannot be, if they cannot: their descriptors would not fit
-/// on the volume. ext4-view sets room aside for every descriptor before it reads the first, so
-/// a damaged or crafted superblock claiming a billion groups (found by fuzzing `fs_ext4`: 58 GB
-/// asked for by a 3 KiB input) ended the process on a failed allocation. The fields are the
-/// ones ext4-view reads, at the offsets of the ext4 on-disk format (superblock at byte 1024).
-fn implausible_groups(slice: &Slice) -> Option<String> {
+/// ext4's largest block size, 64 KiB, as `s_log_block_size` (the size is 1 KiB shifted by it).
+const MAX_LOG_BLOCK_SIZE: u32 = 6;
+
+/// Why the superblock cannot be, if it cannot, where ext4-view would allocate by it first:
+/// - a block size past ext4's 64 KiB: ext4-view takes any power of two up to 2 GiB and keeps
+///   eight blocks in its cache, allocated up front, so a 2 KiB input claiming 16 MiB blocks
+///   (found by fuzzing `fs_ext4`) took 144 MB, and 2 GiB blocks would ask for 16 GiB;
+/// - block groups whose descriptors would not fit on the volume: ext4-view sets room aside for
+///   every descriptor before it reads the first, so a superblock claiming a billion groups (58
+///   GB asked for by a 3 KiB input, also found by fuzzing) ended the process on a failed
+///   allocation.
+///
+/// The fields are the ones ext4-view reads, at the offsets of the ext4 on-disk format
+/// (superblock at byte 1024).
+fn implausible_superblock(slice: &Slice) -> Option<String> {
     let mut sb = [0u8; 1024];
     slice.read_exact_at(&mut sb, 1024).ok()?;
     let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let log_block_size = u32_at(0x18);
+    if log_block_size > MAX_LOG_BLOCK_SIZE {
+        return Some(format!(
+            "the superblock claims blocks of 2^{} bytes, past ext4's 64 KiB (damaged?): its \
+             files are not walked",
+            u64::from(log_block_size) + 10
+        ));
+    }
     let is_64bit = u32_at(0x60) & 0x80 != 0;
     // As ext4-view reads it: the high half whatever the 64-bit feature says.
     let blocks = u64::from(u32_at(0x4)) | u64::from(u32_at(0x150)) << 32;
