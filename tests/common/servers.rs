@@ -296,13 +296,7 @@ fn serve(conn: TcpStream, s: &Shared) {
             .unwrap()
             .entry(format!("action:{a}"))
             .or_default() += 1;
-        let mut conn = conn;
-        let _ = write!(
-            conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        return;
+        return respond(conn, 200, &body);
     }
     *s.calls.lock().unwrap().entry(key_id.clone()).or_default() += 1;
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -338,7 +332,11 @@ fn serve(conn: TcpStream, s: &Shared) {
         Reply::Error { status, code: None } => (status, "<html>Forbidden</html>".to_string()),
     };
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let mut conn = conn;
+    respond(conn, status, &body);
+}
+
+/// One XML answer, and the connection closed.
+fn respond(mut conn: TcpStream, status: u16, body: &str) {
     let _ = write!(
         conn,
         "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
