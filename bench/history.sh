@@ -25,8 +25,8 @@ else
 fi
 [ -x /usr/bin/time ] || { echo "bench/history.sh needs GNU time (apt-get install time)" >&2; exit 2; }
 
-cargo build --release --quiet
-kh=$PWD/target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
 git_dir=$(git -C "$repo" rev-parse --git-dir)
 cat "$git_dir"/objects/pack/*.pack >/dev/null 2>&1 || true   # warm the page cache
 

@@ -75,8 +75,8 @@ source bench/volume.sh
 make_ext4_volume "$dir"
 ext4=$dir/ext4.img
 
-cargo build --release --quiet
-kh=target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
 
 secs() {
   local s e

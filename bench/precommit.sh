@@ -33,8 +33,8 @@ EOF
   touch "$repo/.git/.complete" "$repo/.complete"
 fi
 
-cargo build --release --quiet
-kh=$PWD/target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
 files=$(git -C "$repo" ls-files | wc -l)
 staged=$(git -C "$repo" diff --cached --name-only | wc -l)
 

@@ -56,8 +56,8 @@ EOF
 else
   tree=$corpus
 fi
-cargo build --release --quiet
-kh=$PWD/target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
 
 port=$("$venv/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$venv/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &

@@ -15,8 +15,8 @@ tree=${1:-bench/out/corpus}
 img=${2:-bench/out/images/ext4.img}
 repo=${3:-.}
 [ -x /usr/bin/time ] || { echo "bench/shard.sh needs GNU time" >&2; exit 2; }
-cargo build --release --quiet
-kh=$PWD/target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

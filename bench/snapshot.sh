@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Snapshot speed: `keyhound snapshot` reading a disk image served over the EBS direct APIs on
-# loopback (bench/ebs_server.py: AWS's 512 KiB blocks, checksums, only written blocks listed),
+# loopback (bench/ebs-server, a small Rust server: AWS's 512 KiB blocks, checksums, only written
+# blocks listed),
 # against `keyhound image` of the same raw file, in one invocation.
 #
 #   bench/snapshot.sh [IMAGE] [RUNS] [REQUESTS_PER_SECOND]
@@ -12,7 +13,8 @@
 # pass a high one to measure keyhound rather than the quota. Prints both times, the ratio
 # (target <= 1.5), peak RSS of each (snapshot target < 512 MB), blocks a second, the blocks
 # the server served per run against the written blocks (each once), and the pairs found by each.
-# Needs python3, GNU time, bc, curl, and mkfs.ext4 for the default image.
+# KEYHOUND=PATH measures that binary instead of the release build (bench/keyhound.sh).
+# Needs cargo, GNU time, bc, curl, and python3 and mkfs.ext4 for the default image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 img=${1:-}
@@ -24,16 +26,17 @@ if [ -z "$img" ]; then
   make_ext4_volume bench/out/images
   img=bench/out/images/ext4.img
 fi
-cargo build --release --quiet
-kh=$PWD/target/release/keyhound
+# shellcheck source=bench/keyhound.sh
+source bench/keyhound.sh
+cargo build --release --quiet --manifest-path bench/ebs-server/Cargo.toml --target-dir target/bench
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-python3 bench/ebs_server.py "$img" "$port" >"$log" 2>&1 &
+target/bench/release/ebs-bench-server "$img" 0 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 600); do grep -q ready "$log" && break; sleep 0.1; done
 written=$(awk '/ready/ {print $2}' "$log")
+port=$(awk '/ready/ {print $NF}' "$log")
 snap=snap-0bench000000000000
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
   AWS_REGION=us-east-1
@@ -46,7 +49,7 @@ secs() {
   echo "$e - $s" | bc -l
 }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
-served() { curl -s "$AWS_ENDPOINT_URL/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocks"])'; }
+served() { curl -s "$AWS_ENDPOINT_URL/stats" | tr -dc 0-9; }
 
 cat "$img" >/dev/null
 t_img=() t_snap=()
