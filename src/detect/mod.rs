@@ -298,10 +298,7 @@ impl Engine {
             // rules ask for it: a URL's own "://" does not, see `url_decode`). Most tokens hold
             // no '%' at all (a plain URL, a `secret` in code): their hits are dropped first,
             // looking at the token only, not at the whole region a view would cover.
-            hits.retain(|&h| {
-                let (s, e) = decode::url_token(data, h);
-                memchr::memchr(b'%', &data[s..e]).is_some()
-            });
+            hits.retain(|&h| decode::token_holds_escape(data, h));
             for (s, e) in regions(data, &mut hits, decode::url_token_byte) {
                 let (a, b) = (
                     hits.partition_point(|&h| h < s),
