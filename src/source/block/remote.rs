@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
+use tokio::runtime::RuntimeFlavor;
 
 use super::BlockReader;
 
@@ -222,7 +223,12 @@ impl Remote {
                         ),
                         // On a runtime worker, as a task of its own: the body's chunks
                         // reach it there, and the checksum is taken there, rather than each
-                        // chunk waking this thread.
+                        // chunk waking this thread. (A current-thread runtime runs spawned
+                        // tasks only inside its own `block_on`, not a handle's: there the
+                        // request runs here.)
+                        None if self.rt.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                            (i, self.src.fetch(i).await)
+                        }
                         None => {
                             let src = self.src.clone();
                             let task = self.rt.spawn(async move { src.fetch(i).await });
