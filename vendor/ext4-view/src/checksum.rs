@@ -27,7 +27,7 @@ use core::fmt::{self, Debug, Formatter};
 /// initial UUID.
 #[derive(Clone)]
 pub(crate) struct Checksum {
-    digest: crc::Digest<'static, u32>,
+    digest: crc::Digest<'static, u32, crc::Table<16>>,
 }
 
 impl Checksum {
@@ -41,7 +41,12 @@ impl Checksum {
 
     /// Create a `Checksum` with the given `seed`.
     pub(crate) fn with_seed(seed: u32) -> Self {
-        const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&Checksum::ALGORITHM);
+        // keyhound's change (see `vendor/README.md`): slice-by-16 tables
+        // in place of the crate's default of one table, a byte at a time.
+        // A walk checks the checksum of every directory block it reads, and
+        // the byte-at-a-time loop was half of walking an ext4 volume.
+        const CRC32C: crc::Crc<u32, crc::Table<16>> =
+            crc::Crc::<u32, crc::Table<16>>::new(&Checksum::ALGORITHM);
 
         Self {
             digest: CRC32C.digest_with_initial(seed.reverse_bits()),
