@@ -3,6 +3,7 @@
 //! around each hit, then pairing of key ids with secrets. Works on raw bytes and knows nothing
 //! of where they came from.
 
+mod bigrams;
 pub mod decode;
 pub mod examples;
 mod gitleaks;
