@@ -908,6 +908,60 @@ mod tests {
         }
     }
 
+    /// Blocks of any size: each occurrence is reported once, in the block that holds the gram
+    /// it was sampled by, however far into the literal that gram is (a literal's least likely
+    /// grams may be its last). Before, the scalar pass looked for the start in the block and
+    /// missed a literal whose sampled gram fell past the block's end: this test failed with
+    /// blocks of 7 bytes; in a scan, a keyword across the edge of two 256 KiB blocks.
+    #[test]
+    fn literals_are_found_once_whatever_the_blocks() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        // Common letters first, a rare tail: the least likely grams are at the end.
+        let mut lits: Vec<Vec<u8>> = (0..150)
+            .map(|i| {
+                let mut l: Vec<u8> = (0..4 + i % 9).map(|_| b"etaoin"[rng.usize(..6)]).collect();
+                l.extend((0..4).map(|_| b"QXZJ"[rng.usize(..4)]));
+                l
+            })
+            .collect();
+        lits.push(b"abc".to_vec());
+        let mut data: Vec<u8> = (0..20_000)
+            .map(|_| b"etaoin .QXZJ"[rng.usize(..12)])
+            .collect();
+        for (k, l) in lits.iter().enumerate() {
+            let at = (k * 131) % (data.len() - l.len());
+            data[at..at + l.len()].copy_from_slice(l);
+        }
+        let mut want = Vec::new();
+        for (i, l) in lits.iter().enumerate() {
+            for s in 0..=data.len() - l.len() {
+                if data[s..].starts_with(l) {
+                    want.push((i, s));
+                }
+            }
+        }
+        assert!(want.len() >= 150);
+        for vector in [true, false] {
+            let set = Literals::build(&lits, vector).unwrap();
+            assert!(set.grams.is_some());
+            for block in [7, 37, 100, 1000, data.len()] {
+                let mut got = Vec::new();
+                for from in (0..data.len()).step_by(block) {
+                    let to = (from + block).min(data.len());
+                    set.for_each_in(&data, from, to, |i, s, e| {
+                        assert_eq!(&data[s..e], lits[i].as_slice());
+                        got.push((i, s));
+                    });
+                }
+                got.sort_unstable();
+                assert_eq!(
+                    got, want,
+                    "vector pass allowed: {vector}, blocks of {block}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn more_literals_than_one_searcher_takes() {
         let lits: Vec<String> = (0..150).map(|i| format!("kw{i:03}x")).collect();
