@@ -62,7 +62,7 @@ PY
 }
 
 if [ ! -f "$dir/.complete-v2" ]; then
-  rm -f "$dir"/*.img "$dir/.complete"
+  rm -f "$text" "$binary" "$sparse" "$dir/.complete"
   make_image "$text" ~/.cargo/registry/src /usr/include /usr/lib/python3
   make_image "$binary" /usr/lib /usr/bin /usr/share
   truncate -s 20G "$sparse"

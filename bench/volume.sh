@@ -4,7 +4,7 @@
 # pairs in files of their own (/home/userNN/.aws/credentials).
 make_ext4_volume() {
   local dir=$1 stage
-  [ -f "$dir/.complete-ext4" ] && return 0
+  [ -f "$dir/.complete-ext4" ] && [ -f "$dir/ext4.img" ] && return 0
   mkdir -p "$dir"
   stage=$(mktemp -d)
   mkdir -p "$stage/usr"
