@@ -122,7 +122,7 @@ impl Literals {
         Literals::build(lits, avx2::available())
     }
 
-    /// `vector`: whether the vector gram pass may be used (where AVX2 is there).
+    /// `vector`: whether the vector gram pass may be used (it is only where AVX2 is there).
     fn build(lits: &[Vec<u8>], vector: bool) -> Result<Literals> {
         let mut uniq: Vec<Vec<u8>> = Vec::new();
         let mut callers: Vec<Vec<usize>> = Vec::new();
@@ -144,7 +144,7 @@ impl Literals {
         // every literal at least `cut` bytes long is found by its 4-grams, sampled every
         // `cut - 3` bytes (see `Grams`).
         let mut grams = None;
-        if long.len() > TEDDY_MAX && vector {
+        if long.len() > TEDDY_MAX && vector && avx2::available() {
             grams = Some(Grams::new(&uniq, &long, 1, true));
             long = Vec::new();
         } else if long.len() > TEDDY_MAX {
@@ -389,7 +389,7 @@ fn gram_hash(g: u32) -> usize {
 const GRAM_MUL: u32 = 0x9E37_79B1;
 
 mod avx2 {
-    /// Whether `candidates` can run here.
+    /// Whether `candidates` (and aho-corasick's 16-bucket Teddy) can run here.
     pub fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -664,14 +664,7 @@ fn bits(mut x: u16) -> impl Iterator<Item = usize> {
 
 /// Whether aho-corasick can use its 16-bucket ("fat") Teddy here.
 fn fat_teddy_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    avx2::available()
 }
 
 /// `items` in as few groups of at most `TEDDY_MAX` as can hold them, of balanced sizes (65
