@@ -14,6 +14,8 @@
 # (target <= 1.5), peak RSS of each (snapshot target < 512 MB), blocks a second, the blocks
 # the server served per run against the written blocks (each once), and the pairs found by each.
 # KEYHOUND=PATH measures that binary instead of the release build (bench/keyhound.sh).
+# EBS_BENCH_LATENCY_MS=N makes the server wait N ms before each block it sends, as a request
+# takes time on AWS and none on loopback (the walk's read-ahead shows there).
 # Needs cargo, GNU time, bc, curl, and python3 and mkfs.ext4 for the default image.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,9 @@
 //! only written blocks; each body carries x-amz-Data-Length and x-amz-Checksum (SHA-256, base64,
 //! computed once at start). Bodies are sent from the image with sendfile (std's `io::copy` of a
 //! file to a socket). Prints `ready N written blocks on PORT` once it listens.
-//! `GET /stats` returns `{"blocks": N}`, the block requests served.
+//! `GET /stats` returns `{"blocks": N}`, the block requests served. With
+//! `EBS_BENCH_LATENCY_MS=N` in its environment, each GetSnapshotBlock answer waits N ms first
+//! (the time a request takes on AWS, where loopback takes none).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -32,6 +34,8 @@ struct Snapshot {
     order: Vec<u64>,
     sums: std::collections::HashMap<u64, String>,
     served: AtomicU64,
+    /// Milliseconds each GetSnapshotBlock answer waits.
+    latency_ms: u64,
 }
 
 fn main() {
@@ -68,6 +72,10 @@ fn main() {
         order,
         sums,
         served: AtomicU64::new(0),
+        latency_ms: std::env::var("EBS_BENCH_LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     });
     let listener = TcpListener::bind(("127.0.0.1", args[2].parse::<u16>().unwrap_or(0)))
         .unwrap_or_else(|e| die(&format!("listen: {e}")));
@@ -172,6 +180,9 @@ fn serve(snap: &Snapshot, conn: TcpStream) -> io::Result<()> {
                     continue;
                 };
                 snap.served.fetch_add(1, Ordering::Relaxed);
+                if snap.latency_ms > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(snap.latency_ms));
+                }
                 write!(
                     out,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
