@@ -66,14 +66,12 @@ where
         raw: true,
         ..base.clone()
     });
-    let parts = volumes(disk);
     if let Some(remote) = disk.remote() {
         return scan_remote(
             disk,
             remote,
             &raw_origin,
             base,
-            parts,
             opts,
             git,
             stats,
@@ -81,6 +79,7 @@ where
             files,
         );
     }
+    let parts = volumes(disk);
     let walk = walk_options(opts, git);
     // The raw pass and the walk of the filesystems' files (with their paths) run at once;
     // the walk reads files on one thread and scans them on others (`walk_files`). A 2 GiB
@@ -158,13 +157,14 @@ fn walk_options(opts: &ImageOptions, git: Option<Arc<GitCollector>>) -> WalkOpti
 
 /// `scan` of a remote disk: the walk first, every block it fetches handed to the raw pass as
 /// it arrives, then the sweep of the blocks nobody read (`remote.rs`), so each is fetched once.
+/// The partition tables are read once the raw pass is there to take what they fetch: a block
+/// fetched before is not fetched again, so it would never reach the raw pass.
 #[allow(clippy::too_many_arguments)]
 fn scan_remote<R, F>(
     disk: &Arc<Disk>,
     remote: &Remote,
     raw_origin: &Arc<Origin>,
     base: &Origin,
-    parts: Vec<Part>,
     opts: &ImageOptions,
     git: Option<Arc<GitCollector>>,
     stats: &Stats,
@@ -183,8 +183,17 @@ where
         opts.overlap as u64,
     ));
     let len = disk.len();
-    remote.set_tap(Some(tx));
-    std::thread::scope(|s| {
+    let take = |(off, data): Fetched, handle: &mut R| {
+        let n = (data.len() as u64).min(len.saturating_sub(off));
+        stats.bytes.fetch_add(n, Ordering::Relaxed);
+        let jobs = asm.lock().unwrap_or_else(|e| e.into_inner()).add(off, data);
+        for job in jobs {
+            raw_job(job, raw_origin, opts, handle);
+        }
+    };
+    // What was fetched before (the disk's format read) is the raw pass's too.
+    let early = remote.set_tap(Some(tx));
+    let parts = std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1) {
             s.spawn(|| {
                 let mut handle = raw();
@@ -192,20 +201,22 @@ where
                     // The lock is held only while waiting for the next block, never while
                     // scanning.
                     let got = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((off, data)) = got else { break };
-                    let n = (data.len() as u64).min(len.saturating_sub(off));
-                    stats.bytes.fetch_add(n, Ordering::Relaxed);
-                    let jobs = asm.lock().unwrap_or_else(|e| e.into_inner()).add(off, data);
-                    for job in jobs {
-                        raw_job(job, raw_origin, opts, &mut handle);
-                    }
+                    let Ok(block) = got else { break };
+                    take(block, &mut handle);
                 }
             });
         }
+        let mut handle = raw();
+        for block in early {
+            take(block, &mut handle);
+        }
+        drop(handle);
+        let parts = volumes(disk);
         walk_volumes(disk, base, &parts, &walk, stats, files);
         remote.sweep();
         // Dropping the sender ends the raw threads once they have taken every block.
         remote.set_tap(None);
+        parts
     });
     let mut handle = raw();
     let rest = asm.into_inner().unwrap_or_else(|e| e.into_inner()).finish();
@@ -623,6 +634,115 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Blocks of a remote disk, from memory.
+    struct MemBlocks {
+        data: Vec<u8>,
+        bs: u64,
+        written: Vec<u64>,
+    }
+
+    impl crate::source::block::remote::Fetch for MemBlocks {
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+        fn block_size(&self) -> u64 {
+            self.bs
+        }
+        fn written(&self) -> &[u64] {
+            &self.written
+        }
+        fn fetch(
+            &self,
+            i: u64,
+        ) -> futures_util::future::BoxFuture<
+            '_,
+            Result<Bytes, crate::source::block::remote::FetchError>,
+        > {
+            let s = (i * self.bs) as usize;
+            let b = Bytes::copy_from_slice(&self.data[s..s + self.bs as usize]);
+            Box::pin(async move { Ok(b) })
+        }
+    }
+
+    /// A remote disk scanned whole: the raw pass owns every written byte exactly once, those
+    /// of the blocks fetched before the scan (a format sniffed) and by the partition tables'
+    /// reads (and their read-ahead) too, on a multi-thread runtime (read-ahead in the
+    /// background) as on a current-thread one.
+    #[test]
+    fn a_remote_disk_s_raw_pass_owns_every_written_byte_once() {
+        let bs = 4096u64;
+        let blocks = 96u64;
+        let written: Vec<u64> = (0..blocks).filter(|i| i % 7 != 3).collect();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut data = vec![0u8; (blocks * bs) as usize];
+        for &i in &written {
+            for b in &mut data[(i * bs) as usize..((i + 1) * bs) as usize] {
+                *b = rng.u8(1..);
+            }
+        }
+        let mem = Arc::new(MemBlocks {
+            data,
+            bs,
+            written: written.clone(),
+        });
+        for multi in [true, false] {
+            let rt = if multi {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            let opts = crate::source::block::remote::Options {
+                concurrency: 8,
+                cache_bytes: 1 << 20,
+            };
+            let remote = Remote::new(mem.clone(), rt.handle().clone(), opts);
+            let disk = Arc::new(Disk::new("mem".into(), DiskFormat::Ebs, Box::new(remote)));
+            let options = ImageOptions {
+                threads: 2,
+                chunk: 64 << 10,
+                overlap: 1024,
+                mmap: false,
+                archives: Limits::default(),
+                git_budget: None,
+                shard: None,
+            };
+            // As `Disk::open_in` sniffs a format: reads before the scan, and their read-ahead.
+            let mut head = [0u8; 512];
+            disk.read_at(&mut head, 0).unwrap();
+            disk.read_at(&mut head, blocks * bs - 512).unwrap();
+            let owned = std::sync::Mutex::new(vec![0u8; (blocks * bs) as usize]);
+            let stats = Stats::default();
+            scan(
+                &disk,
+                &Origin::file("mem"),
+                &options,
+                None,
+                &stats,
+                &|| {
+                    |b: Blob| {
+                        let mut o = owned.lock().unwrap();
+                        let at = b.offset as usize;
+                        for n in &mut o[at + b.own.start..at + b.own.end] {
+                            *n += 1;
+                        }
+                    }
+                },
+                &|| |_: Blob| {},
+            );
+            let owned = owned.into_inner().unwrap();
+            for (k, &n) in owned.iter().enumerate() {
+                let w = written.contains(&(k as u64 / bs));
+                assert_eq!(n, w as u8, "multi-thread {multi}: byte {k} owned {n} times");
+            }
+        }
+    }
 
     /// Blocks arriving in any order: the scans own every written byte exactly once, each scan's
     /// bytes are the disk's, and an owned byte has `ov` bytes of context on each side unless a
