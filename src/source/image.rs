@@ -635,57 +635,16 @@ impl Assembler {
 mod tests {
     use super::*;
 
-    /// Blocks of a remote disk, from memory.
-    struct MemBlocks {
-        data: Vec<u8>,
-        bs: u64,
-        written: Vec<u64>,
-    }
-
-    impl crate::source::block::remote::Fetch for MemBlocks {
-        fn len(&self) -> u64 {
-            self.data.len() as u64
-        }
-        fn block_size(&self) -> u64 {
-            self.bs
-        }
-        fn written(&self) -> &[u64] {
-            &self.written
-        }
-        fn fetch(
-            &self,
-            i: u64,
-        ) -> futures_util::future::BoxFuture<
-            '_,
-            Result<Bytes, crate::source::block::remote::FetchError>,
-        > {
-            let s = (i * self.bs) as usize;
-            let b = Bytes::copy_from_slice(&self.data[s..s + self.bs as usize]);
-            Box::pin(async move { Ok(b) })
-        }
-    }
-
     /// A remote disk scanned whole: the raw pass owns every written byte exactly once, those
     /// of the blocks fetched before the scan (a format sniffed) and by the partition tables'
     /// reads (and their read-ahead) too, on a multi-thread runtime (read-ahead in the
     /// background) as on a current-thread one.
     #[test]
     fn a_remote_disk_s_raw_pass_owns_every_written_byte_once() {
-        let bs = 4096u64;
-        let blocks = 96u64;
-        let written: Vec<u64> = (0..blocks).filter(|i| i % 7 != 3).collect();
-        let mut rng = fastrand::Rng::with_seed(5);
-        let mut data = vec![0u8; (blocks * bs) as usize];
-        for &i in &written {
-            for b in &mut data[(i * bs) as usize..((i + 1) * bs) as usize] {
-                *b = rng.u8(1..);
-            }
-        }
-        let mem = Arc::new(MemBlocks {
-            data,
-            bs,
-            written: written.clone(),
-        });
+        let (bs, blocks) = (4096u64, 96u64);
+        let mem = crate::source::block::remote::tests::mem(blocks, bs, None);
+        let written = mem.written.clone();
+        assert!(written.contains(&0) && written.contains(&(blocks - 1)));
         for multi in [true, false] {
             let rt = if multi {
                 tokio::runtime::Builder::new_multi_thread()

@@ -661,14 +661,14 @@ impl BlockReader for Remote {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Blocks from memory, counting requests.
-    struct Mem {
-        data: Vec<u8>,
+    /// Blocks from memory, counting requests (the other tests of remote disks use it too).
+    pub(crate) struct Mem {
+        pub(crate) data: Vec<u8>,
         bs: u64,
-        written: Vec<u64>,
+        pub(crate) written: Vec<u64>,
         asked: Mutex<Vec<u64>>,
         bad: Option<u64>,
         denied: bool,
@@ -702,7 +702,9 @@ mod tests {
         }
     }
 
-    fn mem(blocks: u64, bs: u64, bad: Option<u64>) -> Arc<Mem> {
+    /// A disk of `blocks` blocks of `bs` bytes, of which those whose index is not 1 more than
+    /// a multiple of 3 are written (random non-zero bytes); block `bad` fails every request.
+    pub(crate) fn mem(blocks: u64, bs: u64, bad: Option<u64>) -> Arc<Mem> {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut data = vec![0u8; (blocks * bs) as usize];
         let written: Vec<u64> = (0..blocks).filter(|i| i % 3 != 1).collect();
