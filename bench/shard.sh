@@ -8,7 +8,8 @@
 #
 # TREE defaults to bench/tree.sh's corpus, IMAGE to bench/image.sh's 2 GiB ext4 volume, REPO to
 # this repository (pass a big one: git/git). Each is warmed first. Targets (issue #18): <= 1.15
-# for the tree and the image. Needs GNU time and bc.
+# for the tree and the image. SKIP_IMAGE=1 or SKIP_GIT=1 leaves that part out. Needs GNU time
+# and bc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tree=${1:-bench/out/corpus}
@@ -49,5 +50,5 @@ EOF
     "$name" "$whole" "$shards" "$(echo "$shards / $whole" | bc -l)" "$merge" "$same"
 }
 [ -d "$tree" ] && measure tree scan --no-ignore "$tree"
-[ -f "$img" ] && measure image image "$img"
-measure git git "$repo"
+[ -n "${SKIP_IMAGE:-}" ] || [ ! -f "$img" ] || measure image image "$img"
+[ -n "${SKIP_GIT:-}" ] || measure git git "$repo"

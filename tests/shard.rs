@@ -131,6 +131,34 @@ fn tree_in_four_shards_merges_to_the_single_report() {
         "every place of the shared key, from every shard"
     );
 
+    // Files named on the command line (roots, which the walker does not filter) are split
+    // too: each found by one part.
+    let roots: Vec<String> = (0..8).map(|i| format!("app{i}/config.env")).collect();
+    let mut seen = Vec::new();
+    for k in 1..=4 {
+        let shard = format!("{k}/4");
+        let mut args = vec![
+            "scan",
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--show-secrets",
+        ];
+        args.extend(roots.iter().map(String::as_str));
+        let (_, o, e) = run(d, &args);
+        let v: Value = serde_json::from_str(&o).unwrap_or_else(|_| panic!("{e}"));
+        seen.extend(creds(&v).iter().map(|c| c["parts"]["key_id"].to_string()));
+    }
+    seen.sort();
+    let n = seen.len();
+    seen.dedup();
+    assert_eq!(
+        (n, seen.len()),
+        (8, 8),
+        "each root file in one part: {seen:?}"
+    );
+
     // The same in SARIF: a result for each place.
     let (_, sarif, _) = run(
         d,

@@ -3,6 +3,7 @@
 //! keys live), symlinks followed only when asked. Files up to `chunk` bytes are read whole into
 //! a buffer each thread reuses; bigger ones stream through overlapping windows.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ where
     F: FnMut(Blob) + Send,
 {
     let repos: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>> = Default::default();
-    let (found, find) = (repos.clone(), opts.find_repos);
+    let (found, find, shard) = (repos.clone(), opts.find_repos, opts.shard);
     let mut b = WalkBuilder::new(&roots[0]);
     for r in &roots[1..] {
         b.add(r);
@@ -69,8 +70,14 @@ where
                 }
                 return false;
             }
+            let dir = e.file_type().is_some_and(|t| t.is_dir());
+            // Another shard's file is dropped here, before the walker queues it for a thread:
+            // each shard lists every directory, and that is all it should spend on the rest.
+            if !dir && shard.is_some_and(|s| !s.owns(display_name(e.path()).as_bytes())) {
+                return false;
+            }
             let bare = find
-                && e.file_type().is_some_and(|t| t.is_dir())
+                && dir
                 && e.path().join("HEAD").is_file()
                 && e.path().join("objects").is_dir()
                 && e.path().join("refs").is_dir();
@@ -97,8 +104,9 @@ where
                 return WalkState::Continue;
             }
             let name = display_path(entry.path());
-            // A shard reads, and counts, only its share of the files.
-            if opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
+            // A shard reads, and counts, only its share of the files: `filter_entry` dropped
+            // the others, except the roots, which the walker does not filter.
+            if entry.depth() == 0 && opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
                 return WalkState::Continue;
             }
             if ft.is_symlink() {
@@ -127,12 +135,18 @@ where
 
 /// A path as users want to see it: without a leading `./`, with `/` separators.
 pub fn display_path(p: &Path) -> String {
+    display_name(p).into_owned()
+}
+
+/// `display_path` borrowed from `p` where it can be (a UTF-8 path, `/` separators): what a
+/// shard hashes for every file it walks past, without copying each name.
+fn display_name(p: &Path) -> Cow<'_, str> {
     let p = p.strip_prefix(".").unwrap_or(p);
     let s = p.to_string_lossy();
     if std::path::MAIN_SEPARATOR == '\\' {
-        s.replace('\\', "/")
+        Cow::Owned(s.replace('\\', "/"))
     } else {
-        s.into_owned()
+        s
     }
 }
 
