@@ -37,7 +37,7 @@ pub struct ImageOptions {
     /// Copy the git repositories met in the filesystems for their history (`GitCollector`),
     /// at most this many bytes; `None`: `--no-git-history`.
     pub git_budget: Option<u64>,
-    /// Only this shard's part of a local disk: the raw pass's units (by number) and the files
+    /// Only this shard's part of a local disk: the raw pass's units (dealt in turn) and the files
     /// (by path); git histories by object id. (A remote disk is one shard's whole.)
     pub shard: Option<crate::shard::Shard>,
 }
@@ -296,10 +296,7 @@ pub fn raw_pass<F>(
                         break;
                     }
                     let hi = (lo + UNIT).min(len);
-                    if opts
-                        .shard
-                        .is_some_and(|s| !s.owns(&(lo / UNIT).to_le_bytes()))
-                    {
+                    if opts.shard.is_some_and(|s| !s.owns_nth(lo / UNIT)) {
                         continue;
                     }
                     unit_pass(disk, map, origin, lo, hi, opts, stats, &mut w);
