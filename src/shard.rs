@@ -89,11 +89,24 @@ impl Shard {
         self.count <= 1 || i % u64::from(self.count) == u64::from(self.index)
     }
 
+    /// Is piece `i` of a big file this shard's? A file longer than `PIECE` is not left to
+    /// one shard: its pieces are dealt in turn, from the shard its path falls in (`first`,
+    /// which owns piece 0 and counts the file). Every shard reads such a file through, for
+    /// the line numbers, and scans only its pieces.
+    pub fn owns_piece(&self, first: u32, i: u64) -> bool {
+        self.count <= 1 || (u64::from(first) + i) % u64::from(self.count) == u64::from(self.index)
+    }
+
     /// `K/N`, 1-based.
     pub fn label(&self) -> String {
         format!("{}/{}", self.index + 1, self.count)
     }
 }
+
+/// The pieces a big file is split into among shards (`Shard::owns_piece`): 32 MiB, as an
+/// image's raw units. On the bench volume one 76 MB file of 664 MB of files made one part
+/// read 455 MB to another's 340.
+pub const PIECE: u64 = 32 << 20;
 
 /// A file name with `{shard}` in it, for this shard (its 1-based number): each part's own file,
 /// for engines that give no shell to expand an index in (AWS Batch).

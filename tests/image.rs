@@ -817,4 +817,74 @@ fn a_disk_in_four_shards_merges_to_the_single_report() {
     let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
     assert_eq!(merged["summary"]["bytes"], single["summary"]["bytes"]);
+    assert_eq!(merged["summary"]["files"], single["summary"]["files"]);
+}
+
+/// A file bigger than a shard's piece (32 MiB) is dealt among the shards by piece: each part
+/// scans its pieces, with their line numbers, and the merge is the single run's report, one
+/// key across the pieces' edge included.
+#[test]
+fn a_big_file_s_pieces_are_dealt_among_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(2117);
+    std::fs::create_dir_all(d.join("root/var/log")).unwrap();
+    // Sparse: text at a few places, holes between (mkfs.ext4 -d keeps them).
+    let mut f = std::fs::File::create(d.join("root/var/log/big.log")).unwrap();
+    f.set_len(34 << 20).unwrap();
+    let mut pairs = Vec::new();
+    for at in [1000u64, (32 << 20) - 40, (33 << 20) + 5] {
+        let (k, s) = keys.pair();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        write!(
+            f,
+            "\nline\nAWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n"
+        )
+        .unwrap();
+        pairs.push(k);
+    }
+    drop(f);
+    tool(d, &["mkfs.ext4", "-q", "-F", "-d", "root", "fs.img", "48M"]);
+    let (code, single) = image_json(d, &["fs.img"]);
+    assert_eq!(code, 1, "{single:#}");
+    let with_lines = |v: &Value| {
+        let mut p: Vec<String> = creds(v)
+            .iter()
+            .flat_map(|c| c["places"].as_array().unwrap().iter())
+            .map(|p| format!("{} {} {} {}", p["inner"], p["offset"], p["line"], p["raw"]))
+            .collect();
+        p.sort();
+        p
+    };
+    for k in &pairs {
+        let p = places_of(&single, k);
+        assert!(p.iter().any(|p| p["line"].as_u64() > Some(1)), "{p:#?}");
+    }
+    let parts = tempfile::tempdir().unwrap();
+    let mut found = Vec::new();
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let args = ["image", "fs.img", "--shard", &shard, "--format", "json"];
+        let (code, _, err) = run(
+            d,
+            &[&args[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
+        );
+        assert!(code <= 1, "{err}");
+        let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        // Places in the file (not the raw pass's, which any part may hold).
+        let in_file = creds(&v)
+            .iter()
+            .flat_map(|c| c["places"].as_array().unwrap().iter())
+            .filter(|p| p["inner"].to_string().contains("/var/log/big.log"))
+            .count();
+        found.push(in_file);
+    }
+    assert_eq!(found.iter().sum::<usize>(), 3, "{found:?}");
+    assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
+    let merged = merged(d, parts.path());
+    assert_eq!(with_lines(&merged), with_lines(&single));
+    for what in ["bytes", "files"] {
+        assert_eq!(merged["summary"][what], single["summary"][what], "{what}");
+    }
 }

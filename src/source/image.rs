@@ -304,7 +304,10 @@ pub fn raw_pass<F>(
             });
         }
     });
-    stats.files.fetch_add(1, Ordering::Relaxed);
+    // The disk is one file of the summary: counted by the shard of its first unit alone, so
+    // that the parts' counts add up to the whole run's.
+    let first = opts.shard.is_none_or(|s| s.owns_nth(0));
+    stats.files.fetch_add(u64::from(first), Ordering::Relaxed);
 }
 
 /// Bytes of the disk a thread takes at a time: small enough that threads finish together, big

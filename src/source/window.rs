@@ -82,6 +82,51 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
     }
 }
 
+/// Hands on the parts of `b` that lie in the pieces `ours` accepts (piece `i` is bytes
+/// `[i * piece, (i + 1) * piece)` of the input), each cut down to what it owns with `overlap`
+/// bytes of context on either side, its offset, line and column moved to match. Over the
+/// windows of an input, the pieces' owners together own every byte once. Returns the bytes
+/// handed on as owned.
+pub fn pieces<F: FnMut(Blob)>(
+    b: Blob,
+    piece: u64,
+    overlap: usize,
+    ours: impl Fn(u64) -> bool,
+    handle: &mut F,
+) -> u64 {
+    let piece = piece.max(1);
+    let (lo, hi) = (b.offset + b.own.start as u64, b.offset + b.own.end as u64);
+    if lo >= hi {
+        return 0;
+    }
+    let mut owned = 0;
+    let (mut line, mut column, mut at) = (b.line, b.column, 0usize);
+    for i in lo / piece..=(hi - 1) / piece {
+        if !ours(i) {
+            continue;
+        }
+        // The piece's share of what `b` owns, relative to `b.data`.
+        let s = ((i * piece).max(lo) - b.offset) as usize;
+        let e = (((i + 1) * piece).min(hi) - b.offset) as usize;
+        let from = s.saturating_sub(overlap);
+        let to = (e + overlap).min(b.data.len());
+        if !b.origin.raw {
+            advance(&b.data[at..from], &mut line, &mut column);
+        }
+        at = from;
+        owned += (e - s) as u64;
+        handle(Blob {
+            data: &b.data[from..to],
+            origin: b.origin.clone(),
+            offset: b.offset + from as u64,
+            line,
+            column,
+            own: s - from..e - from,
+        });
+    }
+    owned
+}
+
 /// Moves the line and column of a window's start past `skipped` bytes.
 fn advance(skipped: &[u8], line: &mut u64, column: &mut u64) {
     match memchr::memrchr(b'\n', skipped) {
@@ -195,6 +240,73 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
         }
         assert_eq!(owned.last().unwrap().1, data.len() as u64);
+    }
+
+    /// A file's pieces dealt among 3 shards: every byte owned once over all of them, each
+    /// part's line and column those of its first byte, and its context no more than asked.
+    #[test]
+    fn pieces_of_a_file_are_owned_once_among_shards() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let data: Vec<u8> = (0..300_000)
+            .map(|_| {
+                if rng.u8(..) < 10 {
+                    b'\n'
+                } else {
+                    b'a' + rng.u8(..26)
+                }
+            })
+            .collect();
+        let origin = Arc::new(Origin::file("x"));
+        for (chunk, piece) in [
+            (16 << 10, 40_000u64),
+            (64 << 10, 10_000),
+            (8 << 10, 1 << 20),
+        ] {
+            let mut owned = Vec::new();
+            for k in 0..3u64 {
+                let mut buf = Vec::new();
+                let mut counted = 0;
+                stream(
+                    &mut &data[..],
+                    &origin,
+                    chunk,
+                    1024,
+                    &mut buf,
+                    &mut |b: Blob| {
+                        counted += pieces(b, piece, 1024, |i| i % 3 == k, &mut |p: Blob| {
+                            let o = p.offset as usize;
+                            assert_eq!(p.data, &data[o..o + p.data.len()]);
+                            assert_eq!(
+                                p.line,
+                                memchr::memchr_iter(b'\n', &data[..o]).count() as u64
+                            );
+                            let bol = memchr::memrchr(b'\n', &data[..o]).map_or(0, |n| n + 1);
+                            assert_eq!(p.column, (o - bol) as u64);
+                            assert!(p.own.start <= 1024 && p.data.len() - p.own.end <= 1024);
+                            let (s, e) = (o + p.own.start, o + p.own.end);
+                            assert!(s < e && (s as u64 / piece) % 3 == k);
+                            assert_eq!((e as u64 - 1) / piece, s as u64 / piece, "one piece");
+                            owned.push((s, e));
+                        });
+                    },
+                )
+                .unwrap();
+                assert_eq!(
+                    counted,
+                    owned
+                        .iter()
+                        .filter(|r| (r.0 as u64 / piece) % 3 == k)
+                        .map(|r| (r.1 - r.0) as u64)
+                        .sum::<u64>()
+                );
+            }
+            owned.sort();
+            assert_eq!(owned[0].0, 0);
+            for w in owned.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "{chunk} {piece}");
+            }
+            assert_eq!(owned.last().unwrap().1, data.len());
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::gitcopy::{GitCollector, Tee};
 use super::partition::Part;
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
+use crate::shard::PIECE;
 
 mod ext4;
 mod fat;
@@ -342,17 +343,31 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
                 g.copy(self.base, &place, name, len, false)
             });
         let mut tee = Tee::new(r, copy, len);
-        if self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
+        let pieces = self.opts.shard.and_then(|s| {
+            // A big file (read in windows) is dealt among the shards by piece.
+            let big = len > crate::shard::PIECE && len > self.opts.chunk as u64;
+            big.then(|| (s, crate::shard::bucket(name.as_bytes(), s.count)))
+        });
+        if pieces.is_none() && self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
             // Another shard's file: only copied, when a repository's.
             if tee.copying() {
                 let _ = std::io::copy(&mut tee, &mut std::io::sink());
             }
             return;
         }
-        self.read_file(name, len, &mut tee)
+        self.read_file(name, len, &mut tee, pieces)
     }
 
-    fn read_file(&mut self, name: &str, len: u64, r: &mut dyn Read) {
+    /// `pieces`: this shard and the one `name` falls in, for a big file whose pieces are dealt
+    /// among shards (`Shard::owns_piece`): only this shard's are scanned and counted, and the
+    /// file itself (and an error reading it) only by the shard of its first piece.
+    fn read_file(
+        &mut self,
+        name: &str,
+        len: u64,
+        r: &mut dyn Read,
+        pieces: Option<(crate::shard::Shard, u32)>,
+    ) {
         let mut o = self.base.clone();
         o.inner.push(self.label.to_string());
         o.inner.push(name.to_string());
@@ -375,7 +390,7 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         } else {
             let mut buf = std::mem::take(&mut self.buf);
             let (chunk, overlap) = (self.opts.chunk, self.opts.overlap);
-            let n = super::window::stream(r, &origin, chunk, overlap, &mut buf, &mut |b: Blob| {
+            let mut send = |b: Blob| {
                 self.send(Job {
                     origin: b.origin,
                     data: b.data.to_vec(),
@@ -385,10 +400,33 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
                     own: b.own,
                     whole: false,
                 })
+            };
+            let mut owned = 0;
+            let n = super::window::stream(r, &origin, chunk, overlap, &mut buf, &mut |b: Blob| {
+                match pieces {
+                    Some((s, first)) => {
+                        let ours = |i| s.owns_piece(first, i);
+                        owned += super::window::pieces(b, PIECE, overlap, ours, &mut send);
+                    }
+                    None => send(b),
+                }
             });
             self.buf = buf;
-            n.map(|n| self.stats.read(n))
+            n.map(|n| match pieces {
+                Some((s, first)) => {
+                    let stats = self.stats;
+                    stats
+                        .files
+                        .fetch_add(u64::from(s.owns_piece(first, 0)), Ordering::Relaxed);
+                    stats.bytes.fetch_add(owned, Ordering::Relaxed);
+                }
+                None => self.stats.read(n),
+            })
         };
+        if pieces.is_some_and(|(s, first)| !s.owns_piece(first, 0)) {
+            // The shard of the file's first piece read the same bytes and names the error.
+            return;
+        }
         if let Err(e) = result {
             self.stats
                 .skip(Skip::Unreadable, Some(format!("{origin}: {e}")));
