@@ -345,7 +345,7 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         let mut tee = Tee::new(r, copy, len);
         let pieces = self.opts.shard.and_then(|s| {
             // A big file (read in windows) is dealt among the shards by piece.
-            let big = len > crate::shard::PIECE && len > self.opts.chunk as u64;
+            let big = len > PIECE && len > self.opts.chunk as u64;
             big.then(|| (s, crate::shard::bucket(name.as_bytes(), s.count)))
         });
         if pieces.is_none() && self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
