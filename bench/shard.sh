@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What sharding costs: a scan run whole, then as 4 shards one after another (as 4 machines
 # would run them), and their merge, in one invocation; CPU time (user + system) summed over the
-# shards against the whole run's. Ideally 1.0: every shard reads only its share; what a shard
-# repeats (walking the directory tree, listing, walking git history) shows above it.
+# shards against the whole run's, and the smallest and biggest part's bytes (how even the
+# split is). Ideally 1.0: every shard reads only its share; what a shard repeats (walking the
+# directory tree, listing, walking git history) shows above it.
 #
 #   bench/shard.sh [TREE] [IMAGE] [REPO]
 #
@@ -43,7 +44,9 @@ def key(p):
     v = json.load(open(p))
     return sorted((c["fingerprint"], pl["path"], str(pl.get("inner")), pl["offset"])
                   for c in v["credentials"] for pl in c["places"])
-print("same" if key(sys.argv[1]) == key(sys.argv[2]) else "DIFFERENT")
+same = key(sys.argv[1]) == key(sys.argv[2])
+b = json.load(open(sys.argv[2]))["summary"]["shards"]
+print(("same" if same else "DIFFERENT") + "   parts %.0f to %.0f MB" % (b["bytes_min"] / 1e6, b["bytes_max"] / 1e6))
 EOF
 )
   printf '%-6s whole %6.2f s CPU   4 shards %6.2f s CPU (%.2fx)   merge %.2f s   reports: %s\n' \
