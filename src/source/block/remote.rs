@@ -789,26 +789,9 @@ pub(crate) mod tests {
     /// flight, and what comes is cached and tapped once.
     #[test]
     fn read_ahead_runs_in_the_background_on_hits_too() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        // Blocks 0, 2, 3, 5, 6, 8, 9, 11, ... are written (`mem`).
-        let m = mem(60, 512, None);
-        let opts = Options {
-            concurrency: 4,
-            cache_bytes: 1024 * 512,
-        };
-        let r = Remote::new(m.clone(), rt.handle().clone(), opts);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1000);
-        r.set_tap(Some(tx));
+        let (_rt, m, r, rx) = background_disk();
         let mut buf = vec![0u8; 512];
-        let asked = || {
-            let mut v = m.asked.lock().unwrap().clone();
-            v.sort();
-            v
-        };
+        let asked = || sorted_asks(&m);
         // A miss: block 0 and, in the background, 3 more (4 in flight at most).
         assert_eq!(r.read_at(&mut buf, 0).unwrap(), 512);
         r.settled();
@@ -822,24 +805,23 @@ pub(crate) mod tests {
             assert_eq!(r.read_at(&mut buf, i * 512).unwrap(), 512);
             assert_eq!(buf, m.data[(i * 512) as usize..((i + 1) * 512) as usize]);
         }
-        r.sweep();
-        r.set_tap(None);
-        let mut tapped: Vec<u64> = rx.try_iter().map(|(o, _)| o / 512).collect();
-        tapped.sort();
-        assert_eq!(tapped, m.written);
-        assert_eq!(asked(), m.written, "each written block once");
+        swept_each_once(&r, &rx, &m);
     }
 
-    /// Reads that go down the disk get read-ahead downward: the written blocks below, not
-    /// those above (which a walk going down will not ask for soon).
-    #[test]
-    fn read_ahead_follows_reads_down_the_disk() {
+    /// `mem(60, 512)` (blocks 0, 2, 3, 5, 6, 8, 9, 11, ... written) as a remote disk on a
+    /// two-thread runtime (read-ahead in the background), 4 requests at once, a cache of
+    /// 1,024 blocks, and its tap.
+    fn background_disk() -> (
+        tokio::runtime::Runtime,
+        Arc<Mem>,
+        Remote,
+        std::sync::mpsc::Receiver<Fetched>,
+    ) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        // Blocks 0, 2, 3, 5, 6, 8, 9, 11, ... are written (`mem`).
         let m = mem(60, 512, None);
         let opts = Options {
             concurrency: 4,
@@ -848,12 +830,33 @@ pub(crate) mod tests {
         let r = Remote::new(m.clone(), rt.handle().clone(), opts);
         let (tx, rx) = std::sync::mpsc::sync_channel(1000);
         r.set_tap(Some(tx));
+        (rt, m, r, rx)
+    }
+
+    /// The blocks `m` was asked for, in order.
+    fn sorted_asks(m: &Mem) -> Vec<u64> {
+        let mut v = m.asked.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+
+    /// After the sweep, every written block was tapped once and asked for once.
+    fn swept_each_once(r: &Remote, rx: &std::sync::mpsc::Receiver<Fetched>, m: &Mem) {
+        r.sweep();
+        r.set_tap(None);
+        let mut tapped: Vec<u64> = rx.try_iter().map(|(o, _)| o / 512).collect();
+        tapped.sort();
+        assert_eq!(tapped, m.written);
+        assert_eq!(sorted_asks(m), m.written, "each written block once");
+    }
+
+    /// Reads that go down the disk get read-ahead downward: the written blocks below, not
+    /// those above (which a walk going down will not ask for soon).
+    #[test]
+    fn read_ahead_follows_reads_down_the_disk() {
+        let (_rt, m, r, rx) = background_disk();
         let mut buf = vec![0u8; 512];
-        let asked = || {
-            let mut v = m.asked.lock().unwrap().clone();
-            v.sort();
-            v
-        };
+        let asked = || sorted_asks(&m);
         // The first read reads ahead upward.
         assert_eq!(r.read_at(&mut buf, 39 * 512).unwrap(), 512);
         r.settled();
@@ -866,12 +869,7 @@ pub(crate) mod tests {
             assert_eq!(r.read_at(&mut buf, i * 512).unwrap(), 512);
             assert_eq!(buf, m.data[(i * 512) as usize..((i + 1) * 512) as usize]);
         }
-        r.sweep();
-        r.set_tap(None);
-        let mut tapped: Vec<u64> = rx.try_iter().map(|(o, _)| o / 512).collect();
-        tapped.sort();
-        assert_eq!(tapped, m.written);
-        assert_eq!(asked(), m.written, "each written block once");
+        swept_each_once(&r, &rx, &m);
     }
 
     /// Blocks fetched before there is a tap (a disk's format read) are held for it, up to
