@@ -479,15 +479,55 @@ pub struct RawJob {
 }
 
 impl Seg {
-    /// The bytes `[x, y)` to scan: a view of the piece that holds them all (no copy), or a
-    /// copy joined from several. (What is kept is copied: a view would keep its whole block.)
-    fn slice(&self, x: u64, y: u64) -> Bytes {
-        for (s, d) in &self.pieces {
-            if *s <= x && y <= s + d.len() as u64 {
-                return d.slice((x - s) as usize..(y - s) as usize);
+    /// Jobs owning `[g0, g1)`, each with `ov` bytes of context on each side (less at the run's
+    /// ends). Where a piece holds a stretch with its context, the job is a view of the piece
+    /// (no copy); only around the joints between pieces are bytes copied, `4 * ov` a joint.
+    /// (One job joined from every piece copied each block a second time: the raw pass of a
+    /// snapshot swept in order copied 1.4 times the bytes it scanned.)
+    fn jobs(&self, g0: u64, g1: u64, ov: u64, out: &mut Vec<RawJob>) {
+        let context = |u: u64, v: u64| (u.saturating_sub(ov).max(self.a), (v + ov).min(self.b));
+        let mut at = g0;
+        while at < g1 {
+            let Some((s, d)) = self
+                .pieces
+                .iter()
+                .find(|(s, d)| *s <= at && at < s + d.len() as u64)
+            else {
+                // Not held (it cannot be: what is unscanned is kept with its context).
+                debug_assert!(false, "byte {at} not held");
+                return;
+            };
+            let (s, e) = (*s, s + d.len() as u64);
+            // A view of this piece can own from where the context before starts in it (at
+            // once in the run's first piece) to where the context after runs out of it (never
+            // in its last).
+            let from = if s <= self.a { at } else { at.max(s + ov) };
+            let upto = if e >= self.b {
+                g1
+            } else {
+                g1.min(e.saturating_sub(ov))
+            };
+            if from == at && upto > at {
+                let (x, y) = context(at, upto);
+                out.push(RawJob {
+                    offset: x,
+                    data: d.slice((x - s) as usize..(y - s) as usize),
+                    own: (at, upto),
+                });
+                at = upto;
+                continue;
             }
+            // Astride a joint: joined, up to where a view can own again (in this piece, or
+            // past the next joint when this piece is too short to hold any context).
+            let upto = g1.min(if from < upto { from } else { e + ov });
+            let (x, y) = context(at, upto);
+            out.push(RawJob {
+                offset: x,
+                data: Bytes::from(self.bytes(x, y)),
+                own: (at, upto),
+            });
+            at = upto;
         }
-        Bytes::from(self.bytes(x, y))
     }
 
     /// The bytes `[x, y)`, which the pieces must hold.
@@ -581,12 +621,7 @@ impl Assembler {
                 gaps.push((at, hi));
             }
             for (g0, g1) in gaps.into_iter().filter(|g| g.0 < g.1) {
-                let (x, y) = (g0.saturating_sub(ov).max(seg.a), (g1 + ov).min(seg.b));
-                jobs.push(RawJob {
-                    offset: x,
-                    data: seg.slice(x, y),
-                    own: (g0, g1),
-                });
+                seg.jobs(g0, g1, ov, &mut jobs);
             }
             seg.reported = vec![(lo, hi)];
             // Keep only the context later scans at an open edge need.
@@ -709,7 +744,14 @@ mod tests {
     #[test]
     fn assembler_owns_every_byte_once_whatever_the_order() {
         let bs = 512u64;
-        let ov = 1200u64; // more than two blocks: context spans several arrivals
+        // More than two blocks (context spans several arrivals), and less than a fifth of one
+        // (jobs are views of a block but around its joints).
+        for ov in [1200u64, 100] {
+            assembled_in_any_order(bs, ov);
+        }
+    }
+
+    fn assembled_in_any_order(bs: u64, ov: u64) {
         let blocks = 64u64;
         let written: Vec<u64> = (0..blocks).filter(|i| i % 9 != 4).collect();
         let mut ranges = Vec::new();
@@ -777,5 +819,40 @@ mod tests {
             }
             assert_eq!(asm.held(), 0);
         }
+    }
+
+    /// Blocks arriving in order, as the sweep hands them over: each job is a view of a block
+    /// but around the joints between blocks, where at most `4 * ov` bytes are copied.
+    #[test]
+    fn assembler_copies_only_around_joints() {
+        let (bs, ov, blocks) = (8192u64, 256u64, 16u64);
+        let disk: Vec<u8> = (0..blocks * bs).map(|i| (i * 7 % 251) as u8).collect();
+        let mut asm = Assembler::new(vec![(0, blocks * bs)], ov);
+        let (mut arrived, mut jobs) = (Vec::new(), Vec::new());
+        for i in 0..blocks {
+            let b = Bytes::copy_from_slice(&disk[(i * bs) as usize..((i + 1) * bs) as usize]);
+            arrived.push(b.clone());
+            jobs.extend(asm.add(i * bs, b));
+        }
+        jobs.extend(asm.finish());
+        let mut owned = vec![0u8; disk.len()];
+        let mut copied = 0;
+        for j in &jobs {
+            let (s, e) = (j.offset as usize, j.offset as usize + j.data.len());
+            assert_eq!(j.data, &disk[s..e]);
+            owned[j.own.0 as usize..j.own.1 as usize]
+                .iter_mut()
+                .for_each(|o| *o += 1);
+            let p = j.data.as_ptr();
+            if !arrived.iter().any(|b| b.as_ptr_range().contains(&p)) {
+                copied += j.data.len() as u64;
+            }
+        }
+        assert!(owned.iter().all(|&n| n == 1), "every byte owned once");
+        assert!(
+            copied <= (blocks - 1) * 4 * ov,
+            "{copied} bytes copied for {} joints",
+            blocks - 1
+        );
     }
 }
