@@ -493,8 +493,15 @@ impl Seg {
                 .iter()
                 .find(|(s, d)| *s <= at && at < s + d.len() as u64)
             else {
-                // Not held (it cannot be: what is unscanned is kept with its context).
+                // Not held (it cannot be: what is unscanned is kept with its context). Joined
+                // as before, with what is held.
                 debug_assert!(false, "byte {at} not held");
+                let (x, y) = context(at, g1);
+                out.push(RawJob {
+                    offset: x,
+                    data: Bytes::from(self.bytes(x, y)),
+                    own: (at, g1),
+                });
                 return;
             };
             let (s, e) = (*s, s + d.len() as u64);

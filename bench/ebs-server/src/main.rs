@@ -7,11 +7,12 @@
 //! EBS direct APIs ListSnapshotBlocks (paginated, 10,000 a page) and GetSnapshotBlock, with
 //! AWS's 512 KiB blocks. Only the blocks that are not all zeros are listed, as a snapshot lists
 //! only written blocks; each body carries x-amz-Data-Length and x-amz-Checksum (SHA-256, base64,
-//! computed once at start). Bodies are sent from the image with sendfile(2), so the server's own
-//! cost on the cores keyhound is measured on stays small. Prints `ready N written blocks on PORT` once it listens.
-//! `GET /stats` returns `{"blocks": N}`, the block requests served. With
-//! `EBS_BENCH_LATENCY_MS=N` in its environment, each GetSnapshotBlock answer waits N ms first
-//! (the time a request takes on AWS, where loopback takes none).
+//! computed once at start). Bodies are sent from the image with sendfile(2), so that the
+//! server's own cost on the cores keyhound is measured on stays small. Prints
+//! `ready N written blocks on PORT` once it listens. `GET /stats` returns `{"blocks": N}`, the
+//! block requests served. With `EBS_BENCH_LATENCY_MS=N` in its environment, each
+//! GetSnapshotBlock answer waits N ms first (the time a request takes on AWS, where loopback
+//! takes none).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
