@@ -12,7 +12,8 @@
 # keyhound's GetSnapshotBlock rate (default 1000, AWS's quota: the floor it sets is printed);
 # pass a high one to measure keyhound rather than the quota. Prints both times, the ratio
 # (target <= 1.5), peak RSS of each (snapshot target < 512 MB), blocks a second, the blocks
-# the server served per run against the written blocks (each once), and the pairs found by each.
+# the server served per run against the written blocks (each once), the pairs found by each, and
+# the server's own CPU a run (it shares the cores keyhound is measured on).
 # KEYHOUND=PATH measures that binary instead of the release build (bench/keyhound.sh).
 # EBS_BENCH_LATENCY_MS=N makes the server wait N ms before each block it sends, as a request
 # takes time on AWS and none on loopback (the walk's read-ahead shows there).
@@ -56,11 +57,16 @@ served() { curl -s "$AWS_ENDPOINT_URL/stats" | tr -dc 0-9; }
 cat "$img" >/dev/null
 t_img=() t_snap=()
 before=$(served)
+# The server's CPU (user + system, clock ticks): it runs on the cores keyhound is measured on,
+# where on AWS it would not.
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat" 2>/dev/null || echo 0; }
+ticks_before=$(server_ticks)
 for _ in $(seq "$runs"); do
   t_img+=("$(secs "${image[@]}")")
   t_snap+=("$(secs "${snapshot[@]}")")
 done
 per_run=$(( ($(served) - before) / runs ))
+server_cpu=$(echo "($(server_ticks) - $ticks_before) / $runs / $(getconf CLK_TCK)" | bc -l)
 t_img=$(best "${t_img[@]}")
 t_snap=$(best "${t_snap[@]}")
 rss() { { /usr/bin/time -f '%M' "$@" >/dev/null; } 2>&1 | tail -1 || true; }
@@ -72,4 +78,5 @@ printf 'image    %6.2f s  peak RSS %4.0f MB  %d pairs\n' "$t_img" "$(echo "$rss_
 printf 'snapshot %6.2f s  peak RSS %4.0f MB  %d pairs  %d written blocks, %d served a run, %.0f blocks/s (rate %s/s: floor %.2f s)\n' \
   "$t_snap" "$(echo "$rss_snap / 1024" | bc -l)" "$found_snap" "$written" "$per_run" \
   "$(echo "$written / $t_snap" | bc -l)" "$rate" "$(echo "$written / $rate" | bc -l)"
+printf 'server   %6.2f core-seconds a run, on the same cores\n' "$server_cpu"
 printf 'snapshot / image = %.2f (target <= 1.5)\n' "$(echo "$t_snap / $t_img" | bc -l)"
