@@ -541,13 +541,18 @@ impl ext4_view::Ext4Read for Slice {
 /// each read is a system call (53,000 of 28 KiB on average for the 1.5 GB of files of a 2 GiB
 /// volume). A read that starts where the last one ended is served from a buffer filled
 /// `READ_AHEAD` bytes at a time (10,400 reads); scattered reads (inodes, directory blocks) are
-/// made as asked, so they do not pull in bytes nobody wants.
+/// made as asked, so they do not pull in bytes nobody wants. The buffer is filled with twice
+/// what the sequential run has read so far, up to `READ_AHEAD`, so a short file does not pull
+/// in 256 KiB past its end: a shard, which reads one file in four, read 2.6 GB from the page
+/// cache for the 1.2 GB of the whole run.
 pub struct ReadAhead {
     slice: Slice,
     buf: Vec<u8>,
     /// Where `buf[0]` is in the slice.
     at: u64,
     last_end: u64,
+    /// Where the current run of sequential reads started.
+    run: u64,
 }
 
 const READ_AHEAD: usize = 256 << 10;
@@ -559,6 +564,7 @@ impl ReadAhead {
             buf: Vec::new(),
             at: 0,
             last_end: u64::MAX,
+            run: 0,
         }
     }
 }
@@ -575,7 +581,8 @@ impl ext4_view::Ext4Read for ReadAhead {
             let o = (start_byte - self.at) as usize;
             dst.copy_from_slice(&self.buf[o..o + dst.len()]);
         } else if start_byte == self.last_end && dst.len() < READ_AHEAD && end <= self.slice.len {
-            let n = READ_AHEAD.min((self.slice.len - start_byte) as usize);
+            let ahead = (2 * (start_byte - self.run)).clamp(dst.len() as u64, READ_AHEAD as u64);
+            let n = (ahead as usize).min((self.slice.len - start_byte) as usize);
             self.buf.resize(n, 0);
             let got = self.slice.read_at(&mut self.buf, start_byte);
             let got = got.inspect_err(|_| self.buf.clear())?;
@@ -587,6 +594,7 @@ impl ext4_view::Ext4Read for ReadAhead {
             dst.copy_from_slice(&self.buf[..dst.len()]);
         } else {
             ext4_view::Ext4Read::read(&mut self.slice, start_byte, dst)?;
+            self.run = start_byte;
         }
         self.last_end = end;
         Ok(())
