@@ -30,6 +30,7 @@ use crate::source::gitcopy::GitCollector;
 use crate::source::image::ImageOptions;
 use crate::source::s3::{self, KeyFilter, ListQuery, Location, ObjectInfo, Stream, Target};
 use crate::source::window::stream;
+use crate::source::window::Counted;
 use crate::source::{Skip, Stats};
 
 /// List prices of S3 Standard requests (US East), per 1,000.
@@ -465,13 +466,13 @@ impl Reader<'_> {
                 Ok(s) => s,
                 Err(e) => return self.fail(o, e.message),
             };
-            let mut r = Counted(Cursor::new(head).chain(s), 0);
+            let mut r = Counted::new(Cursor::new(head).chain(s));
             match kind {
                 Some(kind) => {
                     let mut ex = Expander::new(archives, self.stats, o.size, &mut handle)
                         .git(self.git.as_ref());
                     let ok = ex.reader(&mut r, kind, &origin);
-                    self.read(r.1);
+                    self.read(r.n);
                     if ok {
                         return;
                     }
@@ -480,7 +481,7 @@ impl Reader<'_> {
                     let mut buf = Vec::new();
                     let (chunk, overlap) = (OBJECT_WINDOW, self.options.overlap);
                     let res = stream(&mut r, &origin, chunk, overlap, &mut buf, &mut handle);
-                    self.read(r.1);
+                    self.read(r.n);
                     if let Err(e) = res {
                         self.fail(o, e);
                     }
@@ -557,16 +558,5 @@ impl Reader<'_> {
                 o.size as f64 / (1 << 20) as f64,
             );
         }
-    }
-}
-
-/// A reader that counts what passes through it.
-struct Counted<R: Read>(R, u64);
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.0.read(buf)?;
-        self.1 += n as u64;
-        Ok(n)
     }
 }

@@ -14,6 +14,7 @@ use std::io::{self, Cursor, Read, Seek};
 use std::sync::Arc;
 
 use super::gitcopy::{GitCollector, Tee};
+use super::window::Counted;
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 
@@ -415,10 +416,7 @@ impl<'a, F: FnMut(Blob)> Expander<'a, F> {
         self.entries += 1;
         self.budget()?;
         let remaining = self.limits.max_bytes.saturating_sub(self.expanded) + 1;
-        let mut counted = Counted {
-            inner: r.take(remaining),
-            n: 0,
-        };
+        let mut counted = Counted::new(r.take(remaining));
         let (head, rest) = peek(&mut counted)?;
         let kind = (depth < self.limits.max_depth)
             .then(|| sniff(&head))
@@ -517,19 +515,6 @@ impl Drop for Inflater {
     fn drop(&mut self) {
         // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
         unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0.as_ptr()) }
-    }
-}
-
-struct Counted<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
     }
 }
 

@@ -21,6 +21,26 @@ pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize>
     Ok(n)
 }
 
+/// A reader that counts the bytes it has given.
+pub(crate) struct Counted<R> {
+    pub inner: R,
+    pub n: u64,
+}
+
+impl<R> Counted<R> {
+    pub fn new(inner: R) -> Counted<R> {
+        Counted { inner, n: 0 }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
 /// Feeds a reader through overlapping windows of at most `chunk + overlap` bytes. Each window
 /// owns the detections that start after the previous window's end (the overlap is context only),
 /// and a window ends at a line break when one is near, so no token is cut where it is owned.

@@ -15,6 +15,7 @@ use super::archive::{self, Limits};
 use super::block::{Disk, Slice};
 use super::gitcopy::{GitCollector, Tee};
 use super::partition::Part;
+use super::window::Counted;
 use super::{Skip, Stats};
 use crate::blob::{Blob, Origin};
 use crate::shard::PIECE;
@@ -355,12 +356,33 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
             }
             return;
         }
-        self.read_file(name, len, &mut tee, pieces)
+        // A big file is read only as far as this shard's last piece of it, and that piece's
+        // context past its end: the pieces after it are other shards', and the bytes before
+        // it are read only for the line numbers. A shard with no piece of it reads none of it
+        // (a repository's file is still copied whole).
+        let mut stop = len;
+        if let Some((s, first)) = pieces.filter(|_| !tee.copying()) {
+            match (0..len.div_ceil(PIECE))
+                .rev()
+                .find(|&i| s.owns_piece(first, i))
+            {
+                Some(last) => {
+                    stop = ((last + 1) * PIECE)
+                        .saturating_add(self.opts.overlap as u64)
+                        .min(len)
+                }
+                None => return,
+            }
+        }
+        self.read_file(name, len, &mut (&mut tee).take(stop), pieces)
     }
 
     /// `pieces`: this shard and the one `name` falls in, for a big file whose pieces are dealt
-    /// among shards (`Shard::owns_piece`): only this shard's are scanned and counted, and the
-    /// file itself (and an error reading it) only by the shard of its first piece.
+    /// among shards (`Shard::owns_piece`): only this shard's are scanned and counted, the file
+    /// itself by the shard of its first piece, and an error reading it by the shard of the
+    /// piece it falls in (every shard that reads that far meets it). A big file cut short by
+    /// an error counts with the bytes read before it, so the shards' counts add up to the
+    /// single run's.
     fn read_file(
         &mut self,
         name: &str,
@@ -402,31 +424,36 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
                 })
             };
             let mut owned = 0;
-            let n = super::window::stream(r, &origin, chunk, overlap, &mut buf, &mut |b: Blob| {
-                match pieces {
-                    Some((s, first)) => {
-                        let ours = |i| s.owns_piece(first, i);
-                        owned += super::window::pieces(b, PIECE, overlap, ours, &mut send);
-                    }
-                    None => send(b),
+            let mut r = Counted::new(r);
+            let mut window = |b: Blob| match pieces {
+                Some((s, first)) => {
+                    let ours = |i| s.owns_piece(first, i);
+                    owned += super::window::pieces(b, PIECE, overlap, ours, &mut send);
                 }
-            });
+                None => send(b),
+            };
+            let n = super::window::stream(&mut r, &origin, chunk, overlap, &mut buf, &mut window);
             self.buf = buf;
-            n.map(|n| match pieces {
+            match pieces {
                 Some((s, first)) => {
                     let stats = self.stats;
                     stats
                         .files
                         .fetch_add(u64::from(s.owns_piece(first, 0)), Ordering::Relaxed);
                     stats.bytes.fetch_add(owned, Ordering::Relaxed);
+                    // Only the shard of the piece the error fell in names it.
+                    let at = (r.n / PIECE).min(len.div_ceil(PIECE).saturating_sub(1));
+                    match n {
+                        Err(e) if s.owns_piece(first, at) => Err(e),
+                        _ => Ok(()),
+                    }
                 }
-                None => self.stats.read(n),
-            })
+                None => {
+                    self.stats.read(r.n);
+                    n.map(|_| ())
+                }
+            }
         };
-        if pieces.is_some_and(|(s, first)| !s.owns_piece(first, 0)) {
-            // The shard of the file's first piece read the same bytes and names the error.
-            return;
-        }
         if let Err(e) = result {
             self.stats
                 .skip(Skip::Unreadable, Some(format!("{origin}: {e}")));
