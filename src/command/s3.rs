@@ -29,8 +29,7 @@ use crate::source::git::HistoryOptions;
 use crate::source::gitcopy::GitCollector;
 use crate::source::image::ImageOptions;
 use crate::source::s3::{self, KeyFilter, ListQuery, Location, ObjectInfo, Stream, Target};
-use crate::source::window::stream;
-use crate::source::window::Counted;
+use crate::source::window::{stream, Counted};
 use crate::source::{Skip, Stats};
 
 /// List prices of S3 Standard requests (US East), per 1,000.

@@ -486,6 +486,15 @@ impl Seg {
     /// snapshot swept in order copied 1.4 times the bytes it scanned.)
     fn jobs(&self, g0: u64, g1: u64, ov: u64, out: &mut Vec<RawJob>) {
         let context = |u: u64, v: u64| (u.saturating_sub(ov).max(self.a), (v + ov).min(self.b));
+        // A job owning `[u, v)` joined from the pieces.
+        let joined = |u: u64, v: u64| {
+            let (x, y) = context(u, v);
+            RawJob {
+                offset: x,
+                data: Bytes::from(self.bytes(x, y)),
+                own: (u, v),
+            }
+        };
         let mut at = g0;
         while at < g1 {
             let Some((s, d)) = self
@@ -496,12 +505,7 @@ impl Seg {
                 // Not held (it cannot be: what is unscanned is kept with its context). Joined
                 // as before, with what is held.
                 debug_assert!(false, "byte {at} not held");
-                let (x, y) = context(at, g1);
-                out.push(RawJob {
-                    offset: x,
-                    data: Bytes::from(self.bytes(x, y)),
-                    own: (at, g1),
-                });
+                out.push(joined(at, g1));
                 return;
             };
             let (s, e) = (*s, s + d.len() as u64);
@@ -527,12 +531,7 @@ impl Seg {
             // Astride a joint: joined, up to where a view can own again (in this piece, or
             // past the next joint when this piece is too short to hold any context).
             let upto = g1.min(if from < upto { from } else { e + ov });
-            let (x, y) = context(at, upto);
-            out.push(RawJob {
-                offset: x,
-                data: Bytes::from(self.bytes(x, y)),
-                own: (at, upto),
-            });
+            out.push(joined(at, upto));
             at = upto;
         }
     }

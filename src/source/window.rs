@@ -23,7 +23,7 @@ pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize>
 
 /// A reader that counts the bytes it has given.
 pub(crate) struct Counted<R> {
-    pub inner: R,
+    inner: R,
     pub n: u64,
 }
 
