@@ -22,6 +22,12 @@
 //! with what runs without AVX2 (Teddy for the 150 literals of 4 bytes, the scalar gram pass
 //! every 2nd byte for the longer ones), mean of 5 runs, three times interleaved.
 //!
+//! Since then the 3-byte keywords (`pat`, `://`, `SG.`... 21 of them) are found in that same
+//! gram pass, as the 4-grams they make with each byte their rules' `follows` can start with
+//! (`Literals::followed`): their Teddy pass took 6.5% of the tree bench's CPU. `keyhound scan
+//! -j1` of 400 MB of sources: 0.527 -> 0.505 s of CPU (mean of 12 runs in turn); the tree bench:
+//! 3.32 -> 3.22 s (medians of 6 in turn).
+//!
 //! Teddy (aho-corasick's SIMD searcher, used directly: the general builder may pick a
 //! "rare byte" prefilter that is slow where that byte is common, as NUL is in binaries)
 //! fingerprints as many leading bytes as its shortest pattern has, up to 4. Three-byte patterns
@@ -111,19 +117,36 @@ pub struct Literals {
     /// For each unique literal: the others of its searcher that can match at the same start
     /// (one is a prefix of the other). A leftmost-first search reports only one of them there.
     shadowed: Vec<Vec<usize>>,
+    /// For each index given: the bytes that must follow an occurrence for it to be reported
+    /// there (`None`: any byte, or none at the end of the data).
+    next: Vec<Option<Box<Followers>>>,
     /// The longest literal's length.
     max_len: usize,
     /// Where there are too many literals for one Teddy: the longer ones, by their 4-grams.
     grams: Option<Grams>,
 }
 
+/// The bytes that may follow a literal, by byte value.
+pub type Followers = [bool; 256];
+
 impl Literals {
+    /// Every occurrence of each literal.
+    #[cfg(test)]
     pub fn new(lits: &[Vec<u8>]) -> Result<Literals> {
-        Literals::build(lits, avx2::available())
+        Literals::followed(lits, &[])
+    }
+
+    /// Every occurrence of each literal `lits[i]` followed by a byte of `next[i]` (where that is
+    /// `Some`; `next` may be shorter than `lits`). Where the vector gram pass runs, a 3-byte
+    /// literal with such bytes is found by the 4-grams it makes with each of them, in that
+    /// pass, instead of by a Teddy pass of its own: with the 1,212 keywords of `patterns/`, the
+    /// 21 of 3 bytes had one that took 6.5% of the tree bench's CPU, and stopped at every `pat`.
+    pub fn followed(lits: &[Vec<u8>], next: &[Option<Followers>]) -> Result<Literals> {
+        Literals::build(lits, next, avx2::available())
     }
 
     /// `vector`: whether the vector gram pass may be used (it is only where AVX2 is there).
-    fn build(lits: &[Vec<u8>], vector: bool) -> Result<Literals> {
+    fn build(lits: &[Vec<u8>], next: &[Option<Followers>], vector: bool) -> Result<Literals> {
         let mut uniq: Vec<Vec<u8>> = Vec::new();
         let mut callers: Vec<Vec<usize>> = Vec::new();
         let mut seen: HashMap<&[u8], usize> = HashMap::default();
@@ -137,7 +160,21 @@ impl Literals {
                 }
             }
         }
-        let (short, mut long): (Vec<usize>, Vec<usize>) =
+        let next: Vec<Option<Box<Followers>>> = (0..lits.len())
+            .map(|i| next.get(i).copied().flatten().map(Box::new))
+            .collect();
+        // For each unique literal: what may follow it for any of the indices it was given at.
+        let follow: Vec<Option<Box<Followers>>> = callers
+            .iter()
+            .map(|c| {
+                c.iter().try_fold(Box::new([false; 256]), |mut a, &i| {
+                    let n = next[i].as_deref()?;
+                    a.iter_mut().zip(n).for_each(|(x, y)| *x |= y);
+                    Some(a)
+                })
+            })
+            .collect();
+        let (mut short, mut long): (Vec<usize>, Vec<usize>) =
             (0..uniq.len()).partition(|&u| uniq[u].len() < SHORT);
         // More literals than one Teddy takes: where the vector gram pass runs, it takes every
         // literal of 4 bytes or more. Elsewhere Teddy keeps the shortest (up to TEDDY_MAX), and
@@ -145,7 +182,11 @@ impl Literals {
         // `cut - 3` bytes (see `Grams`).
         let mut grams = None;
         if long.len() > TEDDY_MAX && vector && avx2::available() {
-            grams = Some(Grams::new(&uniq, &long, 1, true));
+            let folded;
+            (folded, short) = short
+                .into_iter()
+                .partition(|&u| uniq[u].len() == SHORT - 1 && follow[u].is_some());
+            grams = Some(Grams::new(&uniq, &long, &folded, &follow, 1, true));
             long = Vec::new();
         } else if long.len() > TEDDY_MAX {
             // The cut that costs least: each Teddy pass, and the gram pass at its step.
@@ -159,7 +200,7 @@ impl Literals {
                 .unwrap_or(SHORT);
             let (rest, by_grams): (Vec<usize>, Vec<usize>) =
                 long.iter().partition(|&&u| uniq[u].len() < cut);
-            grams = Some(Grams::new(&uniq, &by_grams, cut - 3, false));
+            grams = Some(Grams::new(&uniq, &by_grams, &[], &follow, cut - 3, false));
             long = rest;
         }
         let mut groups = balanced(long);
@@ -190,13 +231,22 @@ impl Literals {
             uniq,
             callers,
             shadowed,
+            next,
             max_len,
             grams,
         })
     }
 
-    /// Every occurrence as (index given to `new`, start, end), overlapping ones included, a
-    /// `BLOCK` at a time.
+    /// The literals that have a pass of their own (Teddy or `memmem`), beside the gram pass.
+    #[cfg(test)]
+    pub fn own_passes(&self) -> Vec<&[u8]> {
+        let with_own = |(_, m): &(Searcher, Vec<usize>)| m.to_vec();
+        let lits = self.searchers.iter().flat_map(with_own);
+        lits.map(|u| self.uniq[u].as_slice()).collect()
+    }
+
+    /// Every occurrence as (index given to `new`, start, end), overlapping ones included (those
+    /// followed by a byte of their `next`, where they have one), a `BLOCK` at a time.
     pub fn for_each(&self, data: &[u8], mut f: impl FnMut(usize, usize, usize)) {
         for from in (0..data.len()).step_by(BLOCK) {
             self.for_each_in(data, from, (from + BLOCK).min(data.len()), &mut f);
@@ -214,8 +264,15 @@ impl Literals {
         mut f: impl FnMut(usize, usize, usize),
     ) {
         let mut report = |u: usize, start: usize| {
+            let len = self.uniq[u].len();
+            let after = data.get(start + len).copied();
             for &i in &self.callers[u] {
-                f(i, start, start + self.uniq[u].len());
+                if let Some(next) = &self.next[i] {
+                    if !after.is_some_and(|b| next[usize::from(b)]) {
+                        continue;
+                    }
+                }
+                f(i, start, start + len);
             }
         };
         if let Some(g) = &self.grams {
@@ -287,10 +344,35 @@ struct Grams {
 
 impl Grams {
     /// `vector`: run the test with `avx2::candidates` (only at step 1, where AVX2 is there).
-    fn new(uniq: &[Vec<u8>], members: &[usize], step: usize, vector: bool) -> Grams {
+    /// `folded`: 3-byte literals found (at step 1) by the grams they make with each byte that
+    /// may follow them (`follow`).
+    fn new(
+        uniq: &[Vec<u8>],
+        members: &[usize],
+        folded: &[usize],
+        follow: &[Option<Box<Followers>>],
+        step: usize,
+        vector: bool,
+    ) -> Grams {
         let mut bits = vec![0u32; 1 << (GRAM_BITS - 5)];
         let mut table: HashMap<u32, Vec<(usize, usize)>, BuildHasherDefault<GramHasher>> =
             HashMap::default();
+        assert!(
+            folded.is_empty() || step == 1,
+            "folded literals need every position"
+        );
+        for &u in folded {
+            let (l, next) = (
+                &uniq[u],
+                follow[u].as_deref().expect("folded literals follow"),
+            );
+            for b in (0..=255u8).filter(|&b| next[usize::from(b)]) {
+                let g = u32::from_le_bytes([l[0], l[1], l[2], b]);
+                let h = gram_hash(g);
+                bits[h >> 5] |= 1 << (h & 31);
+                table.entry(g).or_default().push((u, 0));
+            }
+        }
         for &u in members {
             let l = &uniq[u];
             debug_assert!(l.len() >= 3 + step);
@@ -389,6 +471,12 @@ fn gram_hash(g: u32) -> usize {
 }
 
 const GRAM_MUL: u32 = 0x9E37_79B1;
+
+/// Whether the vector gram pass runs here (AVX2).
+#[cfg(test)]
+pub fn vector_pass() -> bool {
+    avx2::available()
+}
 
 mod avx2 {
     /// Whether `candidates` (and aho-corasick's 16-bucket Teddy) can run here.
@@ -883,7 +971,7 @@ mod tests {
         }
         assert!(want.len() > 400, "{}", want.len());
         for vector in [true, false] {
-            let set = Literals::build(&lits, vector).unwrap();
+            let set = Literals::build(&lits, &[], vector).unwrap();
             let grams = set
                 .grams
                 .as_ref()
@@ -938,7 +1026,7 @@ mod tests {
         }
         assert!(want.len() >= 150);
         for vector in [true, false] {
-            let set = Literals::build(&lits, vector).unwrap();
+            let set = Literals::build(&lits, &[], vector).unwrap();
             assert!(set.grams.is_some());
             for block in [7, 37, 100, 1000, data.len()] {
                 let mut got = Vec::new();
@@ -955,6 +1043,89 @@ mod tests {
                     "vector pass allowed: {vector}, blocks of {block}"
                 );
             }
+        }
+    }
+
+    /// Literals with the bytes that must follow them: an occurrence counts only where one of
+    /// those follows (never at the end of the data), whichever pass finds it. Where the vector
+    /// gram pass runs, 3-byte literals with such bytes are found by it, and no other pass is
+    /// left for them.
+    #[test]
+    fn literals_are_found_where_their_bytes_follow() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let alphabet = b"abcdefgh_-ABC";
+        let mut lits: Vec<Vec<u8>> = (0..300)
+            .map(|i| {
+                let len = 3 + i % 5;
+                (0..len)
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect()
+            })
+            .collect();
+        lits.push(lits[0].clone()); // a duplicate, with bytes of its own
+        let mut next: Vec<Option<Followers>> = (0..lits.len())
+            .map(|i| {
+                (i % 4 != 3).then(|| {
+                    let mut f = [false; 256];
+                    for &b in alphabet {
+                        f[usize::from(b)] = rng.bool();
+                    }
+                    f
+                })
+            })
+            .collect();
+        let only = |b: u8| {
+            let mut f = [false; 256];
+            f[usize::from(b)] = true;
+            Some(f)
+        };
+        next[0] = only(b'a');
+        *next.last_mut().unwrap() = only(b'b');
+        let mut data: Vec<u8> = (0..BLOCK + 3000)
+            .map(|_| alphabet[rng.usize(..alphabet.len())])
+            .collect();
+        // The first literal (3 bytes), followed by an allowed byte across a block edge, and at
+        // the very end, where nothing follows it.
+        let l0 = lits[0].clone();
+        data[BLOCK - 2..BLOCK + 1].copy_from_slice(&l0);
+        data[BLOCK + 1] = b'b';
+        let end = data.len() - 3;
+        data[end..].copy_from_slice(&l0);
+        let mut want = Vec::new();
+        for (i, l) in lits.iter().enumerate() {
+            for s in 0..=data.len() - l.len() {
+                let follows = match (&next[i], data.get(s + l.len())) {
+                    (None, _) => true,
+                    (Some(f), Some(&b)) => f[usize::from(b)],
+                    (Some(_), None) => false,
+                };
+                if data[s..].starts_with(l) && follows {
+                    want.push((i, s));
+                }
+            }
+        }
+        assert!(want.contains(&(lits.len() - 1, BLOCK - 2)));
+        assert!(!want.contains(&(0, BLOCK - 2)) && !want.iter().any(|&(_, s)| s == end));
+        assert!(want.len() > 1000, "{}", want.len());
+        for vector in [true, false] {
+            let set = Literals::build(&lits, &next, vector).unwrap();
+            let simd = set.grams.as_ref().is_some_and(|g| g.simd);
+            assert_eq!(simd, vector && avx2::available());
+            if simd {
+                // Only the 3-byte literals without bytes to follow are left to Teddy.
+                let left: Vec<usize> = set.searchers.iter().flat_map(|s| s.1.clone()).collect();
+                assert!(!left.is_empty());
+                assert!(left
+                    .iter()
+                    .all(|&u| set.callers[u].iter().any(|&i| set.next[i].is_none())));
+            }
+            let mut got = Vec::new();
+            set.for_each(&data, |i, s, e| {
+                assert_eq!(&data[s..e], lits[i].as_slice());
+                got.push((i, s));
+            });
+            got.sort_unstable();
+            assert_eq!(got, want, "vector pass allowed: {vector}");
         }
     }
 

@@ -358,6 +358,50 @@ fn unbounded_from(pattern: &str, limit: u32) -> Option<String> {
     changed.then(|| hir.to_string())
 }
 
+/// The bytes a match of `pattern` can start with, or `None` where it can match the empty
+/// string (or does not parse): read from its syntax tree, without compiling it.
+fn first_bytes(pattern: &str) -> Option<[bool; 256]> {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    /// Adds the bytes a match of `h` can start with; returns whether it can match empty.
+    fn add(h: &Hir, set: &mut [bool; 256]) -> bool {
+        match h.kind() {
+            // A look-around only narrows where a match is: taken as matching empty here.
+            HirKind::Empty | HirKind::Look(_) => true,
+            HirKind::Literal(l) => {
+                set[usize::from(l.0[0])] = true;
+                false
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                for r in c.iter() {
+                    (r.start()..=r.end()).for_each(|b| set[usize::from(b)] = true);
+                }
+                false
+            }
+            HirKind::Class(Class::Unicode(c)) => {
+                for r in c.iter() {
+                    let (a, b) = (u32::from(r.start()), u32::from(r.end()));
+                    if a <= 0x7F {
+                        (a..=b.min(0x7F)).for_each(|x| set[x as usize] = true);
+                    }
+                    if b > 0x7F {
+                        // Any leading byte of a longer UTF-8 sequence.
+                        set[0x80..].iter_mut().for_each(|x| *x = true);
+                    }
+                }
+                false
+            }
+            HirKind::Repetition(r) => add(&r.sub, set) || r.min == 0,
+            HirKind::Capture(c) => add(&c.sub, set),
+            // The first items up to one that cannot match empty.
+            HirKind::Concat(v) => v.iter().all(|h| add(h, set)),
+            HirKind::Alternation(v) => v.iter().fold(false, |empty, h| add(h, set) | empty),
+        }
+    }
+    let hir = byte_parser().parse(pattern).ok()?;
+    let mut set = [false; 256];
+    (!add(&hir, &mut set)).then_some(set)
+}
+
 /// The parser the rules' regexes are compiled with: bytes, Unicode off (as `RegexBuilder`
 /// with `unicode(false)`).
 fn byte_parser() -> regex_syntax::Parser {
@@ -368,6 +412,12 @@ fn byte_parser() -> regex_syntax::Parser {
 }
 
 impl Rule {
+    /// The bytes that may come right after one of the rule's keywords in a match (the first
+    /// bytes of `follows`), if the rule says: `None` where any may, or none.
+    pub fn next_bytes(&self) -> Option<[bool; 256]> {
+        first_bytes(self.patterns.follows.as_deref()?)
+    }
+
     /// The rule's compiled patterns, compiled on first use. Embedded rules are known to compile
     /// (`cargo test`); a rule that did not would match nothing and say so once.
     pub fn compiled(&self) -> &Compiled {
@@ -1022,6 +1072,28 @@ regex = "abc"
         let p = unbounded_from(r"(?i)ab[^\s]{1,1000}", 1000).unwrap();
         let re = RegexBuilder::new(&p).unicode(false).build().unwrap();
         assert!(re.is_match(b"AB\xFF\xFE") && !re.is_match(b"ab "));
+    }
+
+    /// The bytes a `follows` can start with, which the prefilter folds into 4-grams: every
+    /// byte a match can start with, none else; `None` where it can match empty.
+    #[test]
+    fn first_bytes_of_a_pattern() {
+        let set = |p: &str| {
+            first_bytes(p).map(|s| {
+                (0..=255u8)
+                    .filter(|&b| s[usize::from(b)])
+                    .collect::<Vec<u8>>()
+            })
+        };
+        assert_eq!(set("[a-c]{3}x").unwrap(), b"abc");
+        assert_eq!(set("(?:u\\.)?[0-9]{12}").unwrap(), b"0123456789u");
+        assert_eq!(set("x?y*(?:z|w)").unwrap(), b"wxyz");
+        assert_eq!(set("(?i)k").unwrap(), b"Kk");
+        assert_eq!(set("\\bq|(r)").unwrap(), b"qr");
+        assert_eq!(set("[^a]").unwrap().len(), 255);
+        for empty in ["a?", "(?:a|)", "a*b?", "\\b", "("] {
+            assert_eq!(set(empty), None, "{empty}");
+        }
     }
 
     #[test]
