@@ -820,6 +820,98 @@ fn a_disk_in_four_shards_merges_to_the_single_report() {
     assert_eq!(merged["summary"]["files"], single["summary"]["files"]);
 }
 
+/// A corrupt directory and a corrupt inode are met by every shard's walk (each walks every
+/// directory and looks at every file): only the shard each falls in by path names it, so the
+/// merge counts and names them as the single run does (each of 4 parts counted both before).
+#[test]
+fn a_corrupt_directory_and_inode_are_named_by_one_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(2131).pair();
+    write(d, "root/d1/.env", ini(&k, &s));
+    for i in 0..6 {
+        write(d, &format!("root/d1/f{i}.txt"), format!("file {i}\n"));
+        write(d, &format!("root/d2/g{i}.txt"), format!("other {i}\n"));
+    }
+    let args = ["-q", "-F", "-b", "1024", "-d", "root", "ext4.img", "8M"];
+    tool(d, &[&["mkfs.ext4"][..], &args].concat());
+    let debugfs = |req: &str| {
+        let o = Command::new("debugfs")
+            .args(["-R", req, "ext4.img"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // "located at block 101, offset 0x0200"
+    let imap = debugfs("imap /d1/f3.txt");
+    let (block, off) = imap
+        .split_once("located at block ")
+        .and_then(|(_, r)| r.trim().split_once(", offset 0x"))
+        .unwrap_or_else(|| panic!("{imap}"));
+    let inode = block.parse::<usize>().unwrap() * 1024 + usize::from_str_radix(off, 16).unwrap();
+    let dir_block: usize = debugfs("blocks /d2").trim().parse().unwrap();
+    let mut img = std::fs::read(d.join("ext4.img")).unwrap();
+    img[inode + 0x10] ^= 0xFF; // i_mtime: the inode's checksum fails
+    img[dir_block * 1024 + 40] ^= 0x5A; // an entry's name: the block's checksum fails
+    std::fs::write(d.join("bad.img"), &img).unwrap();
+
+    let (code, single) = image_json(d, &["bad.img"]);
+    assert_eq!(code, 2, "{single:#}");
+    let warnings = &single["summary"]["warnings"];
+    assert_eq!(warnings.as_array().unwrap().len(), 2, "{single:#}");
+    assert_eq!(single["summary"]["skipped"]["unreadable"], 2);
+    assert_eq!(creds(&single).len(), 1);
+    let parts = tempfile::tempdir().unwrap();
+    let mut named = Vec::new();
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let a = ["image", "bad.img", "--shard", &shard, "--format", "json"];
+        let (code, _, err) = run(
+            d,
+            &[&a[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
+        );
+        let mine: Vec<String> = err
+            .lines()
+            .filter(|l| l.starts_with("keyhound: warning: bad.img"))
+            .map(str::to_string)
+            .collect();
+        // A part that names neither is complete.
+        assert_eq!(code == 2, !mine.is_empty(), "{shard}: {err}");
+        named.extend(mine);
+    }
+    named.sort();
+    assert_eq!(named.len(), 2, "each named once: {named:#?}");
+    let (code, out, err) = run(
+        d,
+        &[
+            "merge",
+            "--format",
+            "json",
+            "--show-secrets",
+            parts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
+    assert_eq!(merged["summary"]["files"], single["summary"]["files"]);
+    assert_eq!(merged["summary"]["incomplete"], true);
+    let sorted = |v: &Value| {
+        let mut w: Vec<String> = serde_json::from_value(v.clone()).unwrap();
+        w.sort();
+        w
+    };
+    // The merge adds a line for each part that did not scan everything.
+    let (parts_named, rest): (Vec<String>, Vec<String>) = sorted(&merged["summary"]["warnings"])
+        .into_iter()
+        .partition(|w| w.ends_with("that part did not scan everything (see its warnings)"));
+    assert_eq!(rest, sorted(warnings));
+    assert!(!parts_named.is_empty() && parts_named.len() <= 2);
+    assert_eq!(place_keys(&merged), place_keys(&single));
+}
+
 /// A file bigger than a shard's piece (32 MiB) is dealt among the shards by piece: each part
 /// scans its pieces, with their line numbers, and the merge is the single run's report, one
 /// key across the pieces' edge included.

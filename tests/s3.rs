@@ -823,4 +823,41 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
     for f in ["files", "bytes", "places", "skipped"] {
         assert_eq!(merged["summary"][f], single["summary"][f], "{f}");
     }
+
+    // A bucket none can list: every shard meets it, the first names it, and the merge counts
+    // it once, as the single run does.
+    let args = [
+        url.as_str(),
+        "s3://no-such-bucket",
+        "--exclude",
+        "secret/**",
+    ];
+    let (code, single, err) = s3_json(moto, d, &args);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(single["summary"]["skipped"]["unreadable"], 1, "{single:#}");
+    let parts = tempfile::tempdir().unwrap();
+    let mut named = 0;
+    for k in 1..=4 {
+        let file = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let mut a = args.to_vec();
+        a.extend([
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--show-secrets",
+            "-o",
+        ]);
+        a.push(file.to_str().unwrap());
+        let (_, _, err) = s3(moto, d, &a);
+        named += err.matches("s3://no-such-bucket: ").count();
+    }
+    assert_eq!(named, 1);
+    let p = parts.path().to_str().unwrap();
+    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
+    assert_eq!(code, 2, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
+    assert_eq!(place_keys(&merged), place_keys(&single));
 }

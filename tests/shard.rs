@@ -375,3 +375,100 @@ fn verify_on_merge_asks_once_per_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("run the parts with --show-secrets"));
     assert_eq!(sts.total_calls(), keys.len(), "nothing more was asked");
 }
+
+/// An input every shard meets and none can read (a missing root, as an unreadable directory):
+/// the shard its path falls in names it, so the merge counts it once, as the single run does.
+#[test]
+fn an_unreadable_input_is_named_by_one_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (k, s) = Keys::new(2141).pair();
+    write(
+        d,
+        "dirty/creds",
+        format!("[default]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n"),
+    );
+    let (code, single) = json(d, &["dirty", "no-such-dir"]);
+    assert_eq!(code, 2);
+    assert_eq!(single["summary"]["skipped"]["unreadable"], 1, "{single:#}");
+    let out = d.join("parts");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut named = 0;
+    for k in 1..=4 {
+        let f = out.join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let a = [
+            "scan",
+            "dirty",
+            "no-such-dir",
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+        ];
+        let (_, _, err) = run(
+            d,
+            &[&a[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
+        );
+        named += err.matches("no-such-dir").count();
+    }
+    assert_eq!(named, 1);
+    let (code, merged, err) = merge(d, &[out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
+    assert_eq!(merged["summary"]["incomplete"], true);
+    assert_eq!(place_keys(&merged), place_keys(&single));
+}
+
+/// A tree object missing from a repository: every shard walks the history and meets it; the
+/// shard its id falls in names it, and the merge counts it once, as the single run does.
+#[test]
+fn a_missing_tree_of_history_is_named_by_one_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    let mut keys = Keys::new(2143);
+    for i in 0..3 {
+        let (k, s) = keys.pair();
+        write(
+            d,
+            &format!("sub{i}/app.env"),
+            format!("KEY={k}\nSECRET={s}\n"),
+        );
+        write(d, &format!("top{i}.txt"), "plain\n");
+        git(d, &["add", "."]);
+        git(d, &["commit", "-qm", &format!("commit {i}")]);
+    }
+    let tree = git(d, &["rev-parse", "HEAD~1:sub1"]);
+    let tree = tree.trim();
+    std::fs::remove_file(d.join(".git/objects").join(&tree[..2]).join(&tree[2..])).unwrap();
+    let (code, single) = {
+        let (code, out, err) = run(d, &["git", ".", "--format", "json", "--show-secrets"]);
+        assert!(err.contains(tree), "{err}");
+        (code, serde_json::from_str::<Value>(&out).unwrap())
+    };
+    assert_eq!(code, 2);
+    let out = d.join("parts");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut named = 0;
+    for k in 1..=4 {
+        let f = out.join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let a = [
+            "git",
+            ".",
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--show-secrets",
+        ];
+        let (_, _, err) = run(d, &[&a[..], &["-o", f.to_str().unwrap()]].concat());
+        named += err.lines().filter(|l| l.contains(tree)).count();
+    }
+    assert_eq!(named, 1);
+    let (code, merged, err) = merge(d, &[out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
+    assert_eq!(place_keys(&merged), place_keys(&single));
+}

@@ -506,6 +506,32 @@ fn snapshots_in_four_shards_merge_to_the_single_report() {
     assert!(found.iter().filter(|&&n| n > 0).count() > 1, "{found:?}");
     let merged = merged(d, parts.path());
     assert_eq!(place_keys(&merged), place_keys(&single));
+
+    // A snapshot that is nowhere: every shard looks for it, the first names it, and the merge
+    // counts it once, as the single run does.
+    let nowhere = "snap-0123456789abcdef0";
+    let a = [ids[1], nowhere, "--format", "json", "--show-secrets"];
+    let (code, out, err) = snapshot(&moto, d, &a);
+    assert_eq!(code, 2, "{err}");
+    let single: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(single["summary"]["skipped"]["unreadable"], 1, "{single:#}");
+    let parts = tempfile::tempdir().unwrap();
+    let mut named = 0;
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let mut b = a.to_vec();
+        b.extend(["--shard", &shard, "-o", f.to_str().unwrap()]);
+        let (_, _, err) = snapshot(&moto, d, &b);
+        named += err.matches(nowhere).count();
+    }
+    assert_eq!(named, 1);
+    let p = parts.path().to_str().unwrap();
+    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
+    assert_eq!(code, 2, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
+    assert_eq!(place_keys(&merged), place_keys(&single));
 }
 
 /// A snapshot still being taken: named with its state, exit 2, no block asked for; a volume

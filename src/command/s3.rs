@@ -228,6 +228,11 @@ pub fn run(plan: S3Plan) -> Result<u8> {
     }
     let det = Detector::new(&plan.detect, &[])?;
     let stats = Arc::new(Stats::default());
+    // Every shard finds and lists every bucket and meets the same errors doing it: the first
+    // names them in its report, so the parts count them once, as the single run does.
+    if shard.is_some_and(|s| s.index != 0) {
+        errors.clear();
+    }
     for e in errors {
         stats.skip(Skip::Unreadable, Some(e));
     }

@@ -185,6 +185,11 @@ pub fn run(plan: SnapshotPlan) -> Result<u8> {
         list(&snaps, plan.output.format)?;
         return Ok(stopped(&errors));
     }
+    // Every shard discovers every snapshot and meets the same errors doing it: the first names
+    // them in its report, so the parts count them once, as the single run does.
+    if plan.output.shard.is_some_and(|s| s.index != 0) {
+        errors.clear();
+    }
     // What will be read: the written blocks of each completed snapshot.
     let limits = ebs::Limits::new(plan.get_rate);
     let mut opened = Vec::new();

@@ -118,6 +118,11 @@ impl History {
                 DELTA_BASE_CACHE,
             ))
         });
+        // Every shard walks the whole history and meets every error in it: the shard an
+        // object falls in by id names it (the first shard one with no id), so the parts count
+        // it once, as the single run does.
+        let names = |id: &ObjectId| opts.shard.is_none_or(|s| s.owns(id.as_bytes()));
+        let first = opts.shard.is_none_or(|s| s.index == 0);
         let mut tagged_blobs: Vec<(ObjectId, String)> = Vec::new();
         let mut commits: Vec<ObjectId>;
         if opts.all_objects {
@@ -128,7 +133,9 @@ impl History {
                 let kind = match repo.objects.header(id) {
                     Ok(h) => h.kind(),
                     Err(e) => {
-                        stats.skip(Skip::Unreadable, Some(format!("object {id}: {e}")));
+                        if names(&id) {
+                            stats.skip(Skip::Unreadable, Some(format!("object {id}: {e}")));
+                        }
                         continue;
                     }
                 };
@@ -162,7 +169,10 @@ impl History {
                 for info in walk {
                     match info {
                         Ok(i) => commits.push(i.id),
-                        Err(e) => stats.skip(Skip::Unreadable, Some(format!("commit walk: {e}"))),
+                        Err(e) if first => {
+                            stats.skip(Skip::Unreadable, Some(format!("commit walk: {e}")))
+                        }
+                        Err(_) => {}
                     }
                 }
             }
@@ -193,7 +203,9 @@ impl History {
                 }) {
                 Ok(t) => t,
                 Err(e) => {
-                    stats.skip(Skip::Unreadable, Some(format!("commit {cid}: {e}")));
+                    if names(cid) {
+                        stats.skip(Skip::Unreadable, Some(format!("commit {cid}: {e}")));
+                    }
                     continue;
                 }
             };
@@ -205,10 +217,12 @@ impl History {
                 let data = match repo.objects.find(&tid, &mut tbuf) {
                     Ok(d) => d.data,
                     Err(e) => {
-                        stats.skip(
-                            Skip::Unreadable,
-                            Some(format!("tree {tid} ({prefix:?} in commit {cid}): {e}")),
-                        );
+                        if names(&tid) {
+                            stats.skip(
+                                Skip::Unreadable,
+                                Some(format!("tree {tid} ({prefix:?} in commit {cid}): {e}")),
+                            );
+                        }
                         continue;
                     }
                 };
@@ -237,7 +251,10 @@ impl History {
                 let mut whole = true;
                 for entry in TreeRefIter::from_bytes(data) {
                     let Ok(e) = entry else {
-                        stats.skip(Skip::Unreadable, Some(format!("tree {tid}: corrupt entry")));
+                        if names(&tid) {
+                            let why = format!("tree {tid}: corrupt entry");
+                            stats.skip(Skip::Unreadable, Some(why));
+                        }
                         whole = false;
                         break;
                     };

@@ -93,7 +93,16 @@ where
             let entry = match entry {
                 Ok(e) => e,
                 Err(err) => {
-                    stats.skip(Skip::Unreadable, Some(format!("{}", err)));
+                    // Every shard walks every directory and meets the error: the shard its
+                    // path falls in names it (the first, if it names none), so the parts
+                    // count it once, as the single run does.
+                    let owner = match error_path(&err) {
+                        Some(p) => shard.is_none_or(|s| s.owns(display_path(p).as_bytes())),
+                        None => shard.is_none_or(|s| s.index == 0),
+                    };
+                    if owner {
+                        stats.skip(Skip::Unreadable, Some(format!("{}", err)));
+                    }
                     return WalkState::Continue;
                 }
             };
@@ -136,6 +145,19 @@ where
 /// A path as users want to see it: without a leading `./`, with `/` separators.
 pub fn display_path(p: &Path) -> String {
     display_name(p).into_owned()
+}
+
+/// The path a walk error is about, if it says.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Partial(v) => v.iter().find_map(error_path),
+        _ => None,
+    }
 }
 
 /// `display_path` borrowed from `p` where it can be (a UTF-8 path, `/` separators): what a

@@ -265,8 +265,14 @@ struct FileScanner<'a, F> {
 }
 
 impl<F: FnMut(Blob)> FileScanner<'_, F> {
-    /// Counts an unreadable directory or file of the walk, naming it.
+    /// Counts an unreadable directory or file of the walk, naming it. Every shard walks every
+    /// directory and looks at every file, so every shard meets it: only the shard that `at`
+    /// falls in by path names it, and the parts of a sharded scan count it once, as the single
+    /// run does (each part counted it before).
     fn warn(&self, at: &str, e: &dyn std::fmt::Display) {
+        if self.opts.shard.is_some_and(|s| !s.owns(at.as_bytes())) {
+            return;
+        }
         self.stats.skip(
             Skip::Unreadable,
             Some(format!("{} › {} › {at}: {e}", self.base, self.label)),
