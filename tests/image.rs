@@ -823,8 +823,9 @@ fn a_disk_in_four_shards_merges_to_the_single_report() {
 /// A corrupt directory and a corrupt inode are met by every shard's walk (each walks every
 /// directory and looks at every file): only the shard each falls in by path names it, so the
 /// merge counts and names them as the single run does (each of 4 parts counted both before).
+/// The same for a partition cut short, which every shard finds (the first names it).
 #[test]
-fn a_corrupt_directory_and_inode_are_named_by_one_shard() {
+fn what_every_shard_meets_is_named_by_one() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let (k, s) = Keys::new(2131).pair();
@@ -909,6 +910,33 @@ fn a_corrupt_directory_and_inode_are_named_by_one_shard() {
         .partition(|w| w.ends_with("that part did not scan everything (see its warnings)"));
     assert_eq!(rest, sorted(warnings));
     assert!(!parts_named.is_empty() && parts_named.len() <= 2);
+    assert_eq!(place_keys(&merged), place_keys(&single));
+
+    // A disk cut short inside its partition: what is wrong with the volume itself is named by
+    // the first part; the files past the cut by the parts they fall in.
+    make_disk_with(d, &["disk.img", "gpt", "--fs", "ext4", "root"]);
+    let img = std::fs::read(d.join("disk.img")).unwrap();
+    std::fs::write(d.join("cut.img"), &img[..26 << 20]).unwrap();
+    let (code, single) = image_json(d, &["cut.img"]);
+    assert_eq!(code, 2, "{single:#}");
+    let parts = tempfile::tempdir().unwrap();
+    let mut named = 0;
+    for k in 1..=4 {
+        let f = parts.path().join(format!("{k}.json"));
+        let shard = format!("{k}/4");
+        let a = ["image", "cut.img", "--shard", &shard, "--format", "json"];
+        let (_, _, err) = run(
+            d,
+            &[&a[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
+        );
+        named += err.matches("before this partition does").count();
+    }
+    assert_eq!(named, 1);
+    let p = parts.path().to_str().unwrap();
+    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
+    assert_eq!(code, 2, "{err}");
+    let merged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
     assert_eq!(place_keys(&merged), place_keys(&single));
 }
 

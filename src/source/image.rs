@@ -122,8 +122,11 @@ fn walk_volumes<F>(
     // Each LV's places are under its first PV's partition.
     let mut lv_base = base.clone();
     lv_base.inner.push(pvs[0].1.label());
+    // Every shard reads the same metadata: the first names what it cannot map.
     for why in found.skipped {
-        stats.skip(Skip::Filesystem, Some(format!("{base} › {why}")));
+        if walk.shard.is_none_or(|s| s.index == 0) {
+            stats.skip(Skip::Filesystem, Some(format!("{base} › {why}")));
+        }
     }
     for (name, lv) in found.lvs {
         let lv_disk = Arc::new(Disk::new(

@@ -112,15 +112,22 @@ pub fn walk_files<F>(
 where
     F: FnMut(Blob) + Send,
 {
+    // What is wrong with the volume itself every shard meets: the first names it, so the
+    // parts count it once, as the single run does.
+    let skip = |why: Skip, msg: String| {
+        if opts.shard.is_none_or(|s| s.index == 0) {
+            stats.skip(why, Some(msg));
+        }
+    };
     if part.missing > 0 {
-        stats.skip(
+        skip(
             Skip::Unreadable,
-            Some(format!(
+            format!(
                 "{base} › {}: the image ends {} bytes before this partition does (truncated?); \
                  what is there is scanned",
                 part.label(),
                 part.missing
-            )),
+            ),
         );
     }
     let label = part.label();
@@ -131,12 +138,12 @@ where
         Some(FsKind::Xfs) => xfs::walk,
         Some(FsKind::Luks) => {
             let e = "encrypted (LUKS): only its raw bytes are scanned";
-            stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+            skip(Skip::Filesystem, format!("{base} › {label}: {e}"));
             return false;
         }
         None if part.expect_fs => {
             let e = "unknown filesystem: only its raw bytes are scanned";
-            stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+            skip(Skip::Filesystem, format!("{base} › {label}: {e}"));
             return false;
         }
         // A PV's logical volumes are walked by `image::walk_volumes`.
@@ -194,7 +201,7 @@ where
         // `files` (the sender) is dropped here: the scanning threads finish the queue and end.
     });
     if let Err(e) = r {
-        stats.skip(Skip::Filesystem, Some(format!("{base} › {label}: {e}")));
+        skip(Skip::Filesystem, format!("{base} › {label}: {e}"));
         return false;
     }
     true
@@ -326,14 +333,18 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         // as zeros, that took hours). Its bytes past the volume's length are not read: every
         // block the file really holds is a block of the volume, which the raw pass scans.
         let (len, mut r) = if len > self.volume {
-            self.stats.skip(
-                Skip::LongerThanVolume,
-                Some(format!(
-                    "{} › {} › {name}: claims {len} bytes, more than its volume's {}: only the \
-                     first {} are read as the file (the raw pass covers the volume's every byte)",
-                    self.base, self.label, self.volume, self.volume
-                )),
-            );
+            // Named by the shard its path falls in (every shard reads some of a big file).
+            if self.opts.shard.is_none_or(|s| s.owns(name.as_bytes())) {
+                self.stats.skip(
+                    Skip::LongerThanVolume,
+                    Some(format!(
+                        "{} › {} › {name}: claims {len} bytes, more than its volume's {}: only \
+                         the first {} are read as the file (the raw pass covers the volume's \
+                         every byte)",
+                        self.base, self.label, self.volume, self.volume
+                    )),
+                );
+            }
             (self.volume, r.take(self.volume))
         } else {
             (len, r.take(len))
