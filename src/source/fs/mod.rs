@@ -325,6 +325,19 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         }
     }
 
+    /// Whether `file` would read anything of a file of `len` bytes at `name`: everything
+    /// unsharded; in a shard, its own files (by path), a big file (dealt by piece), and a
+    /// repository's file (copied for its history). A walk that can learn a file's size without
+    /// opening it (ext4) opens only these.
+    fn wants(&self, name: &str, len: u64) -> bool {
+        let Some(s) = self.opts.shard else {
+            return true;
+        };
+        s.owns(name.as_bytes())
+            || (len > PIECE && len > self.opts.chunk as u64)
+            || (self.opts.git.is_some() && name.contains(".git/"))
+    }
+
     /// Reads one file for scanning: whole (archives inside expanded), big ones in windows; a
     /// git repository's file is copied for its history on the way.
     fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) {

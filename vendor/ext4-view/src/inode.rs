@@ -241,6 +241,22 @@ impl Inode {
         ))
     }
 
+    /// Read an inode's size in bytes only: its checksum and other
+    /// fields are not checked (see `DirEntry::size_unchecked`).
+    ///
+    /// keyhound's addition to ext4-view 1.0.0 (see `vendor/README.md`).
+    pub(crate) fn read_size(ext4: &Ext4, inode: InodeIndex) -> Result<u64, Ext4Error> {
+        let (block_index, offset_within_block) = get_inode_location(ext4, inode)?;
+        // `i_size_lo` at 0x4 and `i_size_high` at 0x6c: in the first
+        // 128 bytes, which every inode has.
+        let mut data = [0; 0x70];
+        ext4.read_from_block(block_index, offset_within_block, &mut data)?;
+        Ok(u64_from_hilo(
+            read_u32le(&data, 0x6c),
+            read_u32le(&data, 0x4),
+        ))
+    }
+
     /// Read an inode.
     pub(crate) fn read(ext4: &Ext4, inode: InodeIndex) -> Result<Self, Ext4Error> {
         let (block_index, offset_within_block) = get_inode_location(ext4, inode)?;
