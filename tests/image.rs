@@ -864,38 +864,11 @@ fn what_every_shard_meets_is_named_by_one() {
     assert_eq!(single["summary"]["skipped"]["unreadable"], 2);
     assert_eq!(creds(&single).len(), 1);
     let parts = tempfile::tempdir().unwrap();
-    let mut named = Vec::new();
-    for k in 1..=4 {
-        let f = parts.path().join(format!("{k}.json"));
-        let shard = format!("{k}/4");
-        let a = ["image", "bad.img", "--shard", &shard, "--format", "json"];
-        let (code, _, err) = run(
-            d,
-            &[&a[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
-        );
-        let mine: Vec<String> = err
-            .lines()
-            .filter(|l| l.starts_with("keyhound: warning: bad.img"))
-            .map(str::to_string)
-            .collect();
-        // A part that names neither is complete.
-        assert_eq!(code == 2, !mine.is_empty(), "{shard}: {err}");
-        named.extend(mine);
-    }
-    named.sort();
-    assert_eq!(named.len(), 2, "each named once: {named:#?}");
-    let (code, out, err) = run(
-        d,
-        &[
-            "merge",
-            "--format",
-            "json",
-            "--show-secrets",
-            parts.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 2, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let needle = "keyhound: warning: bad.img";
+    let named = four_parts(parts.path(), &["image", "bad.img"], needle, |a| run(d, a));
+    assert_eq!(named, 2, "each named once");
+    let (code, merged) = merge_parts(d, parts.path());
+    assert_eq!(code, 2);
     assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
     assert_eq!(merged["summary"]["files"], single["summary"]["files"]);
     assert_eq!(merged["summary"]["incomplete"], true);
@@ -920,22 +893,11 @@ fn what_every_shard_meets_is_named_by_one() {
     let (code, single) = image_json(d, &["cut.img"]);
     assert_eq!(code, 2, "{single:#}");
     let parts = tempfile::tempdir().unwrap();
-    let mut named = 0;
-    for k in 1..=4 {
-        let f = parts.path().join(format!("{k}.json"));
-        let shard = format!("{k}/4");
-        let a = ["image", "cut.img", "--shard", &shard, "--format", "json"];
-        let (_, _, err) = run(
-            d,
-            &[&a[..], &["--show-secrets", "-o", f.to_str().unwrap()]].concat(),
-        );
-        named += err.matches("before this partition does").count();
-    }
+    let needle = "before this partition does";
+    let named = four_parts(parts.path(), &["image", "cut.img"], needle, |a| run(d, a));
     assert_eq!(named, 1);
-    let p = parts.path().to_str().unwrap();
-    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
-    assert_eq!(code, 2, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let (code, merged) = merge_parts(d, parts.path());
+    assert_eq!(code, 2);
     assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
     assert_eq!(place_keys(&merged), place_keys(&single));
 }

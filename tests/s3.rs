@@ -836,28 +836,11 @@ fn a_bucket_in_four_shards_merges_to_the_single_report() {
     assert_eq!(code, 2, "{err}");
     assert_eq!(single["summary"]["skipped"]["unreadable"], 1, "{single:#}");
     let parts = tempfile::tempdir().unwrap();
-    let mut named = 0;
-    for k in 1..=4 {
-        let file = parts.path().join(format!("{k}.json"));
-        let shard = format!("{k}/4");
-        let mut a = args.to_vec();
-        a.extend([
-            "--shard",
-            &shard,
-            "--format",
-            "json",
-            "--show-secrets",
-            "-o",
-        ]);
-        a.push(file.to_str().unwrap());
-        let (_, _, err) = s3(moto, d, &a);
-        named += err.matches("s3://no-such-bucket: ").count();
-    }
+    let needle = "s3://no-such-bucket: ";
+    let named = four_parts(parts.path(), &args, needle, |a| s3(moto, d, a));
     assert_eq!(named, 1);
-    let p = parts.path().to_str().unwrap();
-    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
-    assert_eq!(code, 2, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let (code, merged) = merge_parts(d, parts.path());
+    assert_eq!(code, 2);
     assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
     assert_eq!(place_keys(&merged), place_keys(&single));
 }

@@ -516,20 +516,10 @@ fn snapshots_in_four_shards_merge_to_the_single_report() {
     let single: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(single["summary"]["skipped"]["unreadable"], 1, "{single:#}");
     let parts = tempfile::tempdir().unwrap();
-    let mut named = 0;
-    for k in 1..=4 {
-        let f = parts.path().join(format!("{k}.json"));
-        let shard = format!("{k}/4");
-        let mut b = a.to_vec();
-        b.extend(["--shard", &shard, "-o", f.to_str().unwrap()]);
-        let (_, _, err) = snapshot(&moto, d, &b);
-        named += err.matches(nowhere).count();
-    }
+    let named = four_parts(parts.path(), &a[..2], nowhere, |a| snapshot(&moto, d, a));
     assert_eq!(named, 1);
-    let p = parts.path().to_str().unwrap();
-    let (code, out, err) = run(d, &["merge", "--format", "json", "--show-secrets", p]);
-    assert_eq!(code, 2, "{err}");
-    let merged: Value = serde_json::from_str(&out).unwrap();
+    let (code, merged) = merge_parts(d, parts.path());
+    assert_eq!(code, 2);
     assert_eq!(merged["summary"]["skipped"], single["summary"]["skipped"]);
     assert_eq!(place_keys(&merged), place_keys(&single));
 }

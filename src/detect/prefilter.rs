@@ -1044,6 +1044,52 @@ mod tests {
         assert!(found.iter().all(|&f| f));
     }
 
+    /// `n` literals of bytes of `alphabet`, the i-th `len(i)` bytes long.
+    fn random_literals(
+        rng: &mut fastrand::Rng,
+        n: usize,
+        alphabet: &[u8],
+        len: impl Fn(usize) -> usize,
+    ) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                (0..len(i))
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every (literal, start) in `data`, found one position at a time: where `next[i]` is
+    /// `Some`, only where one of its bytes follows (`next` may be shorter than `lits`).
+    fn naive(lits: &[Vec<u8>], next: &[Option<Followers>], data: &[u8]) -> Vec<(usize, usize)> {
+        let mut want = Vec::new();
+        for (i, l) in lits.iter().enumerate() {
+            for s in 0..=data.len() - l.len() {
+                let follows = match (next.get(i).copied().flatten(), data.get(s + l.len())) {
+                    (None, _) => true,
+                    (Some(f), Some(&b)) => f[usize::from(b)],
+                    (Some(_), None) => false,
+                };
+                if data[s..].starts_with(l) && follows {
+                    want.push((i, s));
+                }
+            }
+        }
+        want
+    }
+
+    /// Every (literal, start) `set` reports in `data`, sorted; each is where it says.
+    fn found(set: &Literals, lits: &[Vec<u8>], data: &[u8]) -> Vec<(usize, usize)> {
+        let mut got = Vec::new();
+        set.for_each(data, |i, s, e| {
+            assert_eq!(&data[s..e], lits[i].as_slice());
+            got.push((i, s));
+        });
+        got.sort_unstable();
+        got
+    }
+
     /// Hundreds of literals (Teddy for the short ones, grams for the rest), by the vector gram
     /// pass (where AVX2 is there) and by Teddy with the scalar one at a larger step: every
     /// occurrence, overlapping ones and ones across block edges included, exactly once, as a
@@ -1052,14 +1098,7 @@ mod tests {
     fn hundreds_of_literals_are_found_as_a_naive_search_finds_them() {
         let mut rng = fastrand::Rng::with_seed(7);
         let alphabet = b"abcdefgh_-ABC";
-        let mut lits: Vec<Vec<u8>> = (0..400)
-            .map(|i| {
-                let len = 3 + i % 14;
-                (0..len)
-                    .map(|_| alphabet[rng.usize(..alphabet.len())])
-                    .collect()
-            })
-            .collect();
+        let mut lits = random_literals(&mut rng, 400, alphabet, |i| 3 + i % 14);
         lits.push(b"aaaaaaaaaa".to_vec()); // repeats its own grams
         lits.push(b"aaaaaaaaaa".to_vec()); // a duplicate
         let mut data: Vec<u8> = (0..BLOCK + 5000)
@@ -1071,14 +1110,7 @@ mod tests {
         }
         let edge = BLOCK - 4;
         data[edge..edge + 10].copy_from_slice(b"aaaaaaaaaa");
-        let mut want = Vec::new();
-        for (i, l) in lits.iter().enumerate() {
-            for s in 0..=data.len() - l.len() {
-                if data[s..].starts_with(l) {
-                    want.push((i, s));
-                }
-            }
-        }
+        let want = naive(&lits, &[], &data);
         assert!(want.len() > 400, "{}", want.len());
         for vector in [true, false] {
             let set = Literals::build(&lits, &[], vector).unwrap();
@@ -1092,13 +1124,11 @@ mod tests {
                 grams.simd,
                 "the scalar pass samples every 2nd byte"
             );
-            let mut got = Vec::new();
-            set.for_each(&data, |i, s, e| {
-                assert_eq!(&data[s..e], lits[i].as_slice());
-                got.push((i, s));
-            });
-            got.sort_unstable();
-            assert_eq!(got, want, "vector pass allowed: {vector}");
+            assert_eq!(
+                found(&set, &lits, &data),
+                want,
+                "vector pass allowed: {vector}"
+            );
         }
     }
 
@@ -1126,14 +1156,7 @@ mod tests {
             let at = (k * 131) % (data.len() - l.len());
             data[at..at + l.len()].copy_from_slice(l);
         }
-        let mut want = Vec::new();
-        for (i, l) in lits.iter().enumerate() {
-            for s in 0..=data.len() - l.len() {
-                if data[s..].starts_with(l) {
-                    want.push((i, s));
-                }
-            }
-        }
+        let want = naive(&lits, &[], &data);
         assert!(want.len() >= 150);
         for vector in [true, false] {
             let set = Literals::build(&lits, &[], vector).unwrap();
@@ -1164,14 +1187,7 @@ mod tests {
     fn literals_are_found_where_their_bytes_follow() {
         let mut rng = fastrand::Rng::with_seed(5);
         let alphabet = b"abcdefgh_-ABC";
-        let mut lits: Vec<Vec<u8>> = (0..300)
-            .map(|i| {
-                let len = 3 + i % 5;
-                (0..len)
-                    .map(|_| alphabet[rng.usize(..alphabet.len())])
-                    .collect()
-            })
-            .collect();
+        let mut lits = random_literals(&mut rng, 300, alphabet, |i| 3 + i % 5);
         lits.push(lits[0].clone()); // a duplicate, with bytes of its own
         let mut next: Vec<Option<Followers>> = (0..lits.len())
             .map(|i| {
@@ -1201,19 +1217,7 @@ mod tests {
         data[BLOCK + 1] = b'b';
         let end = data.len() - 3;
         data[end..].copy_from_slice(&l0);
-        let mut want = Vec::new();
-        for (i, l) in lits.iter().enumerate() {
-            for s in 0..=data.len() - l.len() {
-                let follows = match (&next[i], data.get(s + l.len())) {
-                    (None, _) => true,
-                    (Some(f), Some(&b)) => f[usize::from(b)],
-                    (Some(_), None) => false,
-                };
-                if data[s..].starts_with(l) && follows {
-                    want.push((i, s));
-                }
-            }
-        }
+        let want = naive(&lits, &next, &data);
         assert!(want.contains(&(lits.len() - 1, BLOCK - 2)));
         assert!(!want.contains(&(0, BLOCK - 2)) && !want.iter().any(|&(_, s)| s == end));
         assert!(want.len() > 1000, "{}", want.len());
@@ -1229,13 +1233,11 @@ mod tests {
                     .iter()
                     .all(|&u| set.callers[u].iter().any(|&i| set.next[i].is_none())));
             }
-            let mut got = Vec::new();
-            set.for_each(&data, |i, s, e| {
-                assert_eq!(&data[s..e], lits[i].as_slice());
-                got.push((i, s));
-            });
-            got.sort_unstable();
-            assert_eq!(got, want, "vector pass allowed: {vector}");
+            assert_eq!(
+                found(&set, &lits, &data),
+                want,
+                "vector pass allowed: {vector}"
+            );
         }
     }
 

@@ -89,6 +89,42 @@ pub fn run_aws(
     )
 }
 
+/// Runs a command as 4 parts through `run_part` (keyhound with the arguments it is given),
+/// `--shard K/4` each, each writing its JSON report (secrets shown) into `parts`; returns how
+/// many times the parts' standard error says `needle`.
+pub fn four_parts(
+    parts: &Path,
+    args: &[&str],
+    needle: &str,
+    run_part: impl Fn(&[&str]) -> (i32, String, String),
+) -> usize {
+    std::fs::create_dir_all(parts).unwrap();
+    (1..=4)
+        .map(|k| {
+            let (shard, file) = (format!("{k}/4"), parts.join(format!("{k}.json")));
+            let flags = [
+                "--shard",
+                &shard,
+                "--format",
+                "json",
+                "--show-secrets",
+                "-o",
+            ];
+            let (_, _, err) = run_part(&[args, &flags, &[file.to_str().unwrap()]].concat());
+            err.matches(needle).count()
+        })
+        .sum()
+}
+
+/// `keyhound merge` of the parts in `parts` (secrets shown) as JSON: its exit status and
+/// report.
+pub fn merge_parts(dir: &Path, parts: &Path) -> (i32, serde_json::Value) {
+    let p = parts.to_str().unwrap();
+    let (code, out, err) = run(dir, &["merge", "--format", "json", "--show-secrets", p]);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v)
+}
+
 /// `keyhound merge` of the parts in `parts` (secrets shown) as JSON, which must have found
 /// secrets (exit 1).
 pub fn merged(dir: &Path, parts: &Path) -> serde_json::Value {
