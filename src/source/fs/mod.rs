@@ -334,8 +334,13 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
             return true;
         };
         s.owns(name.as_bytes())
-            || (len > PIECE && len > self.opts.chunk as u64)
+            || self.big(len)
             || (self.opts.git.is_some() && name.contains(".git/"))
+    }
+
+    /// A file read in windows, whose pieces a sharded scan deals among the shards.
+    fn big(&self, len: u64) -> bool {
+        len > PIECE && len > self.opts.chunk as u64
     }
 
     /// Reads one file for scanning: whole (archives inside expanded), big ones in windows; a
@@ -376,8 +381,8 @@ impl<F: FnMut(Blob)> FileScanner<'_, F> {
         let mut tee = Tee::new(r, copy, len);
         let pieces = self.opts.shard.and_then(|s| {
             // A big file (read in windows) is dealt among the shards by piece.
-            let big = len > PIECE && len > self.opts.chunk as u64;
-            big.then(|| (s, crate::shard::bucket(name.as_bytes(), s.count)))
+            self.big(len)
+                .then(|| (s, crate::shard::bucket(name.as_bytes(), s.count)))
         });
         if pieces.is_none() && self.opts.shard.is_some_and(|s| !s.owns(name.as_bytes())) {
             // Another shard's file: only copied, when a repository's.
