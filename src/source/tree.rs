@@ -190,27 +190,27 @@ fn read_file<F: FnMut(Blob)>(
     handle: &mut F,
 ) -> io::Result<()> {
     let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
     let archives = opts.archives.max_depth > 0;
-    if len <= opts.chunk as u64 {
-        buf.clear();
-        f.read_to_end(buf)?;
-        stats.read(buf.len() as u64);
-        if let Some(kind) = archive::sniff(buf).filter(|_| archives) {
-            let mut ex =
-                archive::Expander::new(opts.archives, stats, len, handle).git(opts.git.as_deref());
-            if ex.bytes(buf, kind, origin) {
+    // Most files are read whole, without asking their size first: `metadata` and std's
+    // `read_to_end` (which asks again, and where the file is) were 3 of 8 system calls a file.
+    let n = read_head(&mut f, buf, opts.chunk + 1)?;
+    if n <= opts.chunk {
+        let data = &buf[..n];
+        stats.read(n as u64);
+        if let Some(kind) = archive::sniff(data).filter(|_| archives) {
+            let mut ex = archive::Expander::new(opts.archives, stats, n as u64, handle)
+                .git(opts.git.as_deref());
+            if ex.bytes(data, kind, origin) {
                 return Ok(());
             }
         }
-        handle(Blob::whole(buf, origin.clone()));
+        handle(Blob::whole(data, origin.clone()));
         return Ok(());
     }
+    let len = f.metadata()?.len().max(n as u64);
+    f.seek(io::SeekFrom::Start(0))?;
     if archives {
-        let mut head = [0u8; 512];
-        let n = super::window::read_up_to(&mut f, &mut head)?;
-        f.seek(io::SeekFrom::Start(0))?;
-        if let Some(kind) = archive::sniff(&head[..n]) {
+        if let Some(kind) = archive::sniff(&buf[..n.min(512)]) {
             stats.read(len);
             let mut ex =
                 archive::Expander::new(opts.archives, stats, len, handle).git(opts.git.as_deref());
@@ -230,6 +230,30 @@ fn read_file<F: FnMut(Blob)>(
     let n = super::window::stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
     stats.read(n);
     Ok(())
+}
+
+/// Reads `f` into `buf` until it ends or `limit` bytes are in; returns how many. `buf` keeps
+/// its length from call to call (zeroed as it grows, never cleared), so a thread's files are
+/// read into memory already written, in as few reads as the file takes plus the one that sees
+/// its end.
+fn read_head(f: &mut File, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    const FIRST: usize = 64 << 10;
+    let mut n = 0;
+    loop {
+        if n == buf.len().min(limit) {
+            if n >= limit {
+                return Ok(n);
+            }
+            buf.resize((n * 2).clamp(FIRST, limit), 0);
+        }
+        let end = buf.len().min(limit);
+        match f.read(&mut buf[n..end]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,5 +288,36 @@ mod tests {
         ] {
             assert_eq!(display_name(Path::new(p)), slow(Path::new(p)), "{p}");
         }
+    }
+
+    /// A file is read whole up to the limit and no further, whatever the buffer held before
+    /// (longer, shorter, another file's bytes).
+    #[test]
+    fn heads_are_read_whole_up_to_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limit = 200_001;
+        let mut buf = Vec::new();
+        for (i, size) in [
+            0, 1, 65_535, 65_536, 65_537, 131_072, 200_000, 200_001, 200_002, 3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data: Vec<u8> = (0..size).map(|j| (j * 7 + i) as u8).collect();
+            let path = tmp.path().join(format!("f{i}"));
+            std::fs::write(&path, &data).unwrap();
+            let n = read_head(&mut File::open(&path).unwrap(), &mut buf, limit).unwrap();
+            assert_eq!(n, size.min(limit), "{size}");
+            assert_eq!(&buf[..n], &data[..n], "{size}");
+        }
+        // After a stream left the buffer longer than the limit.
+        buf.resize(500_000, 1);
+        let path = tmp.path().join("g");
+        std::fs::write(&path, vec![9u8; 300_000]).unwrap();
+        assert_eq!(
+            read_head(&mut File::open(&path).unwrap(), &mut buf, limit).unwrap(),
+            limit
+        );
+        assert!(buf[..limit].iter().all(|&b| b == 9));
     }
 }
