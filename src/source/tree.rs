@@ -207,18 +207,19 @@ fn read_file<F: FnMut(Blob)>(
         handle(Blob::whole(data, origin.clone()));
         return Ok(());
     }
-    let len = f.metadata()?.len().max(n as u64);
-    f.seek(io::SeekFrom::Start(0))?;
     if archives {
         if let Some(kind) = archive::sniff(&buf[..n.min(512)]) {
+            let len = f.metadata()?.len().max(n as u64);
+            f.seek(io::SeekFrom::Start(0))?;
             stats.read(len);
             let mut ex =
                 archive::Expander::new(opts.archives, stats, len, handle).git(opts.git.as_deref());
             if ex.file(f, kind, origin) {
                 return Ok(());
             }
-            // Unreadable from its first bytes: scan it as raw bytes instead.
+            // Unreadable from its first bytes: scan it as raw bytes instead, from the start.
             f = File::open(path)?;
+            buf.clear();
             stats
                 .files
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -227,7 +228,9 @@ fn read_file<F: FnMut(Blob)>(
                 .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    let n = super::window::stream(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
+    // The bytes read so far start the first window: a big file is read once.
+    buf.truncate(n);
+    let n = super::window::stream_after(&mut f, origin, opts.chunk, opts.overlap, buf, handle)?;
     stats.read(n);
     Ok(())
 }

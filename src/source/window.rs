@@ -52,13 +52,26 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
     buf: &mut Vec<u8>,
     handle: &mut F,
 ) -> io::Result<u64> {
-    let chunk = chunk.max(2 * overlap);
     buf.clear();
+    stream_after(r, origin, chunk, overlap, buf, handle)
+}
+
+/// `stream` of an input whose first `buf.len()` bytes were already read from `r` into `buf`
+/// (at most `chunk + overlap` of them); the count returned includes them.
+pub fn stream_after<R: Read + ?Sized, F: FnMut(Blob)>(
+    r: &mut R,
+    origin: &Arc<Origin>,
+    chunk: usize,
+    overlap: usize,
+    buf: &mut Vec<u8>,
+    handle: &mut F,
+) -> io::Result<u64> {
+    let chunk = chunk.max(2 * overlap);
     let mut offset = 0u64; // of buf[0] in the input
     let mut line = 0u64; // newlines before buf[0]
     let mut column = 0u64; // characters of buf[0]'s line before it
     let mut own_start = 0usize;
-    let mut total = 0u64;
+    let mut total = buf.len() as u64;
     loop {
         // Fill the buffer up to `overlap + chunk` bytes, without zero-filling it first (a small
         // archive member must not cost a 16 MiB memset).
@@ -66,7 +79,7 @@ pub fn stream<R: Read + ?Sized, F: FnMut(Blob)>(
         let before = buf.len();
         // On a read error (a damaged archive member, a bad checksum at its end), what was read
         // is still scanned, then the error returned.
-        let failed = Read::take(&mut *r, (want - before) as u64)
+        let failed = Read::take(&mut *r, want.saturating_sub(before) as u64)
             .read_to_end(buf)
             .err();
         let filled = buf.len();
