@@ -219,32 +219,43 @@ fn big_files_stream_in_windows_without_losing_or_doubling() {
     }
     data.extend_from_slice(b"\xff\xfe invalid utf-8 \xc3\x28 tail\n");
     write(d, "big.log", &data);
-    let (code, v) = json(d, &["--buffer-mib", "1", "--show-secrets", "big.log"]);
-    assert_eq!(code, 1);
-    let found: Vec<&str> = creds(&v)
-        .iter()
-        .map(|c| c["parts"]["key_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(found.len(), 4, "{found:?}");
-    for k in &planted {
-        assert!(found.contains(&k.as_str()), "{k} missing");
-    }
-    for c in creds(&v) {
+    // The same after a gzip header that no deflate stream follows: sniffed as an archive from
+    // the bytes read first, then scanned raw from its start (not those bytes twice).
+    let mut fake = b"\x1f\x8b\x08\x00 not a deflate stream\n".to_vec();
+    fake.extend_from_slice(&data);
+    write(d, "fake.gz", &fake);
+    for (name, data) in [("big.log", &data), ("fake.gz", &fake)] {
+        let (code, v) = json(d, &["--buffer-mib", "1", "--show-secrets", name]);
+        assert_eq!(code, 1, "{name}");
+        let found: Vec<&str> = creds(&v)
+            .iter()
+            .map(|c| c["parts"]["key_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for k in &planted {
+            assert!(found.contains(&k.as_str()), "{k} missing");
+        }
+        for c in creds(&v) {
+            assert_eq!(
+                c["places"].as_array().unwrap().len(),
+                1,
+                "reported once: {c}"
+            );
+            assert_eq!(c["parts"].as_object().unwrap().len(), 2, "paired: {c}");
+            // Offsets and lines are those of the whole file.
+            let p = &c["places"][0];
+            let off = p["offset"].as_u64().unwrap() as usize;
+            let k = c["parts"]["key_id"].as_str().unwrap();
+            assert_eq!(&data[off..off + 20], k.as_bytes());
+            let line = data[..off].iter().filter(|&&b| b == b'\n').count() + 1;
+            assert_eq!(p["line"].as_u64().unwrap() as usize, line);
+        }
         assert_eq!(
-            c["places"].as_array().unwrap().len(),
-            1,
-            "reported once: {c}"
+            v["summary"]["bytes"].as_u64().unwrap() as usize,
+            data.len(),
+            "{name}"
         );
-        assert_eq!(c["parts"].as_object().unwrap().len(), 2, "paired: {c}");
-        // Offsets and lines are those of the whole file.
-        let p = &c["places"][0];
-        let off = p["offset"].as_u64().unwrap() as usize;
-        let k = c["parts"]["key_id"].as_str().unwrap();
-        assert_eq!(&data[off..off + 20], k.as_bytes());
-        let line = data[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-        assert_eq!(p["line"].as_u64().unwrap() as usize, line);
     }
-    assert_eq!(v["summary"]["bytes"].as_u64().unwrap() as usize, data.len());
 }
 
 #[test]
