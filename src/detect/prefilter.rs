@@ -435,8 +435,28 @@ impl Grams {
             }
         };
         if self.simd {
-            // SAFETY: `simd` is set only where AVX2 is there.
-            p = unsafe { avx2::candidates(data, p, end, &self.bits, &mut verify) };
+            // A stretch at a time: the pass notes its candidates and starts fetching their
+            // slots, then they are looked up. Looked up at once, each waited for its slot, a
+            // cache miss, with nothing else to do (a third of their time).
+            let mut at = [0u16; STRETCH];
+            loop {
+                let (start, mut n) = (p, 0);
+                let mut note = |q: usize| {
+                    let g = u32::from_le_bytes([data[q], data[q + 1], data[q + 2], data[q + 3]]);
+                    self.table.prefetch(g);
+                    at[n] = (q - start) as u16;
+                    n += 1;
+                };
+                let stop = (start + STRETCH).min(end);
+                // SAFETY: `simd` is set only where AVX2 is there.
+                p = unsafe { avx2::candidates(data, start, stop, &self.bits, &mut note) };
+                for &o in &at[..n] {
+                    verify(start + usize::from(o));
+                }
+                if p == start {
+                    break;
+                }
+            }
         }
         let bits = &self.bits[..];
         while p < end {
@@ -450,6 +470,10 @@ impl Grams {
         }
     }
 }
+
+/// Positions the vector pass covers before their candidates are looked up (`Grams::for_each_in`):
+/// a multiple of its 32, and small enough that each fits in a `u16`.
+const STRETCH: usize = 4096;
 
 /// How likely `gram` is in text: its first byte's frequency, then each next byte's chance of
 /// following the one before (`bigrams::FOLLOWS`, for printable ASCII; its own frequency
@@ -652,6 +676,21 @@ impl GramTable {
             entries,
             bytes,
         }
+    }
+
+    /// Starts bringing `g`'s first slot into the cache, for a `get` soon after.
+    #[inline]
+    fn prefetch(&self, g: u32) {
+        let s = (g.wrapping_mul(SLOT_MUL) >> self.shift) as usize;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `s` indexes `slots` (it is below `1 << (32 - shift)`, their number); a
+        // prefetch reads nothing into the program.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(s).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = s;
     }
 
     #[inline]
