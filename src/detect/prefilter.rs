@@ -545,11 +545,10 @@ mod avx2 {
         let table = bits.as_ptr().cast::<i32>();
         let mul = _mm256_set1_epi32(super::GRAM_MUL as i32);
         let low5 = _mm256_set1_epi32(31);
-        let one = _mm256_set1_epi32(1);
         while p + 32 <= end && p + 35 <= data.len() {
-            let mut t = [_mm256_setzero_si256(); 4];
-            let mut any = _mm256_setzero_si256();
-            for (k, tk) in t.iter_mut().enumerate() {
+            // Bit 8k + i: the gram at p + k + 4i passed.
+            let mut set = 0u32;
+            for k in 0..4 {
                 // SAFETY: p + k + 32 <= p + 35 <= data.len().
                 let g = _mm256_loadu_si256(base.add(p + k).cast());
                 let h = _mm256_srli_epi32::<{ 32 - super::GRAM_BITS as i32 }>(_mm256_mullo_epi32(
@@ -557,23 +556,15 @@ mod avx2 {
                 ));
                 // SAFETY: h < 1 << GRAM_BITS, so h >> 5 indexes `bits`.
                 let w = _mm256_i32gather_epi32::<4>(table, _mm256_srli_epi32::<5>(h));
-                *tk = _mm256_and_si256(w, _mm256_sllv_epi32(one, _mm256_and_si256(h, low5)));
-                any = _mm256_or_si256(any, *tk);
+                // The gram's bit, `h & 31` of its word, shifted to the top (by 31 - (h & 31),
+                // which is !h & 31), where movemask reads it.
+                let t = _mm256_sllv_epi32(w, _mm256_andnot_si256(h, low5));
+                set |= (_mm256_movemask_ps(_mm256_castsi256_ps(t)) as u32) << (8 * k);
             }
-            if _mm256_testz_si256(any, any) == 0 {
-                let zero = _mm256_setzero_si256();
-                for (k, tk) in t.iter().enumerate() {
-                    let set =
-                        !_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(*tk, zero)))
-                            & 0xFF;
-                    let mut m = set as u32;
-                    while m != 0 {
-                        let lane = m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        // Lane i of load k is the gram at p + k + 4i.
-                        hit(p + k + 4 * lane);
-                    }
-                }
+            while set != 0 {
+                let b = set.trailing_zeros() as usize;
+                set &= set - 1;
+                hit(p + (b >> 3) + 4 * (b & 7));
             }
             p += 32;
         }
