@@ -619,6 +619,12 @@ struct Entry {
 /// pass the bitset do not crowd into the same slots.
 const SLOT_MUL: u32 = 0x85EB_CA6B;
 
+/// The first slot for `g` in a table of `1 << (32 - shift)` slots.
+#[inline]
+fn slot_of(g: u32, shift: u32) -> usize {
+    (g.wrapping_mul(SLOT_MUL) >> shift) as usize
+}
+
 impl GramTable {
     fn new(
         map: HashMap<u32, Vec<(usize, usize)>, BuildHasherDefault<GramHasher>>,
@@ -639,7 +645,7 @@ impl GramTable {
         let mut grams: Vec<_> = map.into_iter().collect();
         grams.sort_unstable();
         for (g, lits) in grams {
-            let mut s = (g.wrapping_mul(SLOT_MUL) >> shift) as usize;
+            let mut s = slot_of(g, shift);
             while slots[s].count != 0 {
                 s = (s + 1) & mask;
             }
@@ -669,10 +675,16 @@ impl GramTable {
         }
     }
 
+    /// The slot where the search for `g` starts.
+    #[inline]
+    fn slot(&self, g: u32) -> usize {
+        slot_of(g, self.shift)
+    }
+
     /// Starts bringing `g`'s first slot into the cache, for a `get` soon after.
     #[inline]
     fn prefetch(&self, g: u32) {
-        let s = (g.wrapping_mul(SLOT_MUL) >> self.shift) as usize;
+        let s = self.slot(g);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `s` indexes `slots` (it is below `1 << (32 - shift)`, their number); a
         // prefetch reads nothing into the program.
@@ -687,7 +699,7 @@ impl GramTable {
     #[inline]
     fn get(&self, g: u32) -> &[Entry] {
         let mask = self.slots.len() - 1;
-        let mut s = (g.wrapping_mul(SLOT_MUL) >> self.shift) as usize;
+        let mut s = self.slot(g);
         loop {
             let slot = self.slots[s];
             if slot.count == 0 {
