@@ -734,8 +734,8 @@ mod avx512 {
                 for half in 0..2 {
                     let mh = (m >> (32 * half)) as u32;
                     let at = _mm512_add_epi16(iota, _mm512_set1_epi16(off + 32 * half as i16));
-                    // SAFETY: n <= p - start <= CHUNK - 64 + 32 * half, so the 32 offsets
-                    // stored fit in `passed`.
+                    // SAFETY: n is at most the positions seen, p - start + 32 * half, and
+                    // p + 64 <= start + CHUNK, so the 32 offsets stored end by CHUNK.
                     debug_assert!(n + 32 <= passed.len());
                     _mm512_storeu_si512(
                         passed.as_mut_ptr().add(n).cast(),
@@ -762,8 +762,10 @@ mod avx512 {
     }
 
     /// Positions tested before their candidates are.
+    #[cfg(target_arch = "x86_64")]
     const CHUNK: usize = 4096;
     /// 0, 1, ... 31 as 16-bit lanes.
+    #[cfg(target_arch = "x86_64")]
     static IOTA: [u16; 32] = {
         let mut a = [0u16; 32];
         let mut i = 0;
