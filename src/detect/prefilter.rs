@@ -553,7 +553,8 @@ impl Filter {
 }
 
 /// Positions the vector pass covers before their candidates are looked up (`Grams::for_each_in`):
-/// a multiple of its 32, and small enough that each fits in a `u16`.
+/// a multiple of the AVX2 pass's 32 and the AVX-512 one's 64, and small enough that each offset
+/// fits in a `u16`.
 const STRETCH: usize = 4096;
 
 /// How likely `gram` is in text: its first byte's frequency, then each next byte's chance of
@@ -680,8 +681,8 @@ mod avx512 {
         }
     }
 
-    /// As `avx2::candidates`, 64 positions at a time: the positions whose 4-gram passes
-    /// `filter` are then tested in `bits`.
+    /// As `avx2::candidates`, 64 positions at a time, over at most `STRETCH` positions: the
+    /// positions whose 4-gram passes `filter` are then tested in `bits`.
     ///
     /// # Safety
     /// AVX-512 F, BW, VBMI and VBMI2 must be available. (That `bits` holds `1 << (GRAM_BITS - 5)`
@@ -711,59 +712,51 @@ mod avx512 {
             }
         });
         let iota = _mm512_loadu_si512(IOTA.as_ptr().cast());
-        // The positions that passed, a chunk at a time, as offsets from its start: one loop over
-        // all of them, not one over each 64 positions' few (whose ends the branch predictor
-        // misses).
-        let mut passed = [0u16; CHUNK + 32];
-        loop {
-            let (start, mut n) = (p, 0usize);
-            let stop = end.min(start + CHUNK);
-            while p + 64 <= stop && p + 67 <= data.len() {
-                let mut lo = _mm512_set1_epi8(-1);
-                let mut hi = _mm512_set1_epi8(-1);
-                for (j, pair) in t.chunks_exact(2).enumerate() {
-                    // SAFETY: p + j + 64 <= p + 67 <= data.len(). Byte i is byte j of the
-                    // gram at p + i.
-                    let x = _mm512_loadu_si512(base.add(p + j).cast());
-                    lo = _mm512_and_si512(lo, _mm512_permutex2var_epi8(pair[0][0], x, pair[0][1]));
-                    hi = _mm512_and_si512(hi, _mm512_permutex2var_epi8(pair[1][0], x, pair[1][1]));
-                }
-                let any = _mm512_or_si512(lo, hi);
-                let m = _mm512_test_epi8_mask(any, any);
-                let off = (p - start) as i16;
-                for half in 0..2 {
-                    let mh = (m >> (32 * half)) as u32;
-                    let at = _mm512_add_epi16(iota, _mm512_set1_epi16(off + 32 * half as i16));
-                    // SAFETY: n is at most the positions seen, p - start + 32 * half, and
-                    // p + 64 <= start + CHUNK, so the 32 offsets stored end by CHUNK.
-                    debug_assert!(n + 32 <= passed.len());
-                    _mm512_storeu_si512(
-                        passed.as_mut_ptr().add(n).cast(),
-                        _mm512_maskz_compress_epi16(mh, at),
-                    );
-                    n += mh.count_ones() as usize;
-                }
-                p += 64;
+        // The positions that passed, as offsets from `start`: one loop over all of them, not one
+        // over each 64 positions' few (whose ends the branch predictor misses).
+        let start = p;
+        assert!(end.saturating_sub(start) <= super::STRETCH, "one stretch at a time");
+        let mut passed = [0u16; super::STRETCH + 32];
+        let mut n = 0;
+        while p + 64 <= end && p + 67 <= data.len() {
+            let mut lo = _mm512_set1_epi8(-1);
+            let mut hi = _mm512_set1_epi8(-1);
+            for (j, pair) in t.chunks_exact(2).enumerate() {
+                // SAFETY: p + j + 64 <= p + 67 <= data.len(). Byte i is byte j of the gram at
+                // p + i.
+                let x = _mm512_loadu_si512(base.add(p + j).cast());
+                lo = _mm512_and_si512(lo, _mm512_permutex2var_epi8(pair[0][0], x, pair[0][1]));
+                hi = _mm512_and_si512(hi, _mm512_permutex2var_epi8(pair[1][0], x, pair[1][1]));
             }
-            for &o in &passed[..n] {
-                let q = start + usize::from(o);
-                // SAFETY: q + 4 <= p + 3 <= data.len().
-                let g = u32::from_le(base.add(q).cast::<u32>().read_unaligned());
-                let h = super::gram_hash(g);
-                if bits[h >> 5] >> (h & 31) & 1 != 0 {
-                    hit(q);
-                }
+            let any = _mm512_or_si512(lo, hi);
+            let m = _mm512_test_epi8_mask(any, any);
+            let off = (p - start) as i16;
+            for half in 0..2 {
+                let mh = (m >> (32 * half)) as u32;
+                let at = _mm512_add_epi16(iota, _mm512_set1_epi16(off + 32 * half as i16));
+                // SAFETY: n is at most the positions seen, p - start + 32 * half, and
+                // p + 64 <= start + STRETCH, so the 32 offsets stored end by STRETCH.
+                debug_assert!(n + 32 <= passed.len());
+                _mm512_storeu_si512(
+                    passed.as_mut_ptr().add(n).cast(),
+                    _mm512_maskz_compress_epi16(mh, at),
+                );
+                n += mh.count_ones() as usize;
             }
-            if p == start {
-                break;
+            p += 64;
+        }
+        for &o in &passed[..n] {
+            let q = start + usize::from(o);
+            // SAFETY: q + 4 <= p + 3 <= data.len().
+            let g = u32::from_le(base.add(q).cast::<u32>().read_unaligned());
+            let h = super::gram_hash(g);
+            if bits[h >> 5] >> (h & 31) & 1 != 0 {
+                hit(q);
             }
         }
         p
     }
 
-    /// Positions tested before their candidates are.
-    #[cfg(target_arch = "x86_64")]
-    const CHUNK: usize = 4096;
     /// 0, 1, ... 31 as 16-bit lanes.
     #[cfg(target_arch = "x86_64")]
     static IOTA: [u16; 32] = {
