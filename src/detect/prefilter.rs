@@ -715,7 +715,10 @@ mod avx512 {
         // The positions that passed, as offsets from `start`: one loop over all of them, not one
         // over each 64 positions' few (whose ends the branch predictor misses).
         let start = p;
-        assert!(end.saturating_sub(start) <= super::STRETCH, "one stretch at a time");
+        assert!(
+            end.saturating_sub(start) <= super::STRETCH,
+            "one stretch at a time"
+        );
         let mut passed = [0u16; super::STRETCH + 32];
         let mut n = 0;
         while p + 64 <= end && p + 67 <= data.len() {
