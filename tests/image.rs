@@ -185,6 +185,120 @@ fn a_deleted_files_key_is_found_in_an_ext4_image() {
     );
 }
 
+/// ext4 files are read a run of blocks at a time (the vendored ext4-view's `File::read_bytes`),
+/// as far as the blocks lie next to each other on the disk: a file debugfs wrote into the gaps
+/// two deleted files left (three extents), a sparse file (holes read as zeros), a small one.
+/// Read through ext4-view with buffers of every awkward size, and seeked into, each gives its
+/// bytes; `keyhound image` finds a key astride the fragments' joint and one past a hole, at
+/// their lines.
+#[test]
+fn ext4_files_read_in_runs_across_fragments_and_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut keys = Keys::new(79);
+    let (frag_k, sparse_k) = (keys.pair(), keys.pair());
+    write(d, "root/motd", "hello\n");
+    // 1 MiB of hole between two stretches of text.
+    let mut sparse = b"x\n".to_vec();
+    sparse.resize((1 << 20) + 3 * 4096 + 10, 0);
+    sparse.extend_from_slice(settings(&sparse_k).as_bytes());
+    let mut f = std::fs::File::create(write(d, "root/sparse.conf", "")).unwrap();
+    f.write_all(b"x\n").unwrap();
+    f.seek(SeekFrom::Start((1 << 20) + 3 * 4096 + 10)).unwrap();
+    f.write_all(settings(&sparse_k).as_bytes()).unwrap();
+    drop(f);
+    // 20 KiB of lines, the key pair's first line across byte 8192, where the first of the
+    // gaps (8 KiB) ends.
+    let mut frag = "some text of a log line\n".repeat(340).into_bytes();
+    frag.extend_from_slice(b"-------------------\n");
+    assert_eq!(frag.len(), 8192 - 12);
+    frag.extend_from_slice(settings(&frag_k).as_bytes());
+    while frag.len() < 20 << 10 {
+        frag.extend_from_slice(b"more text\n");
+    }
+    frag.truncate(20 << 10);
+    let frag_line = 1 + frag[..8192 - 12].iter().filter(|&&b| b == b'\n').count();
+    write(d, "frag", &frag);
+    for i in 1..=5 {
+        write(d, &format!("a{i}"), vec![b'a' + i as u8; 8192]);
+    }
+    // 1 KiB blocks (mkfs's choice for a volume this small): a 4 KiB-block volume is what the
+    // bench reads.
+    tool(
+        d,
+        &["mkfs.ext4", "-q", "-F", "-d", "root", "ext4.img", "16M"],
+    );
+    let cmds = "write a1 a1\nwrite a2 a2\nwrite a3 a3\nwrite a4 a4\nwrite a5 a5\n\
+                rm a2\nrm a4\nwrite frag frag\n";
+    write(d, "cmds", cmds);
+    tool(d, &["debugfs", "-w", "-f", "cmds", "ext4.img"]);
+    let extents = Command::new("debugfs")
+        .args(["-R", "ex /frag", "ext4.img"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let extents = String::from_utf8_lossy(&extents.stdout);
+    assert!(
+        extents.contains("3/  3"),
+        "frag is in three pieces:\n{extents}"
+    );
+    let extents = Command::new("debugfs")
+        .args(["-R", "ex /sparse.conf", "ext4.img"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let extents = String::from_utf8_lossy(&extents.stdout);
+    assert!(
+        extents.contains("2/  2"),
+        "a hole between two blocks:\n{extents}"
+    );
+
+    let fs = ext4_view::Ext4::load_from_path(d.join("ext4.img")).unwrap();
+    for (path, want) in [
+        ("/frag", &frag),
+        ("/sparse.conf", &sparse),
+        ("/motd", &b"hello\n".to_vec()),
+    ] {
+        assert_eq!(&fs.read(path).unwrap(), want, "{path} read whole");
+        for size in [1usize, 1000, 1024, 1025, 4096, 8191, 9000, 2 << 20] {
+            let mut file = fs.open(path).unwrap();
+            let (mut got, mut buf) = (Vec::new(), vec![0u8; size]);
+            loop {
+                let n = file.read_bytes(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(&got == want, "{path} read {size} bytes at a time");
+            // From a block's start, and from inside one, to the end.
+            for at in [1024u64, 8000] {
+                file.seek_to(at).unwrap();
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut rest).unwrap();
+                let at = (at as usize).min(want.len());
+                assert!(rest == want[at..], "{path} from byte {at}, {size}");
+            }
+        }
+    }
+
+    let (code, v) = image_json(d, &["ext4.img"]);
+    assert_eq!(code, 1, "{v:#}");
+    for (k, path, line) in [
+        (&frag_k.0, "/frag", frag_line),
+        (&sparse_k.0, "/sparse.conf", 2),
+    ] {
+        let p = places_of(&v, k);
+        assert_eq!(p.len(), 1, "{path}: reported once: {p:#?}");
+        assert_eq!(
+            p[0]["inner"],
+            serde_json::json!(["disk (ext4)", path]),
+            "{p:#?}"
+        );
+        assert_eq!(p[0]["line"], line, "{path}");
+    }
+}
+
 #[test]
 fn every_file_of_a_3000_entry_ext4_directory_is_opened_with_its_path() {
     // `mkfs.ext4 -d` writes directories without htree indexes: files are opened from their

@@ -353,6 +353,46 @@ impl Ext4 {
         Ok(())
     }
 
+    /// keyhound: whether block `block_index` is read where it lies (the
+    /// journal holds no newer copy of it).
+    pub(crate) fn block_is_current(&self, block_index: FsBlockIndex) -> bool {
+        self.0.journal.map_block_index(block_index) == block_index
+    }
+
+    /// keyhound: reads `dst.len()` bytes from the start of block
+    /// `block_index` on, past the block cache: whole blocks of a file
+    /// (`File::read_bytes`), which the caller has checked the journal
+    /// does not remap. The blocks must lie within the filesystem.
+    pub(crate) fn read_blocks(
+        &self,
+        block_index: FsBlockIndex,
+        dst: &mut [u8],
+    ) -> Result<(), Ext4Error> {
+        let err = || {
+            Ext4Error::from(CorruptKind::BlockRead {
+                block_index,
+                original_block_index: block_index,
+                offset_within_block: 0,
+                read_len: dst.len(),
+            })
+        };
+        let block_size = self.0.superblock.block_size;
+        let blocks = dst.len().div_ceil(block_size.to_usize());
+        let blocks = u64::try_from(blocks).map_err(|_| err())?;
+        let end = block_index.checked_add(blocks).ok_or_else(err)?;
+        if block_index == 0 || end > self.0.superblock.blocks_count {
+            return Err(err());
+        }
+        let start_byte = block_index
+            .checked_mul(block_size.to_u64())
+            .ok_or_else(err)?;
+        self.0
+            .reader
+            .borrow_mut()
+            .read(start_byte, dst)
+            .map_err(Ext4Error::Io)
+    }
+
     /// Read the entire contents of a file into a `Vec<u8>`.
     ///
     /// Holes are filled with zero.
