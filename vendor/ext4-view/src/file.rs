@@ -142,14 +142,6 @@ impl File {
         let offset_within_block: u32 =
             u32::try_from(self.position % block_size.to_nz_u64()).unwrap();
 
-        // OK to unwrap: `offset_within_block` is always less than or
-        // equal to the block length.
-        //
-        // Note that if this block is at the end of the file, the block
-        // may extend past the actual number of bytes in the file. This
-        // does not matter because the output buffer's length was
-        // already capped earlier against the number of bytes remaining
-        // in the file.
         // keyhound: a read from a block's start of more than a block, or
         // of all that is left of the file, reads a run of blocks at once.
         let to_end = u64::try_from(buf.len()).is_ok_and(|n| n == bytes_remaining);
@@ -159,6 +151,14 @@ impl File {
             }
         }
 
+        // OK to unwrap: `offset_within_block` is always less than or
+        // equal to the block length.
+        //
+        // Note that if this block is at the end of the file, the block
+        // may extend past the actual number of bytes in the file. This
+        // does not matter because the output buffer's length was
+        // already capped earlier against the number of bytes remaining
+        // in the file.
         let bytes_remaining_in_block: u32 = block_size
             .to_u32()
             .checked_sub(offset_within_block)
@@ -211,13 +211,13 @@ impl File {
     /// keyhound: a read from the start of `first` (of more than a
     /// block, or of the rest of the file) takes the blocks that follow
     /// `first` on disk (as many as `buf` holds) in one read of the
-    /// filesystem's reader,
-    /// past the block cache. Read a block at a time, each missed block
-    /// made the cache read eight and a small file's read pulled in its
-    /// neighbours' blocks (which a sharded scan does not want), and
-    /// every block was copied out of the cache once more. Returns
-    /// `None` where the read is left to the block-at-a-time path: a
-    /// hole, or a block the journal holds a newer copy of.
+    /// filesystem's reader, past the block cache. Read a block at a
+    /// time, each missed block made the cache read eight and a small
+    /// file's read pulled in its neighbours' blocks (which a sharded
+    /// scan does not want), and every block was copied out of the cache
+    /// once more. Returns `None` where the read is left to the
+    /// block-at-a-time path: a hole, or a block the journal holds a
+    /// newer copy of.
     fn read_run(
         &mut self,
         first: FsBlockIndex,
@@ -243,7 +243,13 @@ impl File {
             }
         }
         let len = buf.len().min(n.saturating_mul(block_size));
-        self.fs.read_blocks(first, &mut buf[..len])?;
+        if let Err(e) = self.fs.read_blocks(first, &mut buf[..len]) {
+            // The run's blocks were taken from `file_blocks`: start again
+            // from `position` (not moved), so that a read after the error
+            // asks for the same bytes, as the block-at-a-time path does.
+            self.seek_to(self.position)?;
+            return Err(e);
+        }
         // A read that ends inside a block goes on from there, a block
         // at a time; one that ends on a block's end goes on with the
         // next block.
