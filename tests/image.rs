@@ -232,12 +232,16 @@ fn ext4_files_read_in_runs_across_fragments_and_holes() {
                 rm a2\nrm a4\nwrite frag frag\n";
     write(d, "cmds", cmds);
     tool(d, &["debugfs", "-w", "-f", "cmds", "ext4.img"]);
-    let extents = Command::new("debugfs")
-        .args(["-R", "ex /frag", "ext4.img"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let extents = String::from_utf8_lossy(&extents.stdout);
+    // debugfs's list of a file's extents.
+    let extents_of = |path: &str| {
+        let o = Command::new("debugfs")
+            .args(["-R", &format!("ex {path}"), "ext4.img"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let extents = extents_of("/frag");
     assert!(
         extents.contains("3/  3"),
         "frag is in three pieces:\n{extents}"
@@ -249,12 +253,7 @@ fn ext4_files_read_in_runs_across_fragments_and_holes() {
         .find(|t| t.len() >= 10 && t[2] == "2/")
         .and_then(|t| t[7].parse().ok())
         .unwrap_or_else(|| panic!("no second extent:\n{extents}"));
-    let extents = Command::new("debugfs")
-        .args(["-R", "ex /sparse.conf", "ext4.img"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let extents = String::from_utf8_lossy(&extents.stdout);
+    let extents = extents_of("/sparse.conf");
     assert!(
         extents.contains("2/  2"),
         "a hole between two blocks:\n{extents}"
