@@ -145,7 +145,8 @@ impl BlockCache {
     /// Otherwise, `f` is called to read a contiguous group of
     /// blocks. Each block is inserted into the cache, with the
     /// requested `block_index` at the front of the cache. `f` is called
-    /// only once.
+    /// only once, unless it fails on more than one block: then it is
+    /// called again for the requested block alone (keyhound's change).
     ///
     /// # Preconditions
     ///
@@ -153,10 +154,10 @@ impl BlockCache {
     pub(crate) fn get_or_insert_blocks<F>(
         &mut self,
         block_index: FsBlockIndex,
-        f: F,
+        mut f: F,
     ) -> Result<&[u8], Ext4Error>
     where
-        F: FnOnce(&mut [u8]) -> Result<(), Ext4Error>,
+        F: FnMut(&mut [u8]) -> Result<(), Ext4Error>,
     {
         assert!(block_index < self.num_fs_blocks);
 
@@ -187,7 +188,19 @@ impl BlockCache {
             })?;
 
         // Read blocks into the read buffer.
-        f(&mut self.read_buf[..num_bytes])?;
+        //
+        // keyhound: where the read of several blocks fails (an image cut
+        // short inside them), the requested block is read alone, so that
+        // every block still on the image can be read whatever was read
+        // before it.
+        let num_blocks = match f(&mut self.read_buf[..num_bytes]) {
+            Ok(()) => num_blocks,
+            Err(_) if num_blocks > 1 => {
+                f(&mut self.read_buf[..self.block_size.to_usize()])?;
+                1
+            }
+            Err(err) => return Err(err),
+        };
 
         // Add blocks to the cache. Blocks are added to the front in
         // reverse order, so that the requested `block_index` is at the
