@@ -167,6 +167,11 @@ fn display_name(p: &Path) -> Cow<'_, str> {
     // (`strip_prefix` and `to_string_lossy`'s checks were a tenth of a shard's walk).
     #[cfg(unix)]
     if let Some(s) = p.to_str() {
+        // An absolute path is never under `.`: it is named as it is. (A scan of the directory
+        // a job mounts, `/data`, had every shard parse and check every path it walked past.)
+        if s.starts_with('/') {
+            return Cow::Borrowed(s);
+        }
         let rest = s.strip_prefix("./").unwrap_or(s);
         if !rest.is_empty() && !rest.starts_with(['.', '/']) && !rest.ends_with('/') {
             return Cow::Borrowed(rest);
@@ -281,6 +286,12 @@ mod tests {
             ".//x",
             "./a/",
             "/abs/x",
+            "/",
+            "/abs/",
+            "//x",
+            "/./x",
+            "/a/../b//c",
+            "/ä/ö.txt",
             "a/./b",
             "./a//b",
             "x",
