@@ -58,8 +58,8 @@ impl DirBlock<'_> {
 
         // keyhound: a directory block is read by itself, past the block
         // cache (unless the journal holds a newer copy): a walk reads
-        // each directory once, and a cache miss read the seven blocks
-        // after it too, which no directory read used.
+        // each directory once, and a cache miss read the blocks after it
+        // too (32 KiB in all), which no directory read used.
         if self.fs.block_is_current(self.block_index) {
             self.fs.read_blocks(self.block_index, block)?;
         } else {

@@ -361,8 +361,9 @@ impl Ext4 {
 
     /// keyhound: reads `dst.len()` bytes from the start of block
     /// `block_index` on, past the block cache: whole blocks of a file
-    /// (`File::read_bytes`), which the caller has checked the journal
-    /// does not remap. The blocks must lie within the filesystem.
+    /// (`File::read_bytes`) or a directory block (`DirBlock::read`),
+    /// which the caller has checked the journal does not remap. The
+    /// blocks must lie within the filesystem.
     pub(crate) fn read_blocks(
         &self,
         block_index: FsBlockIndex,
