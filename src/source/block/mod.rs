@@ -22,6 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub mod arena;
 pub mod ebs;
 pub mod qcow2;
 pub mod raw;

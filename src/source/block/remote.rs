@@ -44,6 +44,11 @@ pub trait Fetch: Send + Sync {
     fn written(&self) -> &[u64];
     /// Block `index`, checked (its length and checksum): `block_size` bytes.
     fn fetch(&self, index: u64) -> BoxFuture<'_, Result<Bytes, FetchError>>;
+    /// Where `fetch` lands blocks side by side, if it does (`arena.rs`): the raw pass joins
+    /// neighbours there without a copy.
+    fn arenas(&self) -> Option<&super::arena::Arenas> {
+        None
+    }
 }
 
 /// Why a block could not be had.
@@ -280,6 +285,11 @@ impl Remote {
     /// Written bytes (what a full read costs).
     pub fn written_bytes(&self) -> u64 {
         self.ranges.iter().map(|r| r.1 - r.0).sum()
+    }
+
+    /// Where the blocks land side by side, if they do.
+    pub fn arenas(&self) -> Option<&super::arena::Arenas> {
+        self.src.arenas()
     }
 
     /// The written byte ranges, merged.
@@ -693,6 +703,8 @@ pub(crate) mod tests {
         asked: Mutex<Vec<u64>>,
         bad: Option<u64>,
         denied: bool,
+        /// Blocks land side by side here, as a snapshot's do.
+        pub(crate) arenas: Option<crate::source::block::arena::Arenas>,
     }
 
     impl Fetch for Mem {
@@ -704,6 +716,9 @@ pub(crate) mod tests {
         }
         fn written(&self) -> &[u64] {
             &self.written
+        }
+        fn arenas(&self) -> Option<&crate::source::block::arena::Arenas> {
+            self.arenas.as_ref()
         }
         fn fetch(&self, i: u64) -> BoxFuture<'_, Result<Bytes, FetchError>> {
             Box::pin(async move {
@@ -718,7 +733,17 @@ pub(crate) mod tests {
                     });
                 }
                 let s = (i * self.bs) as usize;
-                Ok(Bytes::copy_from_slice(&self.data[s..s + self.bs as usize]))
+                let block = &self.data[s..s + self.bs as usize];
+                Ok(match &self.arenas {
+                    // In two chunks, as a body comes.
+                    Some(a) => {
+                        let mut l = a.landing(i);
+                        l.put(&block[..block.len() / 2]);
+                        l.put(&block[block.len() / 2..]);
+                        l.finish()
+                    }
+                    None => Bytes::copy_from_slice(block),
+                })
             })
         }
     }
@@ -726,6 +751,11 @@ pub(crate) mod tests {
     /// A disk of `blocks` blocks of `bs` bytes, of which those whose index is not 1 more than
     /// a multiple of 3 are written (random non-zero bytes); block `bad` fails every request.
     pub(crate) fn mem(blocks: u64, bs: u64, bad: Option<u64>) -> Arc<Mem> {
+        Arc::new(mem_data(blocks, bs, bad))
+    }
+
+    /// `mem`'s disk, not shared yet.
+    pub(crate) fn mem_data(blocks: u64, bs: u64, bad: Option<u64>) -> Mem {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut data = vec![0u8; (blocks * bs) as usize];
         let written: Vec<u64> = (0..blocks).filter(|i| i % 3 != 1).collect();
@@ -734,14 +764,15 @@ pub(crate) mod tests {
                 *b = rng.u8(1..);
             }
         }
-        Arc::new(Mem {
+        Mem {
             data,
             bs,
             written,
             asked: Mutex::new(Vec::new()),
             bad,
             denied: false,
-        })
+            arenas: None,
+        }
     }
 
     /// Reads give the disk's bytes (zeros where unwritten); what the walk read is not asked
