@@ -844,19 +844,10 @@ mod tests {
         }
     }
 
-    /// Block `i` of `disk` as a fetch hands it over: landed in `arenas` (in two chunks, as a
-    /// body comes), or a buffer of its own.
+    /// Block `i` of `disk` as a fetch hands it over.
     fn arrived(disk: &[u8], bs: u64, i: u64, arenas: Option<&Arenas>) -> Bytes {
         let b = &disk[(i * bs) as usize..((i + 1) * bs) as usize];
-        match arenas {
-            Some(a) => {
-                let mut l = a.landing(i);
-                l.put(&b[..b.len() / 3]);
-                l.put(&b[b.len() / 3..]);
-                l.finish()
-            }
-            None => Bytes::copy_from_slice(b),
-        }
+        crate::source::block::remote::tests::landed(arenas, i, b)
     }
 
     fn assembled_in_any_order(bs: u64, ov: u64, in_arenas: bool) {

@@ -733,18 +733,30 @@ pub(crate) mod tests {
                     });
                 }
                 let s = (i * self.bs) as usize;
-                let block = &self.data[s..s + self.bs as usize];
-                Ok(match &self.arenas {
-                    // In two chunks, as a body comes.
-                    Some(a) => {
-                        let mut l = a.landing(i);
-                        l.put(&block[..block.len() / 2]);
-                        l.put(&block[block.len() / 2..]);
-                        l.finish()
-                    }
-                    None => Bytes::copy_from_slice(block),
-                })
+                Ok(landed(
+                    self.arenas.as_ref(),
+                    i,
+                    &self.data[s..s + self.bs as usize],
+                ))
             })
+        }
+    }
+
+    /// Block `i`'s bytes as a fetch hands them over: landed in `arenas` (in two chunks, as a
+    /// body comes), or a buffer of their own.
+    pub(crate) fn landed(
+        arenas: Option<&crate::source::block::arena::Arenas>,
+        i: u64,
+        block: &[u8],
+    ) -> Bytes {
+        match arenas {
+            Some(a) => {
+                let mut l = a.landing(i);
+                l.put(&block[..block.len() / 3]);
+                l.put(&block[block.len() / 3..]);
+                l.finish()
+            }
+            None => Bytes::copy_from_slice(block),
         }
     }
 
