@@ -800,6 +800,7 @@ mod tests {
             disk.read_at(&mut head, 0).unwrap();
             disk.read_at(&mut head, blocks * bs - 512).unwrap();
             let owned = std::sync::Mutex::new(vec![0u8; (blocks * bs) as usize]);
+            let scanned = AtomicU64::new(0);
             let stats = Stats::default();
             scan(
                 &disk,
@@ -809,6 +810,7 @@ mod tests {
                 &stats,
                 &|| {
                     |b: Blob| {
+                        scanned.fetch_add(b.data.len() as u64, Ordering::Relaxed);
                         let mut o = owned.lock().unwrap();
                         let at = b.offset as usize;
                         for n in &mut o[at + b.own.start..at + b.own.end] {
@@ -825,6 +827,15 @@ mod tests {
                     n, w as u8,
                     "multi-thread {multi}, arenas {in_arenas}: byte {k} owned {n} times"
                 );
+            }
+            // In arenas, each run of written blocks waits until it is whole and is scanned in
+            // place at once: no byte is scanned twice as context. Block by block, the context
+            // around each joint is.
+            let (scanned, written) = (scanned.into_inner(), written.len() as u64 * bs);
+            if in_arenas {
+                assert_eq!(scanned, written, "multi-thread {multi}");
+            } else {
+                assert!(scanned > written, "multi-thread {multi}");
             }
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! Each block's slot is written once, by the request that fetched it, before anything can see
 //! it; then it is handed out as a `Bytes` that owns a *view* of the arena. A view counts on each
-//! slot it covers. When a slot's last view goes, its pages are kept while the pages so kept
+//! slot it covers (where slots hold whole pages). When a slot's last view goes, its pages are kept while the pages so kept
 //! stay under `DEAD_BYTES`, and go back to the system past that: memory is held for the blocks
 //! somebody still holds (as with a buffer a block), not for every arena one of them is in.
 //! When an arena's last view goes, its mapping is kept for the next arena (`POOLED` of them):
@@ -59,8 +59,11 @@ struct Arena {
     first: u64,
     block: usize,
     state: Box<[AtomicU8]>,
-    /// Views alive on each slot.
+    /// Views alive on each slot: counted only where a slot holds whole pages to give back
+    /// (not for blocks smaller than a page, moto's 512 bytes, where a run's view would count on
+    /// thousands of slots each time a block joins it).
     views: Box<[AtomicU32]>,
+    counted: bool,
     /// Bytes of this arena's dead slots counted in `pool.dead`.
     dead: AtomicUsize,
     pool: Arc<Pool>,
@@ -98,8 +101,7 @@ impl Arena {
         self.release(k);
     }
 
-    /// Lets the pages of slot `k` go. Only whole pages of the slot: with blocks smaller than a
-    /// page (moto's 512 bytes) nothing goes before the arena.
+    /// Lets the pages of slot `k` go: only whole pages of the slot.
     fn release(&self, k: usize) {
         let page = page_size();
         let (s, e) = (k * self.block, (k + 1) * self.block);
@@ -133,8 +135,10 @@ impl View {
     /// Counts the view on its slots. The caller makes sure they are published and held by
     /// another view (or that it is the publication).
     fn new(arena: Arc<Arena>, start: usize, end: usize) -> View {
-        for k in arena.slots(start, end) {
-            arena.views[k].fetch_add(1, Ordering::Relaxed);
+        if arena.counted {
+            for k in arena.slots(start, end) {
+                arena.views[k].fetch_add(1, Ordering::Relaxed);
+            }
         }
         View { arena, start, end }
     }
@@ -142,6 +146,9 @@ impl View {
 
 impl Drop for View {
     fn drop(&mut self) {
+        if !self.arena.counted {
+            return;
+        }
         for k in self.arena.slots(self.start, self.end) {
             if self.arena.views[k].fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.arena.dead(k);
@@ -287,6 +294,7 @@ impl Arenas {
                         block,
                         state: (0..per).map(|_| AtomicU8::new(FREE)).collect(),
                         views: (0..per).map(|_| AtomicU32::new(0)).collect(),
+                        counted: block >= page_size(),
                         dead: AtomicUsize::new(0),
                         pool: self.pool.clone(),
                     });
@@ -389,6 +397,13 @@ mod tests {
         let l = land(&a, per - 1, 4, 4096);
         let f = land(&a, per, 5, 4096);
         assert!(a.join((per - 1) * bs, &l, &f).is_none());
+        // Blocks smaller than a page: nothing to give back, so nothing counted; they join.
+        let small = Arenas::new(512);
+        let (s0, s1) = (land(&small, 0, 6, 512), land(&small, 1, 7, 512));
+        let js = small.join(0, &s0, &s1).expect("neighbours join");
+        let (arena, _) = small.locate(0, &js).unwrap();
+        assert!(arena.views.iter().all(|v| v.load(Ordering::Relaxed) == 0));
+        assert_eq!(&js[510..514], &[6, 6, 7, 7]);
         // A buffer from elsewhere is no view.
         let other = Bytes::from(vec![0u8; 4096]);
         assert!(a.join(0, &b0, &other).is_none());
