@@ -11,6 +11,12 @@
 # this repository (pass a big one: git/git). Each is warmed first. Targets (issue #18): <= 1.15
 # for the tree and the image. SKIP_IMAGE=1 or SKIP_GIT=1 leaves that part out. Needs GNU time
 # and bc.
+#
+# For the tree it also prints the floor any split of files by a hash of their path has: every
+# shard must list every directory to learn which files are its own, so 4 shards pay at least
+# 3 more listings of the tree than one run. A listing is taken as `find TREE`'s CPU (the
+# kernel's getdents and nothing else; the median of 3), and the floor is
+# (whole + 3 x find) / whole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tree=${1:-bench/out/corpus}
@@ -31,6 +37,7 @@ measure() { # NAME ARGS...: whole, 4 shards, merge
   "$kh" "$@" -q --format json -o "$out/warm.json" >/dev/null 2>&1 || true
   local whole shards=0 t merge
   whole=$(cpu "$kh" "$@" -q --format json -o "$out/whole.json")
+  last_whole=$whole
   rm -rf "$out/parts" && mkdir -p "$out/parts"
   for k in 1 2 3 4; do
     t=$(cpu "$kh" "$@" -q --shard "$k/4" --format json -o "$out/parts/$k.json")
@@ -52,6 +59,11 @@ EOF
   printf '%-6s whole %6.2f s CPU   4 shards %6.2f s CPU (%.2fx)   merge %.2f s   reports: %s\n' \
     "$name" "$whole" "$shards" "$(echo "$shards / $whole" | bc -l)" "$merge" "$same"
 }
-[ -d "$tree" ] && measure tree scan --no-ignore "$tree"
+if [ -d "$tree" ]; then
+  measure tree scan --no-ignore "$tree"
+  listing=$(for _ in 1 2 3; do cpu find "$tree"; done | sort -g | sed -n 2p) # the median of 3
+  printf '       floor of the split by path: find lists the tree in %.2f s CPU, so 4 shards cost at least %.2fx\n' \
+    "$listing" "$(echo "($last_whole + 3 * $listing) / $last_whole" | bc -l)"
+fi
 [ -n "${SKIP_IMAGE:-}" ] || [ ! -f "$img" ] || measure image image "$img"
 [ -n "${SKIP_GIT:-}" ] || measure git git "$repo"
