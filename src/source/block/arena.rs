@@ -7,9 +7,10 @@
 //!
 //! Each block's slot is written once, by the request that fetched it, before anything can see
 //! it; then it is handed out as a `Bytes` that owns a *view* of the arena. A view counts on each
-//! slot it covers (where slots hold whole pages). When a slot's last view goes, its pages are kept while the pages so kept
-//! stay under `DEAD_BYTES`, and go back to the system past that: memory is held for the blocks
-//! somebody still holds (as with a buffer a block), not for every arena one of them is in.
+//! slot it covers (where slots hold whole pages). When a slot's last view goes, its pages are
+//! kept while the pages so kept stay under `DEAD_BYTES`, and go back to the system past that:
+//! memory is held for the blocks somebody still holds (as with a buffer a block), not for
+//! every arena one of them is in.
 //! When an arena's last view goes, its mapping is kept for the next arena (`POOLED` of them):
 //! the pages of a new mapping each cost a fault and zeroing on first write (a buffer a block,
 //! from malloc, reused the same memory block after block), which took back more than the
